@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up everything opencm's demo and tests need on a fresh Debian 12 machine.
+# Safe to run any number of times: each step checks before it acts.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+
+# Debian packages the tests use against the real thing: cab tools, signatures, links, load generators.
+APT_PACKAGES=(
+    gcc libc6-dev python3-venv
+    cabextract gcab minisign
+    openvpn wireguard-go wireguard-tools iproute2 iputils-ping socat ppp
+    wrk nginx-light
+    dbus libdbus-1-dev libglib2.0-dev pkg-config
+    systemd xdg-utils
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "bootstrap: installing ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "bootstrap: not root, skipping Debian packages: ${missing[*]} (tests that need them are skipped)" >&2
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.opencm-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    touch "$stamp"
+fi

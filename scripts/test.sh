@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, format, types, then every test (real links need root).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+bash scripts/bootstrap.sh
+export PATH="$here/.venv/bin:$PATH"
+
+echo "== ruff check"; ruff check src tests benchmarks
+echo "== ruff format --check"; ruff format --check src tests benchmarks
+echo "== mypy --strict"; mypy
+echo "== pytest"; pytest "$@"

@@ -1,0 +1,3 @@
+from opencm.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``opencm`` command line: a thin front over the engine."""

@@ -1,0 +1,24 @@
+"""How commands print: JSON for scripts, short plain text for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+
+def emit_json(data: Any) -> None:
+    """Print one JSON document on stdout (what ``--json`` promises)."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False))
+
+
+def warn(message: str) -> None:
+    """Print a warning on stderr, where it never mixes with ``--json`` output."""
+    click.echo(f"warning: {message}", err=True)
+
+
+def is_interactive() -> bool:
+    """True when a person is at the terminal (stdin and stdout are ttys)."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
