@@ -1,0 +1,1 @@
+"""The Phone Book Service: the publish store and the update endpoint."""
