@@ -1,0 +1,1 @@
+"""Links: the dialers that bring a connection up (OpenVPN, WireGuard, modem, NetworkManager)."""
