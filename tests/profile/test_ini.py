@@ -163,7 +163,7 @@ def test_unreadable_file_names_the_file(tmp_path: Path) -> None:
 # -- properties ---------------------------------------------------------------------------
 
 _line_text = st.text(
-    alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+    alphabet=st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]),
     max_size=30,
 )
 _ini_like = st.lists(

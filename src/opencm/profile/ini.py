@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import codecs
-import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,8 +32,6 @@ from pathlib import Path
 
 from opencm.errors import InputError
 from opencm.fsutil import atomic_write
-
-log = logging.getLogger(__name__)
 
 _EOL = re.compile(r"\r\n|\n|\r")
 _INT_PREFIX = re.compile(r"[+-]?(0[xX][0-9A-Fa-f]+|[0-9]+)")
@@ -179,7 +176,8 @@ class IniFile:
         self.path = path
         #: The line ending for the first line added to a file that has none yet.
         self.default_eol = "\r\n"
-        #: Warnings from look-ups (integers that were not integers, …), in the order met.
+        #: Warnings from look-ups (integers that were not integers, …), in the order met;
+        #: the caller decides where they are shown (``profile check``, the CLI's stderr, a log).
         self.diagnostics: list[Diagnostic] = []
 
     # -- reading and writing -------------------------------------------------------------
@@ -324,7 +322,6 @@ class IniFile:
         diagnostic = Diagnostic(self.path, index + 1, message)
         if diagnostic not in self.diagnostics:
             self.diagnostics.append(diagnostic)
-            log.warning("%s", diagnostic)
 
     # -- edits ---------------------------------------------------------------------------
 
