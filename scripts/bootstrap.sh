@@ -30,6 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
             printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
             chmod +x /usr/sbin/policy-rc.d
             added_policy=1
+            trap 'rm -f /usr/sbin/policy-rc.d' EXIT
         fi
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
