@@ -23,8 +23,18 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
         echo "bootstrap: installing ${missing[*]}" >&2
         export DEBIAN_FRONTEND=noninteractive
+        # Packages such as nginx start a system service on install; the tests start their own
+        # servers on 127.0.0.1, so keep the package scripts from starting anything.
+        added_policy=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+            chmod +x /usr/sbin/policy-rc.d
+            added_policy=1
+            trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        fi
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        [ -z "$added_policy" ] || rm -f /usr/sbin/policy-rc.d
     else
         echo "bootstrap: not root, skipping Debian packages: ${missing[*]} (tests that need them are skipped)" >&2
     fi

@@ -23,8 +23,9 @@ def cli() -> None:
 
 def _register() -> None:
     # One line per part; each module defines a click group or command named after it.
-    # (groups are added here as the parts land)
-    return
+    from opencm.cli import profile_cmd
+
+    cli.add_command(profile_cmd.profile)
 
 
 _register()

@@ -1,0 +1,79 @@
+"""``opencm profile``: exit codes, JSON, errors without tracebacks, atomic edits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from opencm.cli.main import cli
+from tests.profile.test_model import FIXTURES, install_contoso
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real command, as a user runs it: exit code and streams, no test harness between."""
+    return subprocess.run(
+        [sys.executable, "-m", "opencm", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_reports_problems_with_file_and_line(tmp_path: Path) -> None:
+    cmp = install_contoso(tmp_path)
+    result = run("profile", "check", str(cmp))
+    assert result.returncode == 1
+    cms = tmp_path / "contoso" / "Contoso.cms"
+    assert result.stdout.splitlines() == [
+        f"{cms}:17: warning: [Connection Manager] IdleTimeout='1.1' read as the integer 1",
+        f"{cms}:44: warning: [connection manager] repeats the section at line 4; "
+        "only the first is ever read",
+        f"{cms}:47: warning: [Connection Manager] repeats the section at line 4; "
+        "only the first is ever read",
+        f"{cms}:52: warning: key repeats line 51; only the first value is read",
+        f"{cms}:53: warning: 'just text without an equals sign' has no '=': not a key",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_check_clean_profile_exits_0(tmp_path: Path) -> None:
+    cms = tmp_path / "clean.cms"
+    cms.write_bytes(b"[Connection Manager]\r\nServiceName=Clean\r\nTunnel=1\r\n")
+    (tmp_path / "clean.cmp").write_bytes(b"[Connection Manager]\r\nCMSFile=clean.cms\r\n")
+    result = run("profile", "check", str(tmp_path / "clean.cmp"), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["problems"] == []
+
+
+@pytest.mark.parametrize("name", ["missing.cmp", "notes.txt"])
+def test_unreadable_profile_exits_2_without_traceback(tmp_path: Path, name: str) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    result = run("profile", "check", str(tmp_path / name))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"opencm: error: {tmp_path / name}: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_show_json(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["profile", "show", str(install_contoso(tmp_path)), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["service_name"] == "Contoso VPN"
+    assert info["files"]["cmp"]["encoding"] == "UTF-16LE with BOM"
+    assert info["actions"]["post-connect"] == 1
+    assert info["connection_types"] == ["direct"]
+
+
+def test_get_and_set_round_trip_only_the_touched_line(tmp_path: Path) -> None:
+    cms = tmp_path / "contoso.cms"
+    original = (FIXTURES / "contoso.cms").read_bytes()
+    cms.write_bytes(original)
+    assert run("profile", "get", str(cms), "connection manager", "redialdelay").stdout == "5\n"
+    result = run("profile", "set", str(cms), "Connection Manager", "RedialDelay", "30")
+    assert result.returncode == 0, result.stderr
+    assert cms.read_bytes() == original.replace(b"RedialDelay=5\r\n", b"RedialDelay=30\r\n")
+    missing = run("profile", "get", str(cms), "Connection Manager", "Nope")
+    assert missing.returncode == 1
+    assert "is not set" in missing.stderr
