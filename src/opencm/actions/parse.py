@@ -217,7 +217,10 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
     actions: list[ActionLine] = []
     for index in sorted(programs):
         entry = programs[index]
-        program, entry_point, parameters, notes = split_action_line(entry.value)
+        # The INI layer strips one pair of outer quotes (Windows semantics); an action line
+        # needs them ("C:\\dir with space\\x.exe" "arg"), so read the raw value when offered.
+        text = getattr(entry, "raw_value", entry.value)
+        program, entry_point, parameters, notes = split_action_line(text)
         problems.extend(Problem(entry.line, f"action {index}: {note}") for note in notes)
         flag_value = 0
         if index in flags:
@@ -236,7 +239,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
             ActionLine(
                 index=index,
                 line=entry.line,
-                text=entry.value,
+                text=text,
                 program=program,
                 entry=entry_point,
                 parameters=parameters,

@@ -12,8 +12,9 @@ How a program becomes a kind:
 - ``x.so`` → that library.
 - ``x.exe``/``.com``/``.bat``/``.cmd`` → that file if it is executable here, else an executable
   ``x`` (no extension) beside it or, for a bare name, on ``PATH``.
-- anything else that exists: an executable file (execute permission) → executable; any other
-  file → a document, opened with ``xdg-open``.
+- anything else that exists: an executable file (execute permission) → executable; a file
+  without extension or with a script's (``.sh``, ``.py``, ``.pl``, ``.run``) that lacks execute
+  permission → a failure; any other file or folder → a document, opened with ``xdg-open``.
 
 A bare name (no folder) that is not in the profile folder is looked up on ``PATH``, unless the
 action's 0x20 flag says the program is included in the profile.
@@ -194,4 +195,10 @@ def locate(
         )
     if _executable_file(path):
         return Program(ActionKind.EXECUTABLE, path=path)
+    if suffix in _SCRIPT_SUFFIXES and path.is_file():
+        return Program(
+            ActionKind.EXECUTABLE,
+            path=path,
+            failure=f"{path} is not executable (it needs execute permission: chmod +x)",
+        )
     return Program(ActionKind.DOCUMENT, path=path)
