@@ -160,3 +160,25 @@ def test_bad_set_is_a_usage_error(tmp_path: Path) -> None:
     assert result.stderr == (
         "opencm: error: --set 'nonsense': expected MACRO=VALUE, e.g. UserName=jobrown\n"
     )
+
+
+def test_profile_check_reports_action_numbering(tmp_path: Path) -> None:
+    make_profile(
+        tmp_path,
+        {"Connect Actions": ["0=true", "0&Flags=1.1", "2=true", "7&Description=orphan"]},
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "opencm", "profile", "check", str(tmp_path / "CONTOSO.cmp")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    cms = tmp_path / "CONTOSO" / "CONTOSO.cms"
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{cms}:9: warning: [Connect Actions] 0&Flags: '1.1' is not an integer; truncated to 1",
+        f"{cms}:10: warning: [Connect Actions] action 2 follows a gap at 1: the numbers must run"
+        " 0, 1, 2, … without a hole, so it never runs",
+        f"{cms}:11: warning: [Connect Actions] 7&Description belongs to no action: there is no"
+        " key 7",
+    ]

@@ -42,7 +42,8 @@ class Problem:
 
     line: int | None
     message: str
-    #: "numbering" for problems with the keys themselves, "value" for a bad value.
+    #: "numbering" for problems with the keys themselves, "duplicate" for a repeated key,
+    #: "value" for a bad value.
     category: str = "value"
 
 
@@ -180,7 +181,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
                 Problem(
                     entry.line,
                     f"duplicate key {key!r}; the first one, on line {target[index].line}, is used",
-                    "numbering",
+                    "duplicate",
                 )
             )
             continue
@@ -261,5 +262,5 @@ def numbering_problems(
     return [
         (problem.line or 0, problem.message)
         for problem in parsed.problems
-        if problem.category == "numbering"
+        if problem.category in ("numbering", "duplicate")
     ]

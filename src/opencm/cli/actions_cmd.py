@@ -16,6 +16,7 @@ import click
 
 from opencm.actions import flags as flagbits
 from opencm.actions.api import ActionPoint, ActionResult, ConnectionType, RunContext
+from opencm.actions.check import register as register_profile_checks
 from opencm.actions.engine import ActionEngine
 from opencm.actions.macros import KNOWN_MACROS
 from opencm.actions.plan import PlannedAction
@@ -26,6 +27,9 @@ from opencm.profile.model import ServiceProfile, load_profile
 PATH = click.Path(path_type=Path)
 TYPES = click.Choice(["dialup", "direct", "double"])
 POINTS = click.Choice([point.value for point in ActionPoint])
+
+# ``opencm profile check`` also reports the action sections' numbering and value problems.
+register_profile_checks()
 
 
 def _parse_sets(values: Sequence[str]) -> dict[str, str]:
