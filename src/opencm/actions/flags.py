@@ -58,9 +58,7 @@ _TYPE_WORDS = {
 }
 
 
-def admitted_types(flags: int) -> frozenset[ConnectionType]:
-    """The connection types an action with these flags runs for."""
-    bits = flags & CONNECTION_BITS
+def _admitted(bits: int) -> frozenset[ConnectionType]:
     if not bits:
         return frozenset(ConnectionType)
     admitted: set[ConnectionType] = set()
@@ -68,6 +66,15 @@ def admitted_types(flags: int) -> frozenset[ConnectionType]:
         if bits & bit:
             admitted |= types
     return frozenset(admitted)
+
+
+#: admitted types for each of the 16 combinations of connection bits.
+_ADMITTED = tuple(_admitted(bits) for bits in range(CONNECTION_BITS + 1))
+
+
+def admitted_types(flags: int) -> frozenset[ConnectionType]:
+    """The connection types an action with these flags runs for."""
+    return _ADMITTED[flags & CONNECTION_BITS]
 
 
 def runs_for(flags: int, connection_type: ConnectionType) -> bool:

@@ -20,6 +20,7 @@ the program). Expansion is one pass: a ``%…%`` inside a value is never expande
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -67,6 +68,12 @@ def tokenize(parameters: str) -> Tokens:
     There is no escape character: backslashes are path separators in profiles. ``""`` is an
     empty argument.
     """
+    if '"' not in parameters:
+        return Tokens(tuple(parameters.split()))
+    return _tokenize_quoted(parameters)
+
+
+def _tokenize_quoted(parameters: str) -> Tokens:
     words: list[str] = []
     current: list[str] = []
     in_token = False
@@ -98,6 +105,12 @@ def macro_table(values: Mapping[str, str | None]) -> dict[str, str | None]:
 def expand(text: str, table: Mapping[str, str | None]) -> str:
     """Replace every ``%Name%`` of ``table`` (lower-case keys) in one pass; see module doc."""
     if "%" not in text:
+        return text
+    if len(text) > 2 and text[0] == "%" and text[-1] == "%" and text.count("%") == 2:
+        # The common case, a token that is exactly one macro.
+        name = text[1:-1].lower()
+        if name in table:
+            return table[name] or UNDEFINED
         return text
     out: list[str] = []
     position = 0
@@ -137,7 +150,10 @@ def command_line(arguments: Sequence[str]) -> str:
     return " ".join(_quote_if_needed(argument) for argument in arguments)
 
 
+_WHITESPACE = re.compile(r"\s")
+
+
 def _quote_if_needed(argument: str) -> str:
-    if not argument or any(char.isspace() for char in argument):
+    if not argument or _WHITESPACE.search(argument):
         return f'"{argument}"'
     return argument

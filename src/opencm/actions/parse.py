@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from opencm.actions.cmint import parse_cm_int
+from opencm.actions.macros import tokenize
 from opencm.actions.source import EntryLike
 
 #: Extensions that make a program a shared library, called in-process by CM (and out of
@@ -28,8 +29,18 @@ _LIBRARY_SUFFIX = re.compile(r"\.(?:dll|so(?:\.[0-9]+)*)$", re.IGNORECASE)
 #: An unquoted library line whose path contains spaces: ``C:\Program Files\x.dll,Entry …``.
 _LIBRARY_WITH_COMMA = re.compile(r"(.+?\.(?:dll|so(?:\.[0-9]+)*)),(.*)", re.IGNORECASE | re.DOTALL)
 #: CM reads key "1", never "01": leading zeros make a key that is never read.
-_INDEX = re.compile(r"0|[1-9][0-9]*")
-_QUALIFIED = re.compile(r"([0-9]+)&(flags|description)", re.IGNORECASE)
+_SUFFIXES = {"flags": "flags", "description": "description"}
+
+
+def _index(text: str) -> int | None:
+    """The action number a key names, or None (CM reads key "1", never "01" or "+1")."""
+    if text.isascii() and text.isdigit() and (text[0] != "0" or text == "0"):
+        return int(text)
+    return None
+
+
+def _basename(written: str) -> str:
+    return written[max(written.rfind("\\"), written.rfind("/")) + 1 :]
 
 
 def is_library_name(program: str) -> bool:
@@ -47,7 +58,7 @@ class Problem:
     category: str = "value"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: cheaper to build for large sections; treat as read-only
 class ActionLine:
     """One numbered action as written in the section, before anything is resolved."""
 
@@ -65,6 +76,8 @@ class ActionLine:
     #: ``N&Description``, or None when absent or empty.
     description: str | None = None
     notes: tuple[str, ...] = ()
+    #: The parameters split into arguments (before macro expansion; see macros.py).
+    tokens: tuple[str, ...] = ()
 
     @property
     def is_library(self) -> bool:
@@ -73,7 +86,7 @@ class ActionLine:
     @property
     def program_name(self) -> str:
         """The file name part of the program, the default description (seed 000)."""
-        return re.split(r"[\\/]", self.program)[-1] or self.program
+        return _basename(self.program) or self.program
 
 
 @dataclass(frozen=True)
@@ -119,7 +132,7 @@ def split_action_line(text: str) -> tuple[str, str | None, str, list[str]]:
         head, comma, tail = first.partition(",")
         if comma and is_library_name(head):
             program, rest, comma_form = head, tail + rest, True
-        elif "." not in re.split(r"[\\/]", first)[-1]:
+        elif "." not in _basename(first):
             # "C:\Program Files\x.dll,Entry": a library path with spaces, written unquoted.
             match = _LIBRARY_WITH_COMMA.fullmatch(value)
             if match:
@@ -137,12 +150,13 @@ def split_action_line(text: str) -> tuple[str, str | None, str, list[str]]:
     return program.strip(), entry, rest, notes
 
 
+_FIRST_TOKEN = re.compile(r"\s*(\S*)(.*)", re.DOTALL)
+
+
 def _split_first_token(text: str) -> tuple[str, str]:
-    stripped = text.lstrip()
-    for position, char in enumerate(stripped):
-        if char.isspace():
-            return stripped[:position], stripped[position:]
-    return stripped, ""
+    match = _FIRST_TOKEN.match(text)
+    assert match is not None  # the pattern matches any string
+    return match.group(1), match.group(2)
 
 
 def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
@@ -154,19 +168,10 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
     empty: dict[int, EntryLike] = {}
     for entry in entries:
         key = entry.key.strip()
-        if _INDEX.fullmatch(key):
-            target, index = programs, int(key)
-            if not entry.value.strip():
-                if index not in programs and index not in empty:
-                    empty[index] = entry
-                    problems.append(
-                        Problem(entry.line, f"action {index} has no program", "numbering")
-                    )
-                continue
-        elif (qualified := _QUALIFIED.fullmatch(key)) and _INDEX.fullmatch(qualified.group(1)):
-            index = int(qualified.group(1))
-            target = flags if qualified.group(2).lower() == "flags" else descriptions
-        else:
+        number, ampersand, suffix = key.partition("&")
+        index = _index(number)
+        kind = _SUFFIXES.get(suffix.lower()) if ampersand else "program"
+        if index is None or kind is None:
             problems.append(
                 Problem(
                     entry.line,
@@ -176,6 +181,17 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
                 )
             )
             continue
+        if kind == "program":
+            target = programs
+            if not entry.value.strip():
+                if index not in programs and index not in empty:
+                    empty[index] = entry
+                    problems.append(
+                        Problem(entry.line, f"action {index} has no program", "numbering")
+                    )
+                continue
+        else:
+            target = flags if kind == "flags" else descriptions
         if index in target:
             problems.append(
                 Problem(
@@ -222,10 +238,14 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
         # needs them ("C:\\dir with space\\x.exe" "arg"), so read the raw value when offered.
         text = getattr(entry, "raw_value", entry.value)
         program, entry_point, parameters, notes = split_action_line(text)
-        problems.extend(Problem(entry.line, f"action {index}: {note}") for note in notes)
+        if notes:
+            problems.extend(Problem(entry.line, f"action {index}: {note}") for note in notes)
         flag_value = 0
-        if index in flags:
-            parsed = parse_cm_int(flags[index].value, 0)
+        flag_entry = flags.get(index)
+        if flag_entry is not None and flag_entry.value.isdigit() and flag_entry.value.isascii():
+            flag_value = int(flag_entry.value)  # the common case, a plain number
+        elif flag_entry is not None:
+            parsed = parse_cm_int(flag_entry.value, 0)
             flag_value = parsed.value
             if parsed.value < 0:
                 problems.append(
@@ -235,7 +255,11 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
             elif parsed.warning:
                 problems.append(Problem(flags[index].line, f"{index}&Flags: {parsed.warning}"))
                 notes.append(f"{index}&Flags: {parsed.warning}")
-        description = descriptions[index].value.strip() if index in descriptions else ""
+        description_entry = descriptions.get(index)
+        description = description_entry.value.strip() if description_entry is not None else ""
+        tokens = tokenize(parameters)
+        if tokens.unterminated_quote:
+            notes.append("a double quote in the parameters is never closed")
         actions.append(
             ActionLine(
                 index=index,
@@ -247,6 +271,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
                 flags=flag_value,
                 description=description or None,
                 notes=tuple(notes),
+                tokens=tokens.words,
             )
         )
     problems.sort(key=lambda problem: (problem.line is None, problem.line or 0))

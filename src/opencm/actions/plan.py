@@ -22,17 +22,19 @@ from pathlib import Path
 
 from opencm.actions import flags as flagbits
 from opencm.actions.api import FATAL_POINTS, ActionKind, ActionPoint, RunContext
-from opencm.actions.macros import command_line, expand_parameters, macro_table
+from opencm.actions.macros import command_line, expand, macro_table
 from opencm.actions.parse import ParsedSection
-from opencm.actions.programs import PathFinder, locate
+from opencm.actions.programs import PathFinder, Program, locate
 from opencm.actions.pyactions import PythonActions
 
 #: Decides whether a planned action may run at logon (system rights); see engine.LogonPolicy.
 LogonCheck = Callable[["PlannedAction"], bool]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~5x more, and plans hold thousands
 class PlannedAction:
+    """One action of a point as it will (or will not) run. Treat it as read-only."""
+
     point: ActionPoint
     index: int
     #: Line of ``N=`` in the service file.
@@ -119,30 +121,36 @@ def plan_section(
     table = macros if macros is not None else context_macros(context)
     planned: list[PlannedAction] = []
     stopped_by: int | None = None
+    # A profile names few distinct programs; resolve each once per plan.
+    located: dict[tuple[str, bool, str | None], tuple[Program, str]] = {}
+    connection_type = context.connection_type
     for action in parsed.actions:
         included = flagbits.included_in_profile(action.flags)
-        program = locate(
-            action, context.profile_dir, included=included, python=python, finder=finder
-        )
+        key = (action.program, included, action.entry)
+        found = located.get(key)
+        if found is None:
+            resolved = locate(
+                action, context.profile_dir, included=included, python=python, finder=finder
+            )
+            found = located[key] = (resolved, resolved.display(action.program))
+        program, display = found
         failure = program.failure
-        notes = list(action.notes)
+        notes = action.notes
         kind = program.kind
         if point is ActionPoint.MONITORED and kind is not ActionKind.EXECUTABLE and not failure:
             failure = (
                 f"monitored applications must be executables (they are watched until they"
                 f" exit); {action.program} is a {kind.value} action"
             )
-        args, open_quote = expand_parameters(action.parameters, table)
-        if open_quote:
-            notes.append("a double quote in the parameters is never closed")
+        args = [expand(word, table) for word in action.tokens]
         if kind is ActionKind.DOCUMENT and args:
-            notes.append("a document is opened with xdg-open; its parameters are not passed")
+            notes += ("a document is opened with xdg-open; its parameters are not passed",)
 
         skip: str | None = None
         if parsed.gap_at is not None and action.index > parsed.gap_at:
             skip = f"follows a gap at {parsed.gap_at}"
-        elif reason := flagbits.connection_skip_reason(action.flags, context.connection_type):
-            skip = reason
+        elif connection_type not in flagbits.admitted_types(action.flags):
+            skip = flagbits.connection_skip_reason(action.flags, connection_type)
         elif flagbits.interacts_with_user(action.flags) and not context.interactive:
             skip = (
                 "interacts with the user (flag 0x10 not set) and nobody is at the screen"
@@ -154,7 +162,7 @@ def plan_section(
             line=action.line,
             kind=kind,
             written=action.program,
-            program=program.display(action.program),
+            program=display,
             path=program.path,
             python_name=program.python_name,
             entry=action.entry,
@@ -164,17 +172,17 @@ def plan_section(
             description=action.description or action.program_name,
             skip_reason=skip,
             failure=failure,
-            notes=tuple(notes),
+            blocked_by=stopped_by if skip is None else None,
+            notes=notes,
         )
         if skip is None and context.logon and not logon_allowed(entry):
             entry = replace(
                 entry,
                 skip_reason="runs at logon with system rights and the program is not on the logon"
                 " allow list",
+                blocked_by=None,
             )
-        if entry.skip_reason is None and stopped_by is not None:
-            entry = replace(entry, blocked_by=stopped_by)
-        elif entry.skip_reason is None and entry.failure is not None and point in FATAL_POINTS:
+        elif skip is None and stopped_by is None and failure is not None and point in FATAL_POINTS:
             stopped_by = action.index
         planned.append(entry)
     return planned

@@ -81,6 +81,9 @@ class PathFinder:
     def find(self, base: Path, written: str) -> Path | None:
         """The existing file or folder ``written`` names, relative to ``base``, or None."""
         text = written.replace("\\", "/")
+        exact = Path(text) if text.startswith("/") else base / text
+        if exact.exists():  # one stat; list folders only when the case differs
+            return exact
         current = Path("/") if text.startswith("/") else base
         for part in text.split("/"):
             if part in ("", "."):
