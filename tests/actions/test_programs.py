@@ -202,3 +202,26 @@ def test_start_monitored_returns_the_started_processes(tmp_path: Path) -> None:
         for process in processes:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_nul_in_a_macro_value_fails_instead_of_truncating(tmp_path: Path) -> None:
+    profile = make_profile(tmp_path, {"Disconnect Actions": ["0=true %UserName%", "1=true"]})
+    with ActionEngine(profile.cms) as engine:
+        result = engine.run_point(ActionPoint.DISCONNECT, context_for(profile, UserName="a\0b"))
+    failed, after = result.results
+    assert failed.message == (
+        "Custom Action true failed: a parameter contains a NUL character, which no program can"
+        " receive"
+    )
+    assert after.process is not None and after.process.wait(timeout=30) == 0
+
+
+def test_library_without_entry_point_fails_clearly(tmp_path: Path) -> None:
+    profile = make_profile(tmp_path, {"Connect Actions": [r"0=CONTOSO\helper.so"]})
+    (tmp_path / "CONTOSO" / "helper.so").write_bytes(b"\x7fELF")
+    with ActionEngine(profile.cms) as engine:
+        (action,) = engine.run_point(ActionPoint.POST_CONNECT, context_for(profile)).results
+    assert action.message == (
+        r"Custom Action helper.so failed: CONTOSO\helper.so names no entry point: write"
+        r" CONTOSO\helper.so,Entry"
+    )

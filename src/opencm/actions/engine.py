@@ -223,10 +223,11 @@ class ActionEngine:
                 stdin=subprocess.DEVNULL,
                 stdout=2,
             )
-        except OSError as error:
+        except (OSError, ValueError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             result.ok = False
             result.message = failure_message(
-                planned.description, f"cannot start {argv[0]}: {error.strerror or error}"
+                planned.description, f"cannot start {argv[0]}: {reason}"
             )
             return
         result.ran = True

@@ -143,6 +143,11 @@ def plan_section(
                 f" exit); {action.program} is a {kind.value} action"
             )
         args = [expand(word, table) for word in action.tokens]
+        if failure is None and kind is ActionKind.LIBRARY and not action.entry:
+            failure = f"{action.program} names no entry point: write {action.program},Entry"
+        if failure is None and any("\0" in argument for argument in args):
+            # execve and C strings end at NUL: the argument could not arrive as written.
+            failure = "a parameter contains a NUL character, which no program can receive"
         if kind is ActionKind.DOCUMENT and args:
             notes += ("a document is opened with xdg-open; its parameters are not passed",)
 
