@@ -198,3 +198,10 @@ def test_connection_type_macro_reaches_the_library(
     with ActionEngine(profile.cms, library_host=host) as engine:
         assert engine.run_point(ActionPoint.POST_CONNECT, context).ok
     assert records(record)[0].endswith(f"|{int(connection_type)} 1")
+
+
+def test_library_cannot_read_the_hosts_requests(tmp_path: Path, host: LibraryHost) -> None:
+    library = compile_library(tmp_path, "action.so", tmp_path / "record.txt")
+    read = host.call(library, "ReadStdin", "", timeout=5)
+    assert (read.outcome, read.value) == (Outcome.RETURNED, 0)
+    assert host.call(library, "Succeed", "after", timeout=5).ok

@@ -108,14 +108,23 @@ def _child(request: dict[str, Any], result_fd: int) -> None:
         os._exit(status)
 
 
-def call(request: dict[str, Any]) -> dict[str, Any]:
-    """Fork a child for one call and wait for it, at most ``request["timeout"]`` seconds."""
+def call(request: dict[str, Any], protocol_fds: tuple[int, ...] = ()) -> dict[str, Any]:
+    """Fork a child for one call and wait for it, at most ``request["timeout"]`` seconds.
+
+    ``protocol_fds`` are closed in the child, and its stdin is ``/dev/null``, so a library can
+    neither read the host's requests nor write into its answers.
+    """
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
+        for fd in protocol_fds:
+            os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
         _child(request, write_fd)
     os.close(write_fd)
     deadline = time.monotonic() + float(request["timeout"])
@@ -181,7 +190,7 @@ def main() -> None:
         request = read_frame(requests)
         if request is None:
             return
-        write_frame(answers, call(request))
+        write_frame(answers, call(request, (answers,)))
 
 
 if __name__ == "__main__":
