@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from opencm.actions.api import ActionPoint
 from opencm.cli.main import cli
+from opencm.errors import InputError
 from tests.actions.conftest import compile_library, make_profile, write_argv_dumper
 
 ACTION_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -182,3 +183,11 @@ def test_profile_check_reports_action_numbering(tmp_path: Path) -> None:
         f"{cms}:11: warning: [Connect Actions] 7&Description belongs to no action: there is no"
         " key 7",
     ]
+
+
+def test_set_cannot_contradict_the_run(tmp_path: Path) -> None:
+    cmp = azure_like(tmp_path)
+    result = CliRunner().invoke(cli, ["actions", "plan", str(cmp), "--set", "connectiontype=2"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, InputError)
+    assert str(result.exception) == "--set 'connectiontype=2': %connectiontype% comes from --type"

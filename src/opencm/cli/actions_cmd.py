@@ -32,6 +32,10 @@ POINTS = click.Choice([point.value for point in ActionPoint])
 register_profile_checks()
 
 
+#: Macros whose value the run itself decides.
+_FROM_OPTIONS = {"connectiontype": "--type", "interactive": "--unattended"}
+
+
 def _parse_sets(values: Sequence[str]) -> dict[str, str]:
     macros: dict[str, str] = {}
     canonical = {name.lower(): name for name in KNOWN_MACROS}
@@ -40,6 +44,8 @@ def _parse_sets(values: Sequence[str]) -> dict[str, str]:
         name = name.strip().strip("%")
         if not equals or not name:
             raise InputError(f"--set {item!r}: expected MACRO=VALUE, e.g. UserName=jobrown")
+        if name.lower() in _FROM_OPTIONS:
+            raise InputError(f"--set {item!r}: %{name}% comes from {_FROM_OPTIONS[name.lower()]}")
         macros[canonical.get(name.lower(), name)] = value
     return macros
 
