@@ -74,7 +74,7 @@ def test_tokenize_quotes_and_empty_arguments() -> None:
     assert tokenize(r"C:\dir\ x").words == ("C:\\dir\\", "x")
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_characters='"'), min_size=1), max_size=6))
+@given(st.lists(st.text(alphabet=st.characters(exclude_characters='"'), min_size=1), max_size=6))
 def test_command_line_round_trips_through_tokenize(words: list[str]) -> None:
     # What a library receives splits back (with the same rules) into what was meant, as long as
     # the values contain no double quote.

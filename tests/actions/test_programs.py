@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from opencm.actions.api import ActionKind, ActionPoint, ActionResult
 from opencm.actions.engine import ActionEngine
+from opencm.profile.model import load_profile
 from tests.actions.conftest import context_for, make_profile, write_argv_dumper
 
 HOSTILE = 'a b"; rm -rf / $(x) `y`\nz'
@@ -204,15 +207,21 @@ def test_start_monitored_returns_the_started_processes(tmp_path: Path) -> None:
             process.wait(timeout=10)
 
 
-def test_nul_in_a_macro_value_fails_instead_of_truncating(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("a\0b", "a parameter contains a NUL character, which no program can receive"),
+        ("a\ud800", "a parameter cannot be encoded for the system: 'a\\ud800'"),
+    ],
+)
+def test_unpassable_macro_value_fails_instead_of_truncating(
+    tmp_path: Path, value: str, reason: str
+) -> None:
     profile = make_profile(tmp_path, {"Disconnect Actions": ["0=true %UserName%", "1=true"]})
     with ActionEngine(profile.cms) as engine:
-        result = engine.run_point(ActionPoint.DISCONNECT, context_for(profile, UserName="a\0b"))
+        result = engine.run_point(ActionPoint.DISCONNECT, context_for(profile, UserName=value))
     failed, after = result.results
-    assert failed.message == (
-        "Custom Action true failed: a parameter contains a NUL character, which no program can"
-        " receive"
-    )
+    assert failed.message == f"Custom Action true failed: {reason}"
     assert after.process is not None and after.process.wait(timeout=30) == 0
 
 
@@ -225,3 +234,27 @@ def test_library_without_entry_point_fails_clearly(tmp_path: Path) -> None:
         r"Custom Action helper.so failed: CONTOSO\helper.so names no entry point: write"
         r" CONTOSO\helper.so,Entry"
     )
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    value=st.text(
+        alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\0"),
+        max_size=40,
+    )
+)
+def test_any_macro_value_arrives_verbatim_as_one_argument(tmp_path: Path, value: str) -> None:
+    out = tmp_path / "argv.json"
+    out.unlink(missing_ok=True)
+    if not (tmp_path / "CONTOSO").exists():
+        make_profile(tmp_path, {"Connect Actions": [r"0=CONTOSO\dump -u %UserName% -d %Domain%"]})
+        write_argv_dumper(tmp_path / "CONTOSO" / "dump", out)
+    profile = load_profile(tmp_path / "CONTOSO.cmp")
+    with ActionEngine(profile.cms) as engine:
+        context = context_for(profile, UserName=value, Domain="CORP")
+        (action,) = engine.run_point(ActionPoint.POST_CONNECT, context).results
+    assert wait_for(action) == 0
+    expected = value if value else "NULL"
+    assert json.loads(out.read_text())["argv"] == ["-u", expected, "-d", "CORP"]

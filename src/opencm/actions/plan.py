@@ -145,9 +145,8 @@ def plan_section(
         args = [expand(word, table) for word in action.tokens]
         if failure is None and kind is ActionKind.LIBRARY and not action.entry:
             failure = f"{action.program} names no entry point: write {action.program},Entry"
-        if failure is None and any("\0" in argument for argument in args):
-            # execve and C strings end at NUL: the argument could not arrive as written.
-            failure = "a parameter contains a NUL character, which no program can receive"
+        if failure is None:
+            failure = _unpassable(args)
         if kind is ActionKind.DOCUMENT and args:
             notes += ("a document is opened with xdg-open; its parameters are not passed",)
 
@@ -191,3 +190,17 @@ def plan_section(
             stopped_by = action.index
         planned.append(entry)
     return planned
+
+
+def _unpassable(args: list[str]) -> str | None:
+    """Why an argument cannot reach a program exactly as written, or None."""
+    for argument in args:
+        if "\0" in argument:
+            # execve and C strings end at NUL: the argument could not arrive as written.
+            return "a parameter contains a NUL character, which no program can receive"
+        if not argument.isascii():
+            try:
+                argument.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                return f"a parameter cannot be encoded for the system: {argument!r}"
+    return None
