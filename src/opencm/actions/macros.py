@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 #: Every macro of seeds 000 and 002, spelled as documented.
 KNOWN_MACROS: tuple[str, ...] = (
@@ -55,8 +55,7 @@ _KNOWN_LOWER = frozenset(name.lower() for name in KNOWN_MACROS)
 UNDEFINED = "NULL"
 
 
-@dataclass(frozen=True)
-class Tokens:
+class Tokens(NamedTuple):  # a NamedTuple: built once per action line, and cheap to build
     words: tuple[str, ...]
     #: True when a double quote was opened and never closed (the rest became one token).
     unterminated_quote: bool = False
