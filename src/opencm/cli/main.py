@@ -23,9 +23,10 @@ def cli() -> None:
 
 def _register() -> None:
     # One line per part; each module defines a click group or command named after it.
-    from opencm.cli import profile_cmd
+    from opencm.cli import actions_cmd, profile_cmd
 
     cli.add_command(profile_cmd.profile)
+    cli.add_command(actions_cmd.actions)
 
 
 _register()

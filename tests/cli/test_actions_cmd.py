@@ -1,0 +1,184 @@
+"""``opencm actions plan`` and ``run``: the JSON schema, the human table, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from opencm.actions.api import ActionPoint
+from opencm.cli.main import cli
+from tests.actions.conftest import compile_library, make_profile, write_argv_dumper
+
+ACTION_KEYS: dict[str, type | tuple[type, ...]] = {
+    "index": int,
+    "kind": str,
+    "program": str,
+    "entry": (str, type(None)),
+    "args": list,
+    "command_line": str,
+    "flags": int,
+    "description": str,
+    "runs": bool,
+    "skip_reason": (str, type(None)),
+}
+
+
+def azure_like(root: Path) -> Path:
+    make_profile(
+        root,
+        {
+            "Pre-Connect Actions": [r"0=CONTOSO\dump %UserName%", "0&Flags=0x10"],
+            "Connect Actions": [
+                r"0=CONTOSO\cmroute.dll,SetRoutes /Profile %PROFILE% /ServiceName %SERVICENAME%",
+                "0&Flags=48",
+                "0&Description=to update your routing table",
+            ],
+            "Disconnect Actions": ["0=true", "0&Flags=4", "2=true"],
+        },
+    )
+    write_argv_dumper(root / "CONTOSO" / "dump", root / "argv.json")
+    return root / "CONTOSO.cmp"
+
+
+def plan_json(*args: str) -> dict[str, Any]:
+    result = CliRunner().invoke(cli, ["actions", "plan", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def test_plan_json_schema(tmp_path: Path) -> None:
+    cmp = azure_like(tmp_path)
+    document = plan_json(str(cmp), "--type", "direct", "--set", "UserName=a b")
+    assert set(document) == {"profile", "connection_type", "points"}
+    assert (document["profile"], document["connection_type"]) == (str(cmp), "direct")
+    assert [p["point"] for p in document["points"]] == [p.value for p in ActionPoint]
+    assert [p["section"] for p in document["points"]] == [p.section for p in ActionPoint]
+    for point in document["points"]:
+        assert set(point) == {"point", "section", "actions"}
+        for action in point["actions"]:
+            assert set(action) == set(ACTION_KEYS)
+            for key, kind in ACTION_KEYS.items():
+                assert isinstance(action[key], kind), key
+            assert action["kind"] in {"library", "python", "executable", "document"}
+    points = {p["point"]: p["actions"] for p in document["points"]}
+    (dump,) = points["pre-connect"]
+    assert dump["program"] == str(tmp_path / "CONTOSO" / "dump")
+    assert (dump["args"], dump["command_line"], dump["runs"]) == (["a b"], '"a b"', True)
+    (route,) = points["post-connect"]
+    assert route["kind"] == "library" and route["entry"] == "SetRoutes"
+    assert route["args"] == ["/Profile", str(cmp), "/ServiceName", "Contoso VPN"]
+    assert route["command_line"] == f'/Profile {cmp} /ServiceName "Contoso VPN"'
+    assert route["description"] == "to update your routing table"
+    assert route["flags"] == 48 and route["runs"] is False
+    assert route["skip_reason"].startswith("will fail: cmroute.dll is a Windows library")
+    assert [(a["index"], a["runs"], a["skip_reason"]) for a in points["disconnect"]] == [
+        (
+            0,
+            False,
+            "runs only for dial-up-only connections (flags 0x4); this is a direct tunnel"
+            " connection",
+        ),
+        (2, False, "follows a gap at 1"),
+    ]
+
+
+def test_plan_unattended_and_type(tmp_path: Path) -> None:
+    cmp = azure_like(tmp_path)
+    document = plan_json(str(cmp), "--type", "dialup", "--unattended")
+    points = {p["point"]: p["actions"] for p in document["points"]}
+    assert document["connection_type"] == "dialup"
+    assert points["pre-connect"][0]["runs"] is True  # 0x10: runs unattended
+    assert points["disconnect"][0]["skip_reason"] == (
+        "interacts with the user (flag 0x10 not set) and nobody is at the screen (unattended)"
+    )
+
+
+def test_plan_human_output_and_warnings(tmp_path: Path) -> None:
+    cmp = azure_like(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "opencm", "actions", "plan", str(cmp), "--type", "direct"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "post-connect [Connect Actions]" in result.stdout
+    assert "why not: follows a gap at 1" in result.stdout
+    assert "flags 0x30: all connections, non-interactive, included in the profile" in result.stdout
+    cms = tmp_path / "CONTOSO" / "CONTOSO.cms"
+    assert f"warning: {cms}:17: action 2 follows a gap at 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_point_executes_and_reports(tmp_path: Path) -> None:
+    cmp = azure_like(tmp_path)
+    hostile = 'a b"; rm -rf / $(x) `y`\nz'
+    result = CliRunner().invoke(
+        cli,
+        [
+            "actions",
+            "run",
+            "pre-connect",
+            str(cmp),
+            "--set",
+            f"UserName={hostile}",
+            "--json",
+            "--wait",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    (action,) = report["results"]
+    assert (action["ran"], action["exit_status"]) == (True, 0)
+    assert json.loads((tmp_path / "argv.json").read_text())["argv"] == [hostile]
+
+
+def test_run_exits_1_when_an_action_fails(tmp_path: Path) -> None:
+    make_profile(tmp_path, {"Pre-Init Actions": [r"0=CONTOSO\lib.so,Fail x", "0&Description=d"]})
+    compile_library(tmp_path / "CONTOSO", "lib.so", tmp_path / "record.txt")
+    result = CliRunner().invoke(cli, ["actions", "run", "pre-init", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "Custom Action d failed -5" in result.stdout
+
+
+def test_bad_set_is_a_usage_error(tmp_path: Path) -> None:
+    cmp = azure_like(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "opencm", "actions", "plan", str(cmp), "--set", "nonsense"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "opencm: error: --set 'nonsense': expected MACRO=VALUE, e.g. UserName=jobrown\n"
+    )
+
+
+def test_profile_check_reports_action_numbering(tmp_path: Path) -> None:
+    make_profile(
+        tmp_path,
+        {"Connect Actions": ["0=true", "0&Flags=1.1", "2=true", "7&Description=orphan"]},
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "opencm", "profile", "check", str(tmp_path / "CONTOSO.cmp")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    cms = tmp_path / "CONTOSO" / "CONTOSO.cms"
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{cms}:9: warning: [Connect Actions] 0&Flags: '1.1' is not an integer; truncated to 1",
+        f"{cms}:10: warning: [Connect Actions] action 2 follows a gap at 1: the numbers must run"
+        " 0, 1, 2, … without a hole, so it never runs",
+        f"{cms}:11: warning: [Connect Actions] 7&Description belongs to no action: there is no"
+        " key 7",
+    ]
