@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from opencm.actions import libhost
 from opencm.actions.api import ActionKind, ActionPoint, ConnectionType
 from opencm.actions.engine import ActionEngine
 from opencm.actions.libhost import LibraryHost, Outcome
@@ -205,3 +206,42 @@ def test_library_cannot_read_the_hosts_requests(tmp_path: Path, host: LibraryHos
     read = host.call(library, "ReadStdin", "", timeout=5)
     assert (read.outcome, read.value) == (Outcome.RETURNED, 0)
     assert host.call(library, "Succeed", "after", timeout=5).ok
+
+
+def test_a_stuck_host_is_killed_and_replaced(
+    tmp_path: Path, host: LibraryHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = compile_library(tmp_path, "action.so", tmp_path / "record.txt")
+    assert host.call(library, "Succeed", "one", timeout=5).ok
+    stuck = host.pid
+    assert stuck is not None
+    monkeypatch.setattr(libhost, "HOST_GRACE", 0.3)
+    os.kill(stuck, signal.SIGSTOP)  # alive but never answering
+    call = host.call(library, "Succeed", "two", timeout=0.2)
+    assert call.outcome is Outcome.HOST_FAILED
+    assert call.detail == f"the library host (PID {stuck}) stopped answering"
+    assert not Path(f"/proc/{stuck}").exists()  # killed and reaped
+    assert host.call(library, "Succeed", "three", timeout=5).ok
+    assert host.starts == 2
+
+
+def test_status_text_while_a_library_runs(tmp_path: Path, host: LibraryHost) -> None:
+    profile = make_profile(
+        tmp_path,
+        {
+            "Connect Actions": [
+                r"0=CONTOSO\a.so,Succeed",
+                "0&Description=to update your routing table",
+                "1=true",
+            ]
+        },
+    )
+    compile_library(tmp_path / "CONTOSO", "a.so", tmp_path / "record.txt")
+    shown: list[str] = []
+    with ActionEngine(
+        profile.cms, library_host=host, on_running=lambda _action, text: shown.append(text)
+    ) as engine:
+        result = engine.run_point(ActionPoint.POST_CONNECT, context_for(profile))
+    assert shown == ["Running Custom Action to update your routing table"]
+    process = result.results[1].process
+    assert process is not None and process.wait(timeout=30) == 0

@@ -50,6 +50,11 @@ def logon_check(allowed: LogonAllowList) -> LogonCheck:
     return lambda action: action.program in names
 
 
+def running_text(description: str) -> str:
+    """What the status pane shows while a synchronous action runs (seed 000)."""
+    return f"Running Custom Action {description}"
+
+
 def failure_message(description: str, value: int | str) -> str:
     """The user-facing text of a failed action (seed 000)."""
     if isinstance(value, int):
@@ -67,7 +72,11 @@ class ActionEngine:
         logon_allowed: LogonAllowList = None,
         python_actions: PythonActions | Mapping[str, PythonAction] | None = None,
         library_host: LibraryHost | None = None,
+        on_running: Callable[[PlannedAction, str], None] | None = None,
     ) -> None:
+        """``on_running(action, text)`` is called before each synchronous (library or Python)
+        action with CM's status text, "Running Custom Action <Description>" (seed 000), for the
+        status pane; the caller's window is frozen until it returns."""
         self.source = source
         self._logon_allowed = logon_check(logon_allowed)
         self.python = (
@@ -78,6 +87,7 @@ class ActionEngine:
         self._host = library_host
         self._owns_host = library_host is None
         self._parsed: dict[ActionPoint, ParsedSection] = {}
+        self._on_running = on_running
 
     def __enter__(self) -> ActionEngine:
         return self
@@ -154,6 +164,8 @@ class ActionEngine:
             result.ok = False
             result.message = failure_message(planned.description, planned.failure)
             return result
+        if self._on_running is not None and planned.kind in (ActionKind.LIBRARY, ActionKind.PYTHON):
+            self._on_running(planned, running_text(planned.description))
         if planned.kind is ActionKind.LIBRARY:
             self._call_library(planned, context, result)
         elif planned.kind is ActionKind.PYTHON:
@@ -254,4 +266,4 @@ def _not_run(planned: PlannedAction, reason: str) -> ActionResult:
     return result
 
 
-__all__ = ["ActionEngine", "LogonAllowList", "failure_message", "logon_check"]
+__all__ = ["ActionEngine", "LogonAllowList", "failure_message", "logon_check", "running_text"]

@@ -202,7 +202,12 @@ def run(
     loaded = load_profile(path)
     context = _context(loaded, connection_type, unattended, sets, timeout)
     action_point = ActionPoint(point)
-    with ActionEngine(loaded.cms) as engine:
+
+    def show_running(_action: PlannedAction, text: str) -> None:
+        if not as_json:
+            click.echo(text + " …", err=True)
+
+    with ActionEngine(loaded.cms, on_running=show_running) as engine:
         _warn_problems(engine, loaded)
         outcome = engine.run_point(action_point, context)
     exit_statuses: dict[int, int | None] = {}
