@@ -27,7 +27,7 @@ from opencm.actions.parse import ParsedSection
 from opencm.actions.programs import PathFinder, Program, locate
 from opencm.actions.pyactions import PythonActions
 
-#: Decides whether a planned action may run at logon (system rights); see engine.LogonPolicy.
+#: Decides whether a planned action may run at logon (system rights); see engine.LogonAllowList.
 LogonCheck = Callable[["PlannedAction"], bool]
 
 
