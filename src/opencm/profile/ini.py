@@ -34,6 +34,8 @@ from opencm.errors import InputError
 from opencm.fsutil import atomic_write
 
 _EOL = re.compile(r"\r\n|\n|\r")
+#: Characters str.splitlines() also breaks on; INI files only break on CR and LF.
+_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _INT_PREFIX = re.compile(r"[+-]?(0[xX][0-9A-Fa-f]+|[0-9]+)")
 
 
@@ -77,28 +79,37 @@ def detect_encoding(data: bytes) -> Encoding:
         return Encoding("cp1252")
 
 
-@dataclass
 class Line:
-    """One physical line: its text without the terminator, and the terminator itself."""
+    """One physical line: its text without the terminator, and the terminator itself.
 
-    text: str
-    eol: str
+    What kind of line it is gets worked out once, when the text is set: look-ups over files
+    with thousands of action lines ask every line several times.
+    """
 
-    @property
-    def stripped(self) -> str:
-        return self.text.strip(" \t")
+    __slots__ = ("_text", "eol", "is_blank", "is_comment", "is_section", "stripped")
 
-    @property
-    def is_section(self) -> bool:
-        return self.stripped.startswith("[")
-
-    @property
-    def is_comment(self) -> bool:
-        return self.stripped.startswith(";")
+    def __init__(self, text: str, eol: str) -> None:
+        self.eol = eol
+        self.text = text
 
     @property
-    def is_blank(self) -> bool:
-        return not self.stripped
+    def text(self) -> str:
+        return self._text
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._text = value
+        self.stripped = value.strip(" \t")
+        first = self.stripped[:1]
+        self.is_blank = not first
+        self.is_comment = first == ";"
+        self.is_section = first == "["
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Line) and (self.text, self.eol) == (other.text, other.eol)
+
+    def __repr__(self) -> str:
+        return f"Line({self.text!r}, {self.eol!r})"
 
     @property
     def section_name(self) -> str:
@@ -108,15 +119,41 @@ class Line:
 
     @property
     def has_key(self) -> bool:
-        return not (self.is_section or self.is_comment or self.is_blank) and "=" in self.text
+        return not (self.is_section or self.is_comment or self.is_blank) and "=" in self._text
 
     @property
     def key(self) -> str:
-        return self.text.split("=", 1)[0].strip(" \t")
+        return self._text.partition("=")[0].strip(" \t")
 
     @property
     def raw_value(self) -> str:
-        return self.text.split("=", 1)[1].strip(" \t")
+        return self._text.partition("=")[2].strip(" \t")
+
+    def key_and_value(self) -> tuple[str, str]:
+        key, _, value = self._text.partition("=")
+        return key.strip(" \t"), value.strip(" \t")
+
+
+def _split_lines(text: str) -> list[Line]:
+    """Lines with their own terminators (CRLF, LF or CR), the last one possibly without."""
+    lines: list[Line] = []
+    if not _OTHER_BREAKS.search(text):
+        # Fast path: splitlines runs in C and, without the exotic breaks, splits like _EOL.
+        for chunk in text.splitlines(keepends=True):
+            if chunk.endswith("\r\n"):
+                lines.append(Line(chunk[:-2], "\r\n"))
+            elif chunk[-1] in "\r\n":
+                lines.append(Line(chunk[:-1], chunk[-1]))
+            else:
+                lines.append(Line(chunk, ""))
+        return lines
+    position = 0
+    for match in _EOL.finditer(text):
+        lines.append(Line(text[position : match.start()], match.group()))
+        position = match.end()
+    if position < len(text):
+        lines.append(Line(text[position:], ""))
+    return lines
 
 
 def unquote(value: str) -> str:
@@ -174,6 +211,7 @@ class IniFile:
         self.lines = lines
         self.encoding = encoding
         self.path = path
+        self._span_cache: list[_SectionSpan] | None = None
         #: The line ending for the first line added to a file that has none yet.
         self.default_eol = "\r\n"
         #: Warnings from look-ups (integers that were not integers, …), in the order met;
@@ -186,14 +224,7 @@ class IniFile:
     def parse(cls, data: bytes, path: str | Path | None = None) -> IniFile:
         encoding = detect_encoding(data)
         text = encoding.decode(data[len(encoding.bom) :])
-        lines: list[Line] = []
-        position = 0
-        for match in _EOL.finditer(text):
-            lines.append(Line(text[position : match.start()], match.group()))
-            position = match.end()
-        if position < len(text):
-            lines.append(Line(text[position:], ""))
-        return cls(lines, encoding, Path(path) if path is not None else None)
+        return cls(_split_lines(text), encoding, Path(path) if path is not None else None)
 
     @classmethod
     def load(cls, path: str | Path) -> IniFile:
@@ -224,6 +255,12 @@ class IniFile:
     # -- structure -----------------------------------------------------------------------
 
     def _spans(self) -> list[_SectionSpan]:
+        # Edits only insert or remove whole lines through this class, which drops the cache.
+        if self._span_cache is None:
+            self._span_cache = self._scan_spans()
+        return self._span_cache
+
+    def _scan_spans(self) -> list[_SectionSpan]:
         spans: list[_SectionSpan] = []
         for index, line in enumerate(self.lines):
             if line.is_section:
@@ -257,10 +294,11 @@ class IniFile:
         span = self._first_span(section)
         if span is None:
             return []
-        return [
-            IniEntry(line.key, unquote(line.raw_value), line.raw_value, index + 1)
-            for index, line in self._key_lines(span)
-        ]
+        entries = []
+        for index, line in self._key_lines(span):
+            key, raw = line.key_and_value()
+            entries.append(IniEntry(key, unquote(raw), raw, index + 1))
+        return entries
 
     def content_lines(self, section: str) -> list[ContentLine]:
         """Every line of the first such section that is not blank or a comment."""
@@ -353,6 +391,7 @@ class IniFile:
             self.lines[index - 1].eol = eol
             new.eol = ""
         self.lines.insert(index, new)
+        self._span_cache = None
 
     def set(self, section: str, key: str, value: str) -> None:
         """Set ``key`` in the first ``section``: rewrite its line, or add one (and the section)."""
@@ -388,6 +427,7 @@ class IniFile:
             return False
         index = found[0]
         removed = self.lines.pop(index)
+        self._span_cache = None
         if not removed.eol and index > 0:
             self.lines[index - 1].eol = ""  # keep "no final newline" as it was
         return True
