@@ -26,6 +26,7 @@ import io
 import json
 import stat
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -321,7 +322,7 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
         def read(name: str) -> bytes:
             try:
                 return archive.read(members[name])
-            except (zipfile.BadZipFile, OSError, ValueError) as error:
+            except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as error:
                 raise RefusedError(f"{name}: damaged member ({error})", path=where) from error
 
         manifest_bytes = read(MANIFEST)
