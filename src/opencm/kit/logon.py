@@ -12,8 +12,10 @@ folder, 1 = profile folder). opencm's equivalent is a root-owned allow list,
 
 An unattended (logon/boot) connection runs an action only if :func:`logon_allowed` says so:
 the file must exist, be owned by root and not writable by group or others (and so must its
-folder), and list the profile with the program at exactly that location. Anything else, a
-missing file included, means no: logon actions are off until an administrator enables them.
+folder), and list the profile with the program at exactly that location; the program itself
+(not a symlink) must be root-owned and not writable by others either, since it runs as root.
+Anything else, a missing file included, means no: logon actions are off until an administrator
+enables them.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class AllowEntry:
 
 def check_trusted_file(path: Path, owner_uid: int = 0) -> None:
     """Refuse a file (and its folder) that someone other than ``owner_uid`` could change."""
-    for target, what in ((path, "allow list"), (path.parent, "allow list's folder")):
+    for target, what in ((path, path.name), (path.parent, f"folder of {path.name}")):
         info = target.lstat()
         if stat.S_ISLNK(info.st_mode):
             raise RefusedError(f"the {what} is a symlink", path=target)
@@ -136,8 +138,18 @@ def check_logon(
         if entry.profile.casefold() != profile.casefold():
             continue
         allowed = entry.program_path(service_dir)
-        if allowed is not None and Path(os.path.realpath(allowed)) == wanted:
-            return LogonDecision(True, f"allowed by line {entry.line}")
+        if allowed is None:
+            continue
+        # The allowed file itself, never what a link in its place points at.
+        allowed = Path(os.path.realpath(allowed.parent)) / allowed.name
+        if allowed != wanted:
+            continue
+        try:
+            # It runs with system rights: nobody else may be able to change it.
+            check_trusted_file(allowed, owner_uid)
+        except (OSError, RefusedError) as error:
+            return LogonDecision(False, f"allowed by line {entry.line}, but: {error}")
+        return LogonDecision(True, f"allowed by line {entry.line}")
     return LogonDecision(False, f"{wanted} is not on the logon allow list for {profile}")
 
 
