@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -51,9 +50,15 @@ def _inline_action(text: str, index: int) -> Action:
             f'expected a TOML inline table like {{point="post-connect", program="x"}} ({error})',
             field=f"--action #{index + 1}",
         ) from error
+    if not isinstance(table, dict):
+        raise InputError("expected a TOML inline table", field=f"--action #{index + 1}")
+    # The program is still a path on this machine (copied into the kit later), so it is
+    # checked as a plain name here and as a kit file once copied.
+    include = table.get("include") is True
     probe = {"service": {"name": "x", "short": "X", "connection_types": ["dialup"]}}
-    spec = spec_from_mapping({**probe, "action": [table]})
-    return spec.actions[0]
+    action = spec_from_mapping({**probe, "action": [{**table, "include": False}]}).actions[0]
+    action.include = include
+    return action
 
 
 def _ask_short(default: str | None) -> str:
@@ -237,18 +242,11 @@ def new(
         )
     if not no_input:
         _wizard(spec)
-    # Validate through the same reader a hand-written kit.toml goes through.
-    spec_from_mapping(_as_mapping(spec))
+    elif not spec.short_name or not spec.service_name:
+        raise InputError("--name and --short are required with --no-input")
+    # create_kit validates through the same reader a hand-written kit.toml goes through.
     spec_path = create_kit(directory, spec)
     click.echo(f"Created {spec_path}; build it with: opencm kit build {directory}")
-
-
-def _as_mapping(spec: KitSpec) -> dict[str, Any]:
-    from opencm.kit.spec import render_spec
-
-    if not spec.short_name or not spec.service_name:
-        raise InputError("--name and --short are required with --no-input")
-    return tomllib.loads(render_spec(spec))
 
 
 # -- kit build ---------------------------------------------------------------------------------

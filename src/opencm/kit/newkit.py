@@ -14,7 +14,10 @@ is enough to build the profile again later (or on another machine)::
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from opencm.errors import InputError
@@ -56,11 +59,31 @@ def create_kit(kit_dir: str | Path, spec: KitSpec, *, base: Path | None = None) 
     Relative paths in ``spec`` are read from ``base`` (the current folder, or the folder of the
     spec file given with ``--spec``).
     """
-    kit = Path(kit_dir)
-    if (kit / SPEC_NAME).exists():
-        raise InputError("a kit already exists here; edit its kit.toml instead", path=kit)
-    kit.mkdir(parents=True, exist_ok=True)
-    importer = _Importer(kit, base or Path.cwd())
+    final = Path(kit_dir)
+    if (final / SPEC_NAME).exists():
+        raise InputError("a kit already exists here; edit its kit.toml instead", path=final)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise InputError("expected a new or empty folder for the kit", path=final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is assembled beside the target and renamed into place at the end, so a
+    # mistake found halfway (a missing file, a bad field) leaves no half-made kit behind.
+    kit = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        _fill_kit(kit, spec, base or Path.cwd())
+        if final.exists():
+            final.rmdir()
+        os.rename(kit, final)
+    except BaseException as error:
+        shutil.rmtree(kit, ignore_errors=True)
+        if isinstance(error, InputError) and error.path is not None:
+            with contextlib.suppress(ValueError):  # name the kit, not the scratch folder
+                error.path = final / Path(error.path).relative_to(kit)
+        raise
+    return final / SPEC_NAME
+
+
+def _fill_kit(kit: Path, spec: KitSpec, base: Path) -> None:
+    importer = _Importer(kit, base)
     for index, server in enumerate(spec.vpn):
         server.config = importer.file(server.config, "files", f"vpn[{index}].config")
     for index, action in enumerate(spec.actions):
@@ -103,5 +126,4 @@ def create_kit(kit_dir: str | Path, spec: KitSpec, *, base: Path | None = None) 
     spec.components = components
     spec_path = kit / SPEC_NAME
     atomic_write(spec_path, render_spec(spec).encode("utf-8"))
-    load_spec(spec_path)  # what was written must read back
-    return spec_path
+    load_spec(spec_path)  # what was written must read back, with every field checked
