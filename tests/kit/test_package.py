@@ -307,3 +307,41 @@ def test_running_the_package_without_opencm_says_so(
     assert done.returncode == 2
     assert "opencm is not installed here" in done.stderr
     assert "pip install opencm" in done.stderr
+
+
+def test_a_carried_wheel_is_signed_with_the_rest(
+    kit_dir: Path, keys: Keys, roots: Roots, tmp_path: Path
+) -> None:
+    wheel = tmp_path / "opencm-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip stands in for the wheel
+    result = build_kit(kit_dir)
+    package = kit_dir / "build" / "CONTOSO.cmpkg.pyz"
+    build_package(
+        result.root,
+        short_name="CONTOSO",
+        service_name="Contoso VPN",
+        version=2,
+        secret_key=keys.secret,
+        out=package,
+        wheel=wheel,
+    )
+    contents = members(package)
+    assert contents[f"wheel/{wheel.name}"] == wheel.read_bytes()
+    assert json.loads(contents[MANIFEST])["wheel"]["path"] == wheel.name
+    read_package(package, [keys.public])
+    # Without opencm, the stub offers to install the wheel it carries.
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-S", str(package)],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(empty), "HOME": str(tmp_path)},
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--install-opencm" in done.stderr
+    # A swapped wheel is caught like any other member.
+    contents[f"wheel/{wheel.name}"] = b"PK\x05\x06" + bytes(17) + b"\x01"
+    message = _assert_refused_and_nothing_installed(rezip(package, contents), keys, roots)
+    assert "does not match its signed hash" in message
