@@ -236,11 +236,16 @@ def test_a_hand_added_action_after_the_kits_survives(kit_dir: Path) -> None:
         ("redial_count = 3", 'redial_count = "three"', "service.redial_count"),
         ('help = "files/help.html"', 'help = "../help.html"', "files.help"),
         ("version = 2", 'version = 2\ncolour = "blue"', "service.colour"),
+        ('name = "Contoso VPN"', 'name = "Contoso \\"VPN\\""', "service.name"),
+        ('point = "pre-init"', 'point = "pre-dial"', "action[1].point"),
     ],
 )
 def test_spec_mistakes_name_the_field(kit_dir: Path, old: str, new: str, field: str) -> None:
     spec = kit_dir / "kit.toml"
-    spec.write_text(spec.read_text().replace(old, new))
+    text = spec.read_text()
+    if "pre-dial" in new:  # only a profile that dials may have pre-dial actions
+        text = text.replace('["direct", "double"]', '["direct"]')
+    spec.write_text(text.replace(old, new))
     with pytest.raises(InputError) as caught:
         load_spec(kit_dir)
     assert caught.value.field == field
@@ -256,3 +261,22 @@ def test_missing_kit_file_is_a_clear_error_and_writes_nothing(
     assert "files/help.html does not exist in the kit folder" in err
     assert "Traceback" not in err
     assert not (kit_dir / "build" / "CONTOSO").exists()
+
+
+def test_a_key_deleted_by_hand_is_reported_not_restored(kit_dir: Path) -> None:
+    result = build_kit(kit_dir)
+    _edit(result.cms_path, b"AutoReconnect=1\r\n", b"")
+    rebuilt = build_kit(kit_dir)
+    assert [(c.key, c.current, c.wanted) for c in rebuilt.conflicts] == [
+        ("AutoReconnect", None, "1")
+    ]
+    assert IniFile.load(result.cms_path).get("Connection Manager", "AutoReconnect") is None
+    build_kit(kit_dir, overwrite=True)
+    assert IniFile.load(result.cms_path).get("Connection Manager", "AutoReconnect") == "1"
+
+
+def test_an_empty_section_deleted_by_hand_comes_back(kit_dir: Path) -> None:
+    result = build_kit(kit_dir)
+    _edit(result.cms_path, b"[Menu Options]\r\n\r\n", b"")
+    build_kit(kit_dir)
+    assert IniFile.load(result.cms_path).has_section("Menu Options")

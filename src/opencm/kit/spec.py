@@ -249,8 +249,10 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
     except InputError as error:
         raise InputError(error.message, path=path, field="service.short") from None
     name = service.text("name", required=True) or ""
-    if not name.strip() or any(c in name for c in "\r\n[]"):
-        raise InputError("expected a one-line name", path=path, field="service.name")
+    if not name.strip() or any(c in name for c in '[]"%') or not name.isprintable():
+        raise InputError(
+            'expected a one-line name without [ ] " or %', path=path, field="service.name"
+        )
     types = service.texts("connection_types") or ["direct"]
     for kind in types:
         if kind not in CONNECTION_TYPES:
@@ -331,6 +333,11 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         for key, text in (("program", action.program), ("parameters", action.parameters)):
             if "\n" in text or "\r" in text:
                 raise entry._error(key, "expected one line")
+        # CMAK offers pre-dial actions only to profiles that dial, pre-tunnel only with a VPN.
+        if action.point is ActionPoint.PRE_DIAL and not spec.dials:
+            raise entry._error("point", "pre-dial actions need a dialup or double connection")
+        if action.point is ActionPoint.PRE_TUNNEL and not spec.tunnels:
+            raise entry._error("point", "pre-tunnel actions need a direct or double connection")
         entry.finish()
         spec.actions.append(action)
 
