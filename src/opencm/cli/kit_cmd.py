@@ -55,8 +55,12 @@ def _inline_action(text: str, index: int) -> Action:
     # The program is still a path on this machine (copied into the kit later), so it is
     # checked as a plain name here and as a kit file once copied.
     include = table.get("include") is True
-    probe = {"service": {"name": "x", "short": "X", "connection_types": ["dialup"]}}
-    action = spec_from_mapping({**probe, "action": [{**table, "include": False}]}).actions[0]
+    probe = {
+        "service": {"name": "x", "short": "X", "connection_types": ["double"]},
+        "vpn": [{"name": "x", "address": "x", "link": "networkmanager", "connection": "x"}],
+        "action": [{**table, "include": False}],
+    }
+    action = spec_from_mapping(probe).actions[0]
     action.include = include
     return action
 
