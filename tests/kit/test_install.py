@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -255,3 +256,48 @@ def test_desktop_entry_quotes_paths_with_spaces(
     install_package(package_of(kit_dir, keys, 2), roots.user, trusted_keys=[keys.public])
     desktop = (spaced / "applications" / "opencm-contoso.desktop").read_text()
     assert f'Exec=opencm connect "{spaced}/opencm/Cm/CONTOSO.cmp"\n' in desktop
+
+
+def test_a_failure_while_writing_leaves_the_installed_version_intact(
+    kit_dir: Path, keys: Keys, roots: Roots, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_package(package_of(kit_dir, keys, 2), roots.user, trusted_keys=[keys.public])
+    before = {p: (roots.base / p).read_bytes() for p in tree(roots.base)}
+    newer = package_of(kit_dir, keys, 3)
+    real_chmod = os.chmod
+    calls = {"n": 0}
+
+    def failing_chmod(path: str, mode: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(28, "No space left on device")
+        real_chmod(path, mode)
+
+    monkeypatch.setattr(os, "chmod", failing_chmod)
+    with pytest.raises(OSError, match="No space left"):
+        install_package(newer, roots.user, trusted_keys=[keys.public])
+    assert {p: (roots.base / p).read_bytes() for p in tree(roots.base)} == before
+
+
+def test_end_to_end_through_the_cli(
+    kit_dir: Path, roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = tmp_path / "admin"
+    assert run_cli(capsys, "kit", "keygen", str(prefix))[0] == 0
+    assert oct((tmp_path / "admin.key").stat().st_mode & 0o777) == "0o600"
+    package = tmp_path / "dist" / "Contoso.cmpkg.pyz"
+    package.parent.mkdir()
+    code, out, err = run_cli(
+        capsys, "kit", "build", str(kit_dir), "--key", str(prefix) + ".key", "--out", str(package)
+    )
+    assert code == 0, err
+    assert f"Package: {package} (signed, version 2)" in out
+    trust = str(prefix) + ".pub"
+    assert run_cli(capsys, "kit", "verify", str(package), "--trust", trust)[0] == 0
+    code, out, err = run_cli(capsys, "install", str(package), "--user", "--trust", trust)
+    assert code == 0, err
+    assert "Installed Contoso VPN (CONTOSO) version 2" in out
+    code, out, _ = run_cli(capsys, "list")
+    assert out.startswith("CONTOSO   v2    user")
+    assert run_cli(capsys, "uninstall", "CONTOSO", "--user")[0] == 0
+    assert tree(roots.base) == set()

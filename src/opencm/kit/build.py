@@ -220,7 +220,7 @@ def desired_inf(spec: KitSpec, service_files: list[str], merged: list[str]) -> D
     listed = [f"{name},,,4" if name == f"{short}.cms" else name for name in service_files]
     inf.list_section("Xnstall.CopyFiles", listed)
     inf.list_section("Xnstall.CopyFiles.ICM", [f"{short}.cmp"])
-    inf.section("SourceDisksNames", ("55", '"",,0'))
+    inf.section("SourceDisksNames", ("55", ", , 0"))
     inf.section("SourceDisksFiles", *[(name, "55") for name in [f"{short}.cmp", *service_files]])
     inf.section(
         "Extra Files", *[(str(i), Path(f).name) for i, f in enumerate(spec.additional_files)]
