@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -280,3 +281,18 @@ def test_an_empty_section_deleted_by_hand_comes_back(kit_dir: Path) -> None:
     _edit(result.cms_path, b"[Menu Options]\r\n\r\n", b"")
     build_kit(kit_dir)
     assert IniFile.load(result.cms_path).has_section("Menu Options")
+
+
+def test_build_runs_profile_check_on_the_result(
+    kit_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build_kit(kit_dir)
+    cms = kit_dir / "build" / "CONTOSO" / "CONTOSO" / "CONTOSO.cms"
+    _edit(cms, b"AutoReconnect=1\r\n", b"AutoReconnect=1\r\nIdleTimeout=1.5\r\n")
+    code, out, _ = run_cli(capsys, "kit", "build", str(kit_dir), "--json")
+    assert code == 1
+    problems = json.loads(out)["problems"]
+    assert [p["line"] for p in problems] == [
+        IniFile.load(cms).line_of("Connection Manager", "IdleTimeout")
+    ]
+    assert "IdleTimeout" in problems[0]["message"]

@@ -27,6 +27,8 @@ from opencm.kit.spec import (
     load_spec,
     spec_from_mapping,
 )
+from opencm.profile.check import check_profile
+from opencm.profile.model import load_profile
 from opencm.signing import generate_keypair, load_public_key, load_secret_key
 
 PATH = click.Path(path_type=Path)
@@ -283,7 +285,8 @@ def build(
 ) -> None:
     """Build the service profile of the kit DIRECTORY (and sign a package with --key).
 
-    Exit status 1 when hand-edited keys were kept or component profiles conflict.
+    Exit status 1 when hand-edited keys were kept, component profiles conflict, or
+    `opencm profile check` finds problems in the result.
     """
     result = build_kit(directory, overwrite=overwrite)
     spec = load_spec(directory)
@@ -302,6 +305,8 @@ def build(
     elif out is not None or with_wheel is not None:
         raise InputError("--out and --with-wheel make a package: give --key too")
     merge_conflicts = result.merge.conflicts if result.merge else []
+    # What `opencm profile check` would say about the result (hand edits can break things).
+    problems = check_profile(load_profile(result.cmp_path))
     if as_json:
         emit_json(
             {
@@ -313,6 +318,7 @@ def build(
                 "merge_conflicts": [
                     {"component": c.component, "message": c.message} for c in merge_conflicts
                 ],
+                "problems": [problem.as_json() for problem in problems],
                 "package": str(package) if package else None,
             }
         )
@@ -322,9 +328,11 @@ def build(
             warn(str(conflict))
         for merge_conflict in merge_conflicts:
             warn(str(merge_conflict))
+        for problem in problems:
+            click.echo(str(problem), err=True)
         if package:
             click.echo(f"Package: {package} (signed, version {spec.version})")
-    if result.kept_hand_edits or merge_conflicts:
+    if result.kept_hand_edits or merge_conflicts or problems:
         ctx.exit(EXIT_PROBLEMS)
 
 
