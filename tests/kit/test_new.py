@@ -99,8 +99,11 @@ def test_the_wizard_asks_like_cmak(sources: Path, tmp_path: Path) -> None:
         "Woodgrove VPN",  # service name
         "WOODGROVE1",  # short name: too long, asked again
         "WOODGRV",
+        "vpn",  # not a connection type: asked again
         "direct",  # connection types
-        "Main", "vpn.woodgrove.example", "openvpn", str(sources / "files/contoso.ovpn"),
+        "Main", "vpn.woodgrove.example", "openvpn",
+        str(sources / "files/nope.ovpn"),  # no such file: asked again
+        str(sources / "files/contoso.ovpn"),
         "",  # no more servers
         "y", "post-connect", "y", str(sources / "files/routes.sh"), "%ServiceName%",
         "to update your routing table", "n", "all",
@@ -114,6 +117,8 @@ def test_the_wizard_asks_like_cmak(sources: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["kit", "new", str(kit)], input="\n".join(answers) + "\n")
     assert result.exit_code == 0, result.output
     assert "must be 1-8 letters" in result.output
+    assert "choose among direct, dialup, double" in result.output
+    assert "does not exist" in result.output
     spec = load_spec(kit)
     assert spec.short_name == "WOODGRV"
     assert spec.vpn[0].config == "files/contoso.ovpn"

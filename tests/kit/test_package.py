@@ -345,3 +345,9 @@ def test_a_carried_wheel_is_signed_with_the_rest(
     contents[f"wheel/{wheel.name}"] = b"PK\x05\x06" + bytes(17) + b"\x01"
     message = _assert_refused_and_nothing_installed(rezip(package, contents), keys, roots)
     assert "does not match its signed hash" in message
+
+
+def test_packages_are_reproducible(kit_dir: Path, keys: Keys, tmp_path: Path) -> None:
+    first = make_package(kit_dir, keys).read_bytes()
+    (kit_dir / "build").rename(tmp_path / "old-build")
+    assert make_package(kit_dir, keys).read_bytes() == first

@@ -32,6 +32,7 @@ from opencm.profile.model import load_profile
 from opencm.signing import generate_keypair, load_public_key, load_secret_key
 
 PATH = click.Path(path_type=Path)
+FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 POINTS = [point.value for point in ActionPoint]
 
 
@@ -85,11 +86,16 @@ def _wizard(spec: KitSpec) -> None:
     """Ask, the way CMAK's wizard does, for everything the flags left open."""
     spec.service_name = spec.service_name or click.prompt("Service name (what users see)")
     spec.short_name = spec.short_name or _ask_short(None)
-    types: str = click.prompt(
-        f"Connection types ({', '.join(CONNECTION_TYPES)}; comma-separated)",
-        default=",".join(spec.connection_types),
-    )
-    spec.connection_types = [t.strip() for t in types.split(",") if t.strip()]
+    while True:
+        types: str = click.prompt(
+            f"Connection types ({', '.join(CONNECTION_TYPES)}; comma-separated)",
+            default=",".join(spec.connection_types),
+        )
+        chosen = [t.strip() for t in types.split(",") if t.strip()]
+        if chosen and all(t in CONNECTION_TYPES for t in chosen):
+            spec.connection_types = chosen
+            break
+        click.echo(f"  choose among {', '.join(CONNECTION_TYPES)}", err=True)
     if spec.tunnels and not spec.vpn:
         click.echo("VPN servers (an empty name ends the list):")
         while True:
@@ -107,7 +113,7 @@ def _wizard(spec: KitSpec) -> None:
             if link == "networkmanager":
                 server.connection = click.prompt("  NetworkManager connection name")
             else:
-                server.config = click.prompt(f"  {link} config file", type=PATH).as_posix()
+                server.config = click.prompt(f"  {link} config file", type=FILE).as_posix()
             spec.vpn.append(server)
     if spec.dials and spec.phonebook is None:
         folder = _ask_optional("Phone book folder (holding BOOK.pbk/.pbr; empty for none)")
