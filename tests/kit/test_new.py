@@ -29,7 +29,8 @@ def test_no_input_builds_the_kit_from_flags(
         capsys,
         "kit", "new", str(kit), "--no-input",
         "--name", "Fabrikam Remote", "--short", "FABRIKAM", "--profile-version", "4",
-        "--type", "dialup", "--type", "double",
+        "--type", "dialup", "--type", "double", "--redial-count", "7", "--no-auto-reconnect",
+        "--dun", "Fabrikam Dial",
         "--vpn", "Main", "vpn.fabrikam.example", "wireguard", str(sources / "files/contoso.ovpn"),
         "--vpn", "NM", "nm.fabrikam.example", "networkmanager", "Fabrikam (NM)",
         "--phonebook-dir", str(sources / "pb"), "--phonebook-name", "CONTOSO",
@@ -68,6 +69,10 @@ def test_no_input_builds_the_kit_from_flags(
     assert cms.get("opencm", "Link&Main") == "wireguard"
     assert cms.get("opencm", "Connection&NM") == "Fabrikam (NM)"
     assert cms.get("Connection Manager", "Direct") == "0"
+    assert cms.get("Connection Manager", "RedialCount") == "7"
+    assert cms.get("Connection Manager", "AutoReconnect") == "0"
+    assert cms.get("Connection Manager", "DUN") == "Fabrikam Dial"
+    assert cms.get("Connection Manager", "TunnelDUN") == "FABRIKAM Tunnel"
 
 
 def test_no_input_without_a_name_is_an_error(

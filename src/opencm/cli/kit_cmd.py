@@ -179,6 +179,16 @@ def _wizard(spec: KitSpec) -> None:
     help="VPN server: LINK is openvpn/wireguard (CONFIG a file) or networkmanager (CONFIG the "
     "connection name).",
 )
+@click.option("--redial-count", type=click.IntRange(0), default=3, show_default=True)
+@click.option("--redial-delay", type=click.IntRange(0), default=5, show_default=True)
+@click.option(
+    "--auto-reconnect/--no-auto-reconnect",
+    default=True,
+    show_default=True,
+    help="Reconnect by itself after the link drops.",
+)
+@click.option("--dun", help="Dial-up entry name (default: the service name).")
+@click.option("--tunnel-dun", help="Tunnel entry name (default: '<SHORT> Tunnel').")
 @click.option("--phonebook-dir", type=PATH, help="Folder with BOOK.pbk/.pbr(/.ver).")
 @click.option("--phonebook-name", help="Phone book name (default: the short name).")
 @click.option("--pbs-url", default="", help="Phone Book Service URL for updates.")
@@ -200,6 +210,11 @@ def new(
     profile_version: int,
     types: tuple[str, ...],
     vpn: tuple[tuple[str, str, str, str], ...],
+    redial_count: int,
+    redial_delay: int,
+    auto_reconnect: bool,
+    dun: str | None,
+    tunnel_dun: str | None,
     phonebook_dir: Path | None,
     phonebook_name: str | None,
     pbs_url: str,
@@ -229,6 +244,11 @@ def new(
         short_name=short_name or "",
         version=profile_version,
         connection_types=list(types) or ["direct"],
+        redial_count=redial_count,
+        redial_delay=redial_delay,
+        auto_reconnect=auto_reconnect,
+        dun=dun,
+        tunnel_dun=tunnel_dun,
         vpn=[
             VpnServer(
                 name,
