@@ -351,3 +351,25 @@ def test_packages_are_reproducible(kit_dir: Path, keys: Keys, tmp_path: Path) ->
     first = make_package(kit_dir, keys).read_bytes()
     (kit_dir / "build").rename(tmp_path / "old-build")
     assert make_package(kit_dir, keys).read_bytes() == first
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(
+    kit_dir: Path, keys: Keys, roots: Roots, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import opencm.kit.package as package_module
+
+    # The real bound is 512 MiB; a 1 MiB bound shows the same check without the wait.
+    monkeypatch.setattr(package_module, "MAX_TOTAL_SIZE", 2**20)
+    package = make_package(kit_dir, keys)
+    contents = members(package)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+        # 2 MiB of zeros deflate to a few kilobytes.
+        archive.writestr("profile/CONTOSO/zeros.bin", bytes(2 * 2**20))
+    bomb = package.with_name("bomb.cmpkg.pyz")
+    bomb.write_bytes(buffer.getvalue())
+    assert bomb.stat().st_size < 2**17
+    message = _assert_refused_and_nothing_installed(bomb, keys, roots)
+    assert "too large" in message

@@ -46,6 +46,10 @@ SIGNATURE = MANIFEST + ".minisig"
 PROFILE_PREFIX = "profile/"
 WHEEL_PREFIX = "wheel/"
 STUB = "__main__.py"
+#: Bounds that keep a hostile zip (a "zip bomb") from exhausting memory before it is refused.
+MAX_MEMBERS = 10_000
+MAX_TOTAL_SIZE = 512 * 1024 * 1024
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 #: Fixed timestamp: the same profile and key give the same package bytes, minus the signature.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -306,7 +310,14 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
         raise InputError(f"not an opencm package (not a zip: {error})", path=where) from error
     with archive:
         members: dict[str, zipfile.ZipInfo] = {}
-        for info in archive.infolist():
+        infos = archive.infolist()
+        if len(infos) > MAX_MEMBERS or sum(i.file_size for i in infos) > MAX_TOTAL_SIZE:
+            raise RefusedError(
+                f"the package is too large (over {MAX_MEMBERS} files or "
+                f"{MAX_TOTAL_SIZE // 2**20} MiB unpacked)",
+                path=where,
+            )
+        for info in infos:
             check_member_name(info.filename, where)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
@@ -325,6 +336,8 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
             except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as error:
                 raise RefusedError(f"{name}: damaged member ({error})", path=where) from error
 
+        if members[MANIFEST].file_size > MAX_MANIFEST_SIZE:
+            raise RefusedError("the manifest is implausibly large", path=where)
         manifest_bytes = read(MANIFEST)
         signature = read(SIGNATURE)
         signed = None
