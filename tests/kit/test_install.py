@@ -301,3 +301,18 @@ def test_end_to_end_through_the_cli(
     assert out.startswith("CONTOSO   v2    user")
     assert run_cli(capsys, "uninstall", "CONTOSO", "--user")[0] == 0
     assert tree(roots.base) == set()
+
+
+def test_an_installed_profile_is_found_by_its_short_name(
+    kit_dir: Path, keys: Keys, roots: Roots
+) -> None:
+    from opencm.kit.install import find_installed_cmp
+
+    assert find_installed_cmp("CONTOSO", [roots.user, roots.all_users]) is None
+    install_package(package_of(kit_dir, keys, 2), roots.all_users, trusted_keys=[keys.public])
+    system_cmp = roots.all_users.profiles_dir / "CONTOSO.cmp"
+    assert find_installed_cmp("contoso", [roots.user, roots.all_users]) == system_cmp
+    install_package(package_of(kit_dir, keys, 2), roots.user, trusted_keys=[keys.public])
+    user_cmp = roots.user.profiles_dir / "CONTOSO.cmp"
+    assert find_installed_cmp("CONTOSO", [roots.user, roots.all_users]) == user_cmp
+    assert find_installed_cmp("CONTOSO", [roots.all_users]) == system_cmp

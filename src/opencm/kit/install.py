@@ -323,5 +323,14 @@ def list_installed(scopes: Iterable[Scope]) -> list[tuple[Scope, InstallRecord]]
     return found
 
 
-def is_root() -> bool:
-    return os.geteuid() == 0
+def find_installed_cmp(name: str, scopes: Iterable[Scope]) -> Path | None:
+    """The ``.cmp`` of an installed profile named by its short name (first scope wins).
+
+    ``opencm connect CONTOSO`` and the boot unit (``opencm-connect@CONTOSO``) name profiles
+    this way; pass ``[user_scope(), all_users_scope()]`` for a user, all users only for boot.
+    """
+    for scope in scopes:
+        record = find_record(scope, name)
+        if record is not None and record.cmp_path(scope).is_file():
+            return record.cmp_path(scope)
+    return None
