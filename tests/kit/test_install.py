@@ -316,3 +316,21 @@ def test_an_installed_profile_is_found_by_its_short_name(
     user_cmp = roots.user.profiles_dir / "CONTOSO.cmp"
     assert find_installed_cmp("CONTOSO", [roots.user, roots.all_users]) == user_cmp
     assert find_installed_cmp("CONTOSO", [roots.all_users]) == system_cmp
+
+
+@pytest.mark.skipif(
+    shutil.which("desktop-file-validate") is None, reason="needs desktop-file-utils"
+)
+def test_desktop_entries_pass_desktop_file_validate(tmp_path: Path) -> None:
+    import subprocess
+
+    from opencm.kit.install import desktop_entry
+
+    odd = tmp_path / 'my "profiles" $HOME 100%' / "CONTOSO.cmp"
+    for name, cmp in (("Contoso VPN", tmp_path / "CONTOSO.cmp"), ('Odd "$name" 100%', odd)):
+        entry = tmp_path / "opencm-contoso.desktop"
+        entry.write_bytes(desktop_entry(name, cmp))
+        done = subprocess.run(
+            ["desktop-file-validate", str(entry)], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0 and done.stdout == "", done.stdout + done.stderr

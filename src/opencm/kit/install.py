@@ -117,7 +117,7 @@ def desktop_entry(service_name: str, cmp_path: Path) -> bytes:
     return (
         "[Desktop Entry]\n"
         "Type=Application\n"
-        "Version=1.5\n"
+        "Version=1.0\n"
         f"Name={name}\n"
         f"Comment=Connect to {name} with opencm\n"
         f"Exec={exec_line}\n"
