@@ -334,3 +334,20 @@ def test_desktop_entries_pass_desktop_file_validate(tmp_path: Path) -> None:
             ["desktop-file-validate", str(entry)], capture_output=True, text=True, timeout=30
         )
         assert done.returncode == 0 and done.stdout == "", done.stdout + done.stderr
+
+
+def test_a_package_without_a_version_file_keeps_an_updated_book(
+    kit_dir: Path, keys: Keys, roots: Roots
+) -> None:
+    (kit_dir / "pb" / "CONTOSO.ver").unlink()
+    install_package(package_of(kit_dir, keys, 2), roots.user, trusted_keys=[keys.public])
+    book = roots.user.profiles_dir / "CONTOSO"
+    assert not (book / "CONTOSO.ver").exists()
+    # The client fetched version 4 from the Phone Book Service since.
+    (book / "CONTOSO.pbk").write_bytes(b"from PBS\r\n")
+    (book / "CONTOSO.ver").write_bytes(b"4")
+    result = install_package(package_of(kit_dir, keys, 3), roots.user, trusted_keys=[keys.public])
+    assert (book / "CONTOSO.pbk").read_bytes() == b"from PBS\r\n"
+    assert dict(result.kept)["CONTOSO/CONTOSO.pbk"] == (
+        "phone book version 4 is newer than the package's 0"
+    )

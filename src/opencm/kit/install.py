@@ -143,18 +143,23 @@ def _merged_cmp(installed: Path, package_cmp: bytes) -> bytes:
 
 
 def _kept_phonebooks(scope: Scope, package: VerifiedPackage) -> dict[str, str]:
-    """Phone-book files to keep because the installed book is newer than the package's."""
+    """Phone-book files to keep because the installed book is newer than the package's.
+
+    A book's version is its ``<BOOK>.ver`` read as an integer; a package without one offers
+    version 0, so any book the client updated since wins over it.
+    """
     kept: dict[str, str] = {}
-    for path, data in package.files.items():
+    for path in package.files:
         pure = PurePosixPath(path)
-        if pure.suffix.casefold() != ".ver":
+        if pure.suffix.casefold() != ".pbk":
             continue
-        installed = scope.profiles_dir / path
-        if not installed.is_file():
+        installed_ver = scope.profiles_dir / pure.with_suffix(".ver")
+        if not installed_ver.is_file():
             continue
-        have = read_version_file(installed.read_bytes())
-        offered = read_version_file(data)
-        if have is None or (offered is not None and have <= offered):
+        have = read_version_file(installed_ver.read_bytes())
+        offered_data = package.files.get(str(pure.with_suffix(".ver")))
+        offered = (read_version_file(offered_data) if offered_data is not None else None) or 0
+        if have is None or have <= offered:
             continue
         for suffix in _PHONEBOOK_SUFFIXES:
             sibling = str(pure.with_suffix(suffix))
