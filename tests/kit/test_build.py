@@ -215,6 +215,21 @@ def test_removed_action_keys_are_deleted_unless_hand_edited(kit_dir: Path) -> No
     assert IniFile.load(rebuilt.cms_path).entries("Pre-Init Actions") == []
 
 
+def test_a_hand_edited_key_the_kit_would_remove_is_reported(kit_dir: Path) -> None:
+    result = build_kit(kit_dir)
+    _edit(result.cms_path, b"0=logger -t opencm starting", b"0=logger -t site starting")
+    spec = (kit_dir / "kit.toml").read_text()
+    start = spec.index('[[action]]\npoint = "pre-init"')
+    (kit_dir / "kit.toml").write_text(spec[:start] + spec[spec.index("[files]") :])
+    rebuilt = build_kit(kit_dir)
+    assert [(c.section, c.key, c.current, c.wanted) for c in rebuilt.conflicts] == [
+        ("Pre-Init Actions", "0", "logger -t site starting", None)
+    ]
+    assert "the kit removes it" in str(rebuilt.conflicts[0])
+    entries = IniFile.load(rebuilt.cms_path).entries("Pre-Init Actions")
+    assert [e.key for e in entries] == ["0"]  # kept; its untouched Flags/Description went
+
+
 def test_a_hand_added_action_after_the_kits_survives(kit_dir: Path) -> None:
     result = build_kit(kit_dir)
     _edit(

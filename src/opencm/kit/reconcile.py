@@ -220,7 +220,7 @@ def reconcile(
     for key_slot, old in previous.items():
         if key_slot in wanted or key_slot[1] == LIST_KEY.casefold():
             continue
-        section, key = key_slot
+        section, key = _spelled(ini, *key_slot)
         current = ini.get(section, key)
         if current is None:
             continue
@@ -259,6 +259,13 @@ def reconcile(
                 continue
         replace_list(ini, section, lines)
     return conflicts
+
+
+def _spelled(ini: IniFile, section: str, key: str) -> tuple[str, str]:
+    """The section and key as the file spells them (the build state keeps them folded)."""
+    spelled_section = next((n for n in ini.sections() if n.casefold() == section), section)
+    spelled_key = next((e.key for e in ini.entries(section) if e.key.casefold() == key), key)
+    return spelled_section, spelled_key
 
 
 def previous_from_rows(rows: Iterable[Sequence[str]]) -> dict[Slot, str]:
