@@ -12,7 +12,7 @@ APT_PACKAGES=(
     openvpn wireguard-go wireguard-tools iproute2 iputils-ping socat ppp
     wrk nginx-light
     dbus libdbus-1-dev libglib2.0-dev pkg-config
-    systemd xdg-utils
+    systemd xdg-utils desktop-file-utils
 )
 
 missing=()

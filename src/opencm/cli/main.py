@@ -23,10 +23,15 @@ def cli() -> None:
 
 def _register() -> None:
     # One line per part; each module defines a click group or command named after it.
-    from opencm.cli import actions_cmd, profile_cmd
+    from opencm.cli import actions_cmd, install_cmd, kit_cmd, logon_cmd, profile_cmd
 
     cli.add_command(profile_cmd.profile)
     cli.add_command(actions_cmd.actions)
+    cli.add_command(kit_cmd.kit)
+    cli.add_command(install_cmd.install)
+    cli.add_command(install_cmd.uninstall_cmd)
+    cli.add_command(install_cmd.list_cmd)
+    cli.add_command(logon_cmd.logon)
 
 
 _register()

@@ -1,0 +1,469 @@
+"""The kit spec: what an administrator decided about a service profile (``kit.toml``).
+
+A kit folder holds ``kit.toml`` plus the files it names (VPN configs, action programs, icons,
+the phone book). ``opencm kit new`` writes it, ``opencm kit build`` reads it. The schema is
+opencm's own and is documented in ``docs/kit-spec.md``; every field error names the file and the
+field (``vpn[1].link``) so an administrator can fix a hand-written spec.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opencm.actions.api import ActionPoint
+from opencm.errors import InputError
+
+SPEC_NAME = "kit.toml"
+
+#: Seed 002: at most eight characters, not all digits, no spaces or symbols.
+_SHORT_NAME = re.compile(r"[A-Za-z0-9_-]{1,8}")
+
+CONNECTION_TYPES = ("direct", "dialup", "double")
+LINK_TYPES = ("openvpn", "wireguard", "networkmanager")
+
+# The N&Flags bits, as opencm's action engine reads them (opencm.actions.flags): which
+# connections run an action, whether it talks to the user, whether the profile ships it.
+FLAG_DIRECT_ONLY = 0x1
+FLAG_DIALS = 0x2
+FLAG_DIALUP_ONLY = 0x4
+FLAG_TUNNELS = 0x8
+FLAG_NON_INTERACTIVE = 0x10
+FLAG_INCLUDED = 0x20
+
+#: CMAK's "Run this custom action for" choices and their connection bits.
+RUN_FOR: Mapping[str, int] = {
+    "all": 0,
+    "dialup": FLAG_DIALS,
+    "tunnel": FLAG_TUNNELS,
+    "tunnel-only": FLAG_DIRECT_ONLY,
+    "dialup-only": FLAG_DIALUP_ONLY,
+}
+
+
+def check_short_name(value: str, *, what: str = "short name") -> str:
+    """Validate an eight-character name (service profile or phone book); returns it."""
+    if not _SHORT_NAME.fullmatch(value) or value.isdigit():
+        raise InputError(
+            f"{what} {value!r} must be 1-8 letters, digits, '_' or '-', and not all digits"
+        )
+    return value
+
+
+@dataclass
+class VpnServer:
+    """One VPN server the profile can tunnel to, and how opencm reaches it."""
+
+    name: str
+    address: str
+    link: str = "openvpn"
+    #: Kit-relative path of the OpenVPN or WireGuard config shipped with the profile.
+    config: str | None = None
+    #: NetworkManager connection name (``link = "networkmanager"``).
+    connection: str | None = None
+
+
+@dataclass
+class Action:
+    """A custom action at one of the nine points (seed 000's Add Custom Action dialog)."""
+
+    point: ActionPoint
+    program: str
+    parameters: str = ""
+    description: str = ""
+    #: Ship the program inside the profile folder ("Include the custom action program").
+    include: bool = False
+    #: "Program interacts with the user" (selected by default in CMAK).
+    interactive: bool = True
+    run_for: str = "all"
+
+    @property
+    def flags(self) -> int:
+        flags = RUN_FOR[self.run_for]
+        if not self.interactive:
+            flags |= FLAG_NON_INTERACTIVE
+        if self.include:
+            flags |= FLAG_INCLUDED
+        return flags
+
+
+@dataclass
+class PhoneBook:
+    """The dial-up POP phone book shipped with the profile and where its updates come from."""
+
+    #: The book's eight-character name: the file stem of ``<BOOK>.pbk`` / ``.pbr`` / ``.ver``.
+    name: str
+    #: Kit-relative folder holding the phone-book files (copied as they are).
+    dir: str | None = None
+    #: The Phone Book Service URL clients ask for updates.
+    pbs_url: str = ""
+    #: Kit-relative path of the PBA's minisign public key (updates are verified with it).
+    public_key: str | None = None
+
+
+@dataclass
+class KitSpec:
+    service_name: str
+    short_name: str
+    #: The profile's release number: packages of a lower version are refused on re-install.
+    version: int = 1
+    connection_types: list[str] = field(default_factory=lambda: ["direct"])
+    redial_count: int = 3
+    redial_delay: int = 5
+    auto_reconnect: bool = True
+    dun: str | None = None
+    tunnel_dun: str | None = None
+    vpn: list[VpnServer] = field(default_factory=list)
+    phonebook: PhoneBook | None = None
+    actions: list[Action] = field(default_factory=list)
+    icon: str | None = None
+    small_icon: str | None = None
+    tray_icon: str | None = None
+    help_file: str | None = None
+    additional_files: list[str] = field(default_factory=list)
+    #: Built service profiles (folders) merged into this top-level profile.
+    components: list[str] = field(default_factory=list)
+
+    @property
+    def dials(self) -> bool:
+        return "dialup" in self.connection_types or "double" in self.connection_types
+
+    @property
+    def tunnels(self) -> bool:
+        return "direct" in self.connection_types or "double" in self.connection_types
+
+    @property
+    def dun_name(self) -> str:
+        return self.dun or self.service_name
+
+    @property
+    def tunnel_dun_name(self) -> str:
+        return self.tunnel_dun or f"{self.short_name} Tunnel"
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+class _Fields:
+    """Typed access to one TOML table that names the field in every error."""
+
+    def __init__(self, table: Mapping[str, Any], prefix: str, path: Path | None) -> None:
+        self.table = table
+        self.prefix = prefix
+        self.path = path
+        self.used: set[str] = set()
+
+    def _error(self, key: str, message: str) -> InputError:
+        return InputError(message, path=self.path, field=f"{self.prefix}{key}")
+
+    def _get(self, key: str, kind: type | tuple[type, ...], what: str, required: bool) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if required:
+                raise self._error(key, "missing; expected " + what)
+            return None
+        value = self.table[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self._error(key, f"expected {what}, got {value!r}")
+        return value
+
+    def text(self, key: str, *, required: bool = False) -> str | None:
+        value: str | None = self._get(key, str, "a string", required)
+        return value
+
+    def text_or(self, key: str, default: str) -> str:
+        return self.text(key) or default
+
+    def integer(self, key: str, default: int, *, minimum: int = 0) -> int:
+        value: int | None = self._get(key, int, "an integer", False)
+        if value is None:
+            return default
+        if value < minimum:
+            raise self._error(key, f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value: bool | None = self._get(key, bool, "true or false", False)
+        return default if value is None else value
+
+    def texts(self, key: str) -> list[str]:
+        value: list[Any] | None = self._get(key, list, "a list of strings", False)
+        if value is None:
+            return []
+        for item in value:
+            if not isinstance(item, str):
+                raise self._error(key, f"expected a list of strings, found {item!r}")
+        return list(value)
+
+    def choice(self, key: str, choices: tuple[str, ...] | Mapping[str, int], default: str) -> str:
+        value = self.text_or(key, default)
+        if value not in choices:
+            raise self._error(key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def tables(self, key: str) -> list[Mapping[str, Any]]:
+        value: list[Any] | None = self._get(key, list, "an array of tables", False)
+        if value is None:
+            return []
+        for item in value:
+            if not isinstance(item, dict):
+                raise self._error(key, f"expected an array of tables ([[{key}]]), got {item!r}")
+        return list(value)
+
+    def table_of(self, key: str) -> Mapping[str, Any] | None:
+        value: Mapping[str, Any] | None = self._get(key, dict, f"a table ([{key}])", False)
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self._error(unknown[0], "unknown field (see docs/kit-spec.md)")
+
+
+def _kit_file(fields: _Fields, key: str, *, required: bool = False) -> str | None:
+    """A path inside the kit folder: relative, no ``..``; checked for existence by the build."""
+    value = fields.text(key, required=required)
+    return None if value is None else _check_kit_path(fields, key, value)
+
+
+def _check_kit_path(fields: _Fields, key: str, value: str) -> str:
+    if not value or Path(value).is_absolute() or ".." in Path(value).parts or "\\" in value:
+        raise fields._error(key, f"expected a relative path inside the kit folder, got {value!r}")
+    return value
+
+
+def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitSpec:
+    top = _Fields(data, "", path)
+    service_table = top.table_of("service")
+    if service_table is None:
+        raise InputError("missing [service] table", path=path, field="service")
+    service = _Fields(service_table, "service.", path)
+    short = service.text("short", required=True) or ""
+    try:
+        check_short_name(short)
+    except InputError as error:
+        raise InputError(error.message, path=path, field="service.short") from None
+    name = service.text("name", required=True) or ""
+    if not name.strip() or any(c in name for c in '[]"%') or not name.isprintable():
+        raise InputError(
+            'expected a one-line name without [ ] " or %', path=path, field="service.name"
+        )
+    types = service.texts("connection_types") or ["direct"]
+    for kind in types:
+        if kind not in CONNECTION_TYPES:
+            raise InputError(
+                f"expected some of {', '.join(CONNECTION_TYPES)}, got {kind!r}",
+                path=path,
+                field="service.connection_types",
+            )
+    spec = KitSpec(
+        service_name=name,
+        short_name=short,
+        version=service.integer("version", 1, minimum=1),
+        connection_types=types,
+        redial_count=service.integer("redial_count", 3),
+        redial_delay=service.integer("redial_delay", 5),
+        auto_reconnect=service.boolean("auto_reconnect", True),
+        dun=service.text("dun"),
+        tunnel_dun=service.text("tunnel_dun"),
+    )
+    service.finish()
+
+    for index, table in enumerate(top.tables("vpn")):
+        entry = _Fields(table, f"vpn[{index}].", path)
+        server = VpnServer(
+            name=entry.text("name", required=True) or "",
+            address=entry.text("address", required=True) or "",
+            link=entry.choice("link", LINK_TYPES, "openvpn"),
+            config=_kit_file(entry, "config"),
+            connection=entry.text("connection"),
+        )
+        if server.link in ("openvpn", "wireguard") and server.config is None:
+            raise entry._error("config", f"a {server.link} server needs its config file")
+        if server.link == "networkmanager" and not server.connection:
+            raise entry._error("connection", "a networkmanager server needs a connection name")
+        entry.finish()
+        spec.vpn.append(server)
+    if spec.tunnels and not spec.vpn:
+        raise InputError(
+            "a profile with direct or double-dial connections needs at least one [[vpn]] server",
+            path=path,
+            field="vpn",
+        )
+
+    book_table = top.table_of("phonebook")
+    if book_table is not None:
+        book = _Fields(book_table, "phonebook.", path)
+        book_name = book.text("name", required=True) or ""
+        try:
+            check_short_name(book_name, what="phone book name")
+        except InputError as error:
+            raise InputError(error.message, path=path, field="phonebook.name") from None
+        spec.phonebook = PhoneBook(
+            name=book_name,
+            dir=_kit_file(book, "dir"),
+            pbs_url=book.text_or("pbs_url", ""),
+            public_key=_kit_file(book, "public_key"),
+        )
+        book.finish()
+
+    for index, table in enumerate(top.tables("action")):
+        entry = _Fields(table, f"action[{index}].", path)
+        point_name = entry.choice("point", tuple(p.value for p in ActionPoint), "post-connect")
+        include = entry.boolean("include", False)
+        program = (
+            _kit_file(entry, "program", required=True)
+            if include
+            else entry.text("program", required=True)
+        ) or ""
+        action = Action(
+            point=ActionPoint(point_name),
+            program=program,
+            parameters=entry.text_or("parameters", ""),
+            description=entry.text_or("description", ""),
+            include=include,
+            interactive=entry.boolean("interactive", True),
+            run_for=entry.choice("run_for", RUN_FOR, "all"),
+        )
+        for key, text in (("program", action.program), ("parameters", action.parameters)):
+            if "\n" in text or "\r" in text:
+                raise entry._error(key, "expected one line")
+        # CMAK offers pre-dial actions only to profiles that dial, pre-tunnel only with a VPN.
+        if action.point is ActionPoint.PRE_DIAL and not spec.dials:
+            raise entry._error("point", "pre-dial actions need a dialup or double connection")
+        if action.point is ActionPoint.PRE_TUNNEL and not spec.tunnels:
+            raise entry._error("point", "pre-tunnel actions need a direct or double connection")
+        entry.finish()
+        spec.actions.append(action)
+
+    files_table = top.table_of("files")
+    if files_table is not None:
+        files = _Fields(files_table, "files.", path)
+        spec.icon = _kit_file(files, "icon")
+        spec.small_icon = _kit_file(files, "small_icon")
+        spec.tray_icon = _kit_file(files, "tray_icon")
+        spec.help_file = _kit_file(files, "help")
+        spec.additional_files = [
+            _check_kit_path(files, "additional", item) for item in files.texts("additional")
+        ]
+        files.finish()
+    spec.components = top.texts("components")
+    top.finish()
+    return spec
+
+
+def load_spec(path: str | Path) -> KitSpec:
+    """Read a ``kit.toml`` (or the one in a kit folder)."""
+    target = Path(path)
+    if target.is_dir():
+        target = target / SPEC_NAME
+    try:
+        raw = target.read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read kit spec: {error.strerror}", path=target) from error
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise InputError("kit spec is not UTF-8", path=target) from error
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(f"not valid TOML: {error}", path=target) from error
+    return spec_from_mapping(data, target)
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        # JSON string escapes are a subset of TOML basic-string escapes.
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _table(lines: list[str], header: str, items: Mapping[str, object]) -> None:
+    lines.append("")
+    lines.append(header)
+    for key, value in items.items():
+        if value is not None and value != []:
+            lines.append(f"{key} = {_toml_value(value)}")
+
+
+def render_spec(spec: KitSpec) -> str:
+    """The spec as ``kit.toml`` text; ``spec_from_mapping(tomllib.loads(...))`` reads it back."""
+    lines = ["# opencm kit spec: see docs/kit-spec.md. `opencm kit build` reads this file."]
+    if spec.components:
+        lines.append(f"components = {_toml_value(spec.components)}")
+    _table(
+        lines,
+        "[service]",
+        {
+            "name": spec.service_name,
+            "short": spec.short_name,
+            "version": spec.version,
+            "connection_types": spec.connection_types,
+            "redial_count": spec.redial_count,
+            "redial_delay": spec.redial_delay,
+            "auto_reconnect": spec.auto_reconnect,
+            "dun": spec.dun,
+            "tunnel_dun": spec.tunnel_dun,
+        },
+    )
+    for server in spec.vpn:
+        _table(
+            lines,
+            "[[vpn]]",
+            {
+                "name": server.name,
+                "address": server.address,
+                "link": server.link,
+                "config": server.config,
+                "connection": server.connection,
+            },
+        )
+    if spec.phonebook is not None:
+        book = spec.phonebook
+        _table(
+            lines,
+            "[phonebook]",
+            {
+                "name": book.name,
+                "dir": book.dir,
+                "pbs_url": book.pbs_url,
+                "public_key": book.public_key,
+            },
+        )
+    for action in spec.actions:
+        _table(
+            lines,
+            "[[action]]",
+            {
+                "point": action.point.value,
+                "program": action.program,
+                "parameters": action.parameters,
+                "description": action.description,
+                "include": action.include,
+                "interactive": action.interactive,
+                "run_for": action.run_for,
+            },
+        )
+    files = {
+        "icon": spec.icon,
+        "small_icon": spec.small_icon,
+        "tray_icon": spec.tray_icon,
+        "help": spec.help_file,
+        "additional": spec.additional_files,
+    }
+    if any(value for value in files.values()):
+        _table(lines, "[files]", files)
+    return "\n".join(lines) + "\n"
