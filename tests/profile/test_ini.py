@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opencm.errors import InputError
-from opencm.profile.ini import IniFile
+from opencm.profile.ini import IniFile, Line
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ALL_FIXTURES = sorted(FIXTURES.iterdir())
@@ -235,3 +235,17 @@ def test_edits_change_at_most_the_touched_lines(
         # Only insertions: every original line is still there, in order.
         remaining = iter(after)
         assert all(any(line == candidate for candidate in remaining) for line in original)
+
+
+def test_direct_edits_of_the_line_list_keep_lookups_true() -> None:
+    # Callers (the kit's rebuild) splice lines in place; look-ups must see the new shape.
+    ini = IniFile.parse(b"[A]\r\nx=1\r\n")
+    assert ini.get("B", "y") is None
+    ini.lines.append(Line("[B]", "\r\n"))
+    ini.lines.append(Line("y=2", "\r\n"))
+    assert ini.get("B", "y") == "2"
+    ini.lines[0:2] = [Line("[C]", "\r\n"), Line("x=3", "\r\n")]
+    assert ini.get("A", "x") is None
+    assert ini.get("C", "x") == "3"
+    del ini.lines[0]
+    assert ini.get("C", "x") is None

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self, SupportsIndex
 
 from opencm.errors import InputError
 from opencm.fsutil import atomic_write
@@ -197,6 +198,55 @@ class Diagnostic:
         return f"{self.path or '<profile>'}:{self.line}: {self.message}"
 
 
+class _Lines(list[Line]):
+    """The file's lines; any change to the list drops the owner's section index."""
+
+    def __init__(self, lines: list[Line], on_change: Callable[[], None]) -> None:
+        super().__init__(lines)
+        self._on_change = on_change
+
+    def _changed(self) -> None:
+        self._on_change()
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        super().__setitem__(index, value)
+        self._changed()
+
+    def __delitem__(self, index: Any) -> None:
+        super().__delitem__(index)
+        self._changed()
+
+    def __iadd__(self, other: Iterable[Line]) -> Self:  # type: ignore[override, misc]
+        super().__iadd__(other)
+        self._changed()
+        return self
+
+    def append(self, value: Line) -> None:
+        super().append(value)
+        self._changed()
+
+    def extend(self, values: Iterable[Line]) -> None:
+        super().extend(values)
+        self._changed()
+
+    def insert(self, index: SupportsIndex, value: Line) -> None:
+        super().insert(index, value)
+        self._changed()
+
+    def pop(self, index: SupportsIndex = -1) -> Line:
+        value = super().pop(index)
+        self._changed()
+        return value
+
+    def remove(self, value: Line) -> None:
+        super().remove(value)
+        self._changed()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+
 @dataclass(frozen=True)
 class _SectionSpan:
     name: str
@@ -208,15 +258,28 @@ class IniFile:
     """A whole INI file as lines, with profile-API look-ups and line-preserving edits."""
 
     def __init__(self, lines: list[Line], encoding: Encoding, path: Path | None = None) -> None:
-        self.lines = lines
+        self._span_cache: list[_SectionSpan] | None = None
+        self._lines = _Lines(lines, self._forget_spans)
         self.encoding = encoding
         self.path = path
-        self._span_cache: list[_SectionSpan] | None = None
         #: The line ending for the first line added to a file that has none yet.
         self.default_eol = "\r\n"
         #: Warnings from look-ups (integers that were not integers, …), in the order met;
         #: the caller decides where they are shown (``profile check``, the CLI's stderr, a log).
         self.diagnostics: list[Diagnostic] = []
+
+    @property
+    def lines(self) -> list[Line]:
+        """The physical lines; edit through the methods, or this list (it keeps the index true)."""
+        return self._lines
+
+    @lines.setter
+    def lines(self, lines: list[Line]) -> None:
+        self._lines = _Lines(lines, self._forget_spans)
+        self._forget_spans()
+
+    def _forget_spans(self) -> None:
+        self._span_cache = None
 
     # -- reading and writing -------------------------------------------------------------
 
@@ -255,7 +318,8 @@ class IniFile:
     # -- structure -----------------------------------------------------------------------
 
     def _spans(self) -> list[_SectionSpan]:
-        # Edits only insert or remove whole lines through this class, which drops the cache.
+        # Any change to the list of lines drops the cache (see _Lines); a line's text changes
+        # only through set(), which never turns a key line into a section header.
         if self._span_cache is None:
             self._span_cache = self._scan_spans()
         return self._span_cache
@@ -391,7 +455,6 @@ class IniFile:
             self.lines[index - 1].eol = eol
             new.eol = ""
         self.lines.insert(index, new)
-        self._span_cache = None
 
     def set(self, section: str, key: str, value: str) -> None:
         """Set ``key`` in the first ``section``: rewrite its line, or add one (and the section)."""
@@ -427,7 +490,6 @@ class IniFile:
             return False
         index = found[0]
         removed = self.lines.pop(index)
-        self._span_cache = None
         if not removed.eol and index > 0:
             self.lines[index - 1].eol = ""  # keep "no final newline" as it was
         return True
