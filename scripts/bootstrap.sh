@@ -8,7 +8,7 @@ cd "$here"
 # Debian packages the tests use against the real thing: cab tools, signatures, links, load generators.
 APT_PACKAGES=(
     gcc libc6-dev python3-venv
-    cabextract gcab minisign
+    cabextract gcab minisign openssl
     openvpn wireguard-go wireguard-tools iproute2 iputils-ping socat ppp
     wrk nginx-light
     dbus libdbus-1-dev libglib2.0-dev pkg-config
