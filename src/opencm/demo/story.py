@@ -8,6 +8,8 @@ before anything does; the pre-connect actions then run for real and their record
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import tempfile
 import textwrap
@@ -69,7 +71,7 @@ def run(argv: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="opencm-demo-"))
     story = Story("opencm demo")
     try:
-        _profile_story(story, work)
+        Demo(work).tell(story)
     except StepFailed as failure:
         print(f"\ndemo FAILED: {failure}", flush=True)
         return 1
@@ -82,34 +84,70 @@ def run(argv: list[str]) -> int:
     return 0
 
 
-def _profile_story(story: Story, work: Path) -> None:
-    kit = work / "kit"
-    log = work / "actions.log"
-    profile = kit / "build" / "CONTOSO" / "CONTOSO.cmp"
+class Demo:
+    """The demo's folders and the environment its commands run in (a private XDG home)."""
 
-    def write_kit() -> None:
-        (kit / "files").mkdir(parents=True)
-        (kit / "files" / "record.sh").write_text(RECORDER)
-        (kit / "files" / "record.sh").chmod(0o755)
-        (kit / "files" / "contoso.ovpn").write_text("client\ndev tun\nremote 10.0.0.1\n")
-        (kit / "kit.toml").write_text(kit_toml(log))
-        print(indent((kit / "kit.toml").read_text()[:400] + "…"))
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.kit = work / "kit"
+        self.log = work / "actions.log"
+        self.home = work / "home"
+        self.built = self.kit / "build" / "CONTOSO" / "CONTOSO.cmp"
+        self.package = self.kit / "build" / "CONTOSO.cmpkg.pyz"
+        self.env = {
+            **os.environ,
+            "HOME": str(self.home),
+            "XDG_DATA_HOME": str(self.home / "share"),
+            "XDG_CONFIG_HOME": str(self.home / "config"),
+            "XDG_STATE_HOME": str(self.home / "state"),
+        }
+        self.installed = self.home / "share" / "opencm" / "Cm" / "CONTOSO.cmp"
 
-    def build() -> None:
-        opencm("kit", "build", kit)
-        expect(profile.is_file(), f"the build did not write {profile}")
+    def opencm(self, *args: str | Path, check: bool = True) -> str:
+        return opencm(*args, env=self.env, check=check)
 
-    def plan() -> None:
-        out = opencm("actions", "plan", profile)
+    def tell(self, story: Story) -> None:
+        story.step("administrator: a kit with actions at all nine points", self.write_kit)
+        story.step("administrator: opencm kit build, signed with the admin key", self.build)
+        story.step("administrator: opencm actions plan, before anything runs", self.plan)
+        story.step("user: opencm install (signature checked first)", self.install)
+        story.step("user: pre-connect actions run for real", self.pre_connect)
+        story.step("user: opencm uninstall removes exactly what install added", self.uninstall)
+
+    def write_kit(self) -> None:
+        files = self.kit / "files"
+        files.mkdir(parents=True)
+        (files / "record.sh").write_text(RECORDER)
+        (files / "record.sh").chmod(0o755)
+        (files / "contoso.ovpn").write_text("client\ndev tun\nremote 10.0.0.1\n")
+        (self.kit / "kit.toml").write_text(kit_toml(self.log))
+        print(indent((self.kit / "kit.toml").read_text()[:400] + "…"))
+
+    def build(self) -> None:
+        self.opencm("kit", "keygen", self.work / "admin")
+        self.opencm("kit", "build", self.kit, "--key", self.work / "admin.key")
+        expect(self.built.is_file(), f"the build did not write {self.built}")
+        expect(self.package.is_file(), f"the build did not write {self.package}")
+
+    def plan(self) -> None:
+        out = self.opencm("actions", "plan", self.built)
         for point in ActionPoint:
             expect(point.section in out, f"the plan does not mention [{point.section}]")
 
-    def pre_connect() -> None:
-        opencm("actions", "run", "pre-connect", profile, "--wait")
-        lines = expect_lines(log, ["pre-connect service=Contoso VPN type=1"])
-        print(indent(f"{log.name}: {lines}"))
+    def install(self) -> None:
+        self.home.mkdir()
+        self.opencm("install", self.package, "--user", "--trust", self.work / "admin.pub")
+        listed = json.loads(self.opencm("list", "--user", "--json"))
+        names = [entry["short_name"] for entry in listed]
+        expect("CONTOSO" in names, f"opencm list does not show CONTOSO: {listed}")
+        expect(self.installed.is_file(), f"install did not write {self.installed}")
 
-    story.step("administrator writes a kit with actions at all nine points", write_kit)
-    story.step("opencm kit build: the service profile (.cmp/.cms/.inf)", build)
-    story.step("opencm actions plan: what will run, before anything does", plan)
-    story.step("opencm actions run pre-connect: the actions run for real", pre_connect)
+    def pre_connect(self) -> None:
+        self.opencm("actions", "run", "pre-connect", self.installed, "--wait")
+        lines = expect_lines(self.log, ["pre-connect service=Contoso VPN type=1"])
+        print(indent(f"{self.log.name}: {lines}"))
+
+    def uninstall(self) -> None:
+        self.opencm("uninstall", "CONTOSO", "--user")
+        left = sorted(p for p in self.home.rglob("*") if p.is_file())
+        expect(not left, f"uninstall left files behind: {left}")
