@@ -30,13 +30,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import inspect
 import shutil
 import tempfile
-from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from opencm.errors import InputError
 from opencm.links import codes, proc
@@ -50,6 +47,7 @@ from opencm.links.api import (
     LinkDownCallback,
     LinkInfo,
 )
+from opencm.links.tasks import TaskSet
 
 SETTINGS = ("config", "netns", "remote", "timeout")
 DEFAULT_TIMEOUT = 30.0
@@ -77,13 +75,8 @@ class _Link:
     up: bool = False
     closing: bool = False
     down_reported: bool = False
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    tasks: TaskSet = field(default_factory=TaskSet)
     teardown: asyncio.Task[None] | None = None
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     def send(self, command: str) -> None:
         if self.writer is not None and not self.writer.is_closing():
@@ -264,8 +257,8 @@ class OpenVPNDialer:
         link.send("state on")
         link.send("log on all")
         link.send("bytecount 1")
-        link.spawn(self._read(link, reader))
-        link.spawn(self._watch_process(link))
+        link.tasks.spawn(self._read(link, reader))
+        link.tasks.spawn(self._watch_process(link))
 
     async def _read(self, link: _Link, reader: asyncio.StreamReader) -> None:
         while line := await reader.readline():
@@ -286,7 +279,9 @@ class OpenVPNDialer:
                 link.state = name
             case mgmt.Hold(wait=wait):
                 if not link.up and not link.closing:
-                    link.spawn(self._release_hold(link, min(float(wait), self._hold_wait_cap)))
+                    link.tasks.spawn(
+                        self._release_hold(link, min(float(wait), self._hold_wait_cap))
+                    )
             case mgmt.PasswordRequest(kind=kind):
                 self._answer_password(link, kind)
             case mgmt.PasswordFailed():
@@ -374,8 +369,8 @@ class OpenVPNDialer:
         down = LinkDown(reason, f"{detail}{f' (server {server})' if server else ''}")
         # End the client now: reconnecting is the session's decision, not OpenVPN's.
         link_id = link.rundir.name
-        link.spawn(self._close(link_id, link))
-        link.spawn(_notify(link.on_down, down))
+        link.tasks.spawn(self._close(link_id, link))
+        link.tasks.notify(link.on_down, down)
 
     async def _close(self, link_id: str, link: _Link) -> None:
         link.closing = True
@@ -394,23 +389,9 @@ class OpenVPNDialer:
             await proc.end(process)
         if link.writer is not None:
             link.writer.close()
-        current = asyncio.current_task()
-        for task in list(link.tasks):
-            if task is not current and task is not link.teardown and not _is_notify(task):
-                task.cancel()
+        link.tasks.cancel_all(keep=link.teardown)
         self._links.pop(link_id, None)
         shutil.rmtree(link.rundir, ignore_errors=True)
-
-
-async def _notify(callback: LinkDownCallback, down: LinkDown) -> None:
-    result = callback(down)
-    if inspect.isawaitable(result):
-        await result
-
-
-def _is_notify(task: asyncio.Task[None]) -> bool:
-    coro = task.get_coro()
-    return getattr(coro, "__qualname__", "") == _notify.__qualname__
 
 
 def _auth_error(link: _Link) -> DialError:
