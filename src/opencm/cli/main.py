@@ -23,7 +23,15 @@ def cli() -> None:
 
 def _register() -> None:
     # One line per part; each module defines a click group or command named after it.
-    from opencm.cli import actions_cmd, dialers_cmd, install_cmd, kit_cmd, logon_cmd, profile_cmd
+    from opencm.cli import (
+        actions_cmd,
+        dialers_cmd,
+        install_cmd,
+        kit_cmd,
+        logon_cmd,
+        pops_cmd,
+        profile_cmd,
+    )
 
     cli.add_command(profile_cmd.profile)
     cli.add_command(actions_cmd.actions)
@@ -33,6 +41,7 @@ def _register() -> None:
     cli.add_command(install_cmd.list_cmd)
     cli.add_command(logon_cmd.logon)
     cli.add_command(dialers_cmd.dialers)
+    cli.add_command(pops_cmd.pops)
 
 
 _register()
