@@ -506,20 +506,40 @@ class Workspace:
     def search(
         self, name: str, query: str, *, limit: int = 50, contains: bool = False
     ) -> list[Pop]:
-        """POPs whose name, area code or access number starts with ``query`` (any case), or
-        whose index is ``query``; ``contains`` matches anywhere (a full scan)."""
+        """Up to ``limit`` POPs whose name, area code or access number starts with ``query``
+        (any case), or whose index is ``query``, sorted by index; ``contains`` matches
+        anywhere (a full scan).
+
+        A prefix is an index range scan (``col >= q AND col < q + DEL`` under NOCASE: stored
+        values are printable ASCII, so none sorts above DEL), each cut at ``limit``.
+        """
         book_id = self._book_id(name)
-        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = ("%" if contains else "") + escaped + "%"
-        parts = [
-            f"SELECT {_POP_COLUMNS} FROM pops WHERE book_id = :b AND {column} LIKE :p ESCAPE '\\'"
-            for column in ("name", "area", "access")
-        ]
+        if contains:
+            escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = self.db.execute(
+                f"SELECT {_POP_COLUMNS} FROM pops WHERE book_id = :b AND (name LIKE :p ESCAPE"
+                " '\\' OR area LIKE :p ESCAPE '\\' OR access LIKE :p ESCAPE '\\')"
+                " ORDER BY idx LIMIT :n",
+                {"b": book_id, "p": f"%{escaped}%", "n": limit},
+            )
+            return [_row_pop(row) for row in rows]
+        found: dict[int, Pop] = {}
+        for column in ("name", "area", "access"):
+            rows = self.db.execute(
+                f"SELECT {_POP_COLUMNS} FROM pops WHERE book_id = ? AND {column} >= ?"
+                f" AND {column} < ? LIMIT ?",
+                (book_id, query, query + "\x7f", limit),
+            )
+            for row in rows:
+                found[row[0]] = _row_pop(row)
         if query.isdigit():
-            parts.append(f"SELECT {_POP_COLUMNS} FROM pops WHERE book_id = :b AND idx = :i")
-        sql = " UNION ".join(parts) + " ORDER BY idx LIMIT :n"
-        params = {"b": book_id, "p": pattern, "i": int(query) if query.isdigit() else 0, "n": limit}
-        return [_row_pop(row) for row in self.db.execute(sql, params)]
+            row = self.db.execute(
+                f"SELECT {_POP_COLUMNS} FROM pops WHERE book_id = ? AND idx = ?",
+                (book_id, int(query)),
+            ).fetchone()
+            if row is not None:
+                found[row[0]] = _row_pop(row)
+        return [found[index] for index in sorted(found)[:limit]]
 
     def _check_pop(self, db: sqlite3.Connection, book_id: int, pop: Pop) -> Pop:
         if pop.index < 1:
