@@ -204,3 +204,21 @@ def test_import_progress_and_errors_through_the_real_command(tmp_path: Path) -> 
     result = run("import", "WORLD", str(good))
     assert result.returncode == 0 and "Importing good.txt" in result.stderr
     assert "1 added" in result.stdout
+
+
+def test_release_tar_is_flat_posix_and_failed_post_remembers_nothing(
+    pb: Runner, tmp_path: Path
+) -> None:
+    import io
+    import tarfile
+
+    from opencm.phonebook.post import release_tar
+
+    data = release_tar({"full.cab": b"x", "full.cab.minisig": b"y"})
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        members = [(m.name, m.isfile(), m.mtime) for m in tar.getmembers()]
+    assert members == [("full.cab", True, 0), ("full.cab.minisig", True, 0)]
+    pb("pop", "add", "WORLD", "--country", "1", "--access", "5550100")
+    pb("release", "WORLD")
+    assert "token" in pb("post", "WORLD", "--to", "http://127.0.0.1:9", code=2)
+    assert pb.json("show", "WORLD")["post_target"] is None

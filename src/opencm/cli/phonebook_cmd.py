@@ -485,13 +485,14 @@ def post(
         chosen = normalize_target(target) if target else book.post_target
         if chosen is None:
             raise InputError("where to? give --to DIRECTORY or --to https://server", field="--to")
-        ws.set_post_target(name, chosen, force=force)
+        ws.set_post_target(name, chosen, force=force, check_only=True)
         files = ws.release_files(name, book.version)
         if is_url(chosen):
             token = _token(token_file)
             result = post_to_service(chosen, token, book.name, book.version, files)
         else:
             result = post_to_directory(Path(chosen), book.name, book.version, files)
+        ws.set_post_target(name, chosen, force=force)
         ws.mark_posted(name, book.version)
     if as_json:
         emit_json(result)

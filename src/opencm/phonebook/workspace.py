@@ -761,8 +761,14 @@ class Workspace:
             raise InputError(f"{name} has no release {version}", field="version")
         return {row[0]: bytes(row[1]) for row in rows}
 
-    def set_post_target(self, name: str, target: str, *, force: bool) -> None:
-        """Remember the book's home service; a different one is refused unless ``force``."""
+    def set_post_target(
+        self, name: str, target: str, *, force: bool, check_only: bool = False
+    ) -> None:
+        """Remember the book's home service; a different one is refused unless ``force``.
+
+        ``check_only`` refuses or passes without remembering (check before posting, remember
+        once the post has succeeded).
+        """
         with self.transaction() as db:
             book = self.book(name)
             if book.post_target not in (None, target) and not force:
@@ -770,6 +776,8 @@ class Workspace:
                     f"{name} is published to {book.post_target}; a phone book has one home "
                     "service (posting to two causes version conflicts). Pass --force to move it."
                 )
+            if check_only:
+                return
             db.execute("UPDATE books SET post_target = ? WHERE id = ?", (target, book.id))
 
     def mark_posted(self, name: str, version: int) -> None:
