@@ -222,3 +222,20 @@ def test_release_tar_is_flat_posix_and_failed_post_remembers_nothing(
     pb("release", "WORLD")
     assert "token" in pb("post", "WORLD", "--to", "http://127.0.0.1:9", code=2)
     assert pb.json("show", "WORLD")["post_target"] is None
+
+
+def test_service_rejecting_the_archive_is_a_clear_error(tmp_path: Path) -> None:
+    from opencm.errors import InputError
+    from opencm.phonebook.post import post_to_service
+
+    with (
+        serve(tmp_path / "store", "t") as (url, _),
+        pytest.raises(InputError, match="rejected the release archive"),
+    ):
+        post_to_service(url, "t", "WORLD", 1, {"evil.txt": b"x"})
+
+
+def test_delete_book(pb: Runner) -> None:
+    pb("delete", "WORLD", "--yes")
+    assert pb.json("list") == []
+    assert "no phone book named 'WORLD'" in pb("show", "WORLD", code=2)

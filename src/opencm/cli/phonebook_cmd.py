@@ -122,6 +122,19 @@ def show(ctx: click.Context, name: str, as_json: bool) -> None:
         click.echo(f"{key.replace('_', ' ')}: {value if value is not None else '-'}")
 
 
+@phonebook.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.pass_context
+def delete(ctx: click.Context, name: str, yes: bool) -> None:
+    """Delete phone book NAME from the workspace (posted releases stay where they were posted)."""
+    if not yes:
+        click.confirm(f"Delete {name} with all its POPs, regions and releases?", abort=True)
+    with _open(ctx) as ws:
+        ws.delete_book(name)
+    click.echo(f"Deleted {name}; releases already posted remain on their service")
+
+
 @phonebook.command("undo")
 @click.argument("name")
 @JSON
