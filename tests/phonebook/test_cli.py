@@ -239,3 +239,15 @@ def test_delete_book(pb: Runner) -> None:
     pb("delete", "WORLD", "--yes")
     assert pb.json("list") == []
     assert "no phone book named 'WORLD'" in pb("show", "WORLD", code=2)
+
+
+def test_export_released_writes_the_version_file_the_kit_reads(pb: Runner, tmp_path: Path) -> None:
+    from opencm.kit.install import read_version_file
+
+    assert "no release yet" in pb("export", "WORLD", str(tmp_path / "kit"), "--released", code=3)
+    pb("pop", "add", "WORLD", "--country", "1", "--access", "5550100")
+    pb("release", "WORLD")
+    pb("pop", "add", "WORLD", "--country", "1", "--access", "5550101")
+    pb("export", "WORLD", str(tmp_path / "kit"), "--released")
+    assert read_version_file((tmp_path / "kit" / "WORLD.ver").read_bytes()) == 1
+    assert (tmp_path / "kit" / "WORLD.pbk").read_bytes() == b"1,1,0,,,5550100,0,0,0,0,\r\n"

@@ -15,6 +15,7 @@ import click
 from opencm.cli.output import emit_json
 from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write
+from opencm.phonebook.cabinet import read_cab
 from opencm.phonebook.importer import import_file
 from opencm.phonebook.pbk import Pop
 from opencm.phonebook.post import is_url, normalize_target, post_to_directory, post_to_service
@@ -372,16 +373,29 @@ def import_cmd(
 @phonebook.command("export")
 @click.argument("name")
 @click.argument("directory", type=PATH)
+@click.option(
+    "--released",
+    is_flag=True,
+    help="Write the latest release (with its .ver) instead of the working copy; this is what a "
+    "kit's [phonebook] folder should hold.",
+)
 @click.pass_context
-def export(ctx: click.Context, name: str, directory: Path) -> None:
-    """Write NAME's current POPs and regions as DIRECTORY/NAME.pbk and NAME.pbr."""
+def export(ctx: click.Context, name: str, directory: Path, released: bool) -> None:
+    """Write NAME as DIRECTORY/NAME.pbk and NAME.pbr (and NAME.ver with --released)."""
     with _open(ctx) as ws:
         book = ws.book(name)
-        snapshot = ws.export(name)
+        if released:
+            if book.version == 0:
+                raise RefusedError(f"{name} has no release yet")
+            members = read_cab(ws.release_files(name, book.version)["full.cab"])
+        else:
+            snapshot = ws.export(name)
+            members = {f"{book.name}.pbk": snapshot.pbk, f"{book.name}.pbr": snapshot.pbr}
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write(directory / f"{book.name}.pbk", snapshot.pbk)
-    atomic_write(directory / f"{book.name}.pbr", snapshot.pbr)
-    click.echo(f"Wrote {directory / book.name}.pbk ({snapshot.pops} POPs) and .pbr")
+    for member, data in members.items():
+        atomic_write(directory / member, data)
+    what = f"version {book.version}" if released else "working copy"
+    click.echo(f"Wrote {', '.join(sorted(members))} ({what}) to {directory}")
 
 
 # -- releases, keys, posting -----------------------------------------------------------------
