@@ -212,3 +212,44 @@ def test_field_limits(check, at_limit: str, over: str) -> None:  # type: ignore[
     assert check(at_limit) == at_limit
     with pytest.raises(InputError, match="at most"):
         check(over)
+
+
+def test_import_an_ms_cpsp_phone_book_with_its_region_file(ws: Workspace, tmp_path: Path) -> None:
+    ws.add_region("WORLD", "Hyderabad")  # the book: 1 Seattle, 2 Hyderabad
+    (tmp_path / "OLD.PBR").write_bytes(b"2\r\nHyderabad\r\nSeattle\r\n")
+    pbk = write(
+        tmp_path,
+        "OLD.pbk",
+        "23,1,2,Redmond,999,5550134,9600,56000,0,96,\r\n24,91,1,Hitec,40,55500123,,,,,,\r\n",
+    )
+    assert import_file(ws, "WORLD", pbk) == (2, 0, 0)
+    assert ws.pop("WORLD", 23) == Pop(23, 1, 1, "Redmond", "999", "5550134", 9600, 56000, 0, 96)
+    assert ws.pop("WORLD", 24).region == 2
+    # Exported and imported again into another book: byte-identical.
+    ws.create_book("COPY")
+    for region in ws.regions("WORLD"):
+        ws.add_region("COPY", region)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "WORLD.pbk").write_bytes(ws.export("WORLD").pbk)
+    (out / "WORLD.pbr").write_bytes(ws.export("WORLD").pbr)
+    import_file(ws, "COPY", out / "WORLD.pbk")
+    assert ws.export("COPY").pbk == ws.export("WORLD").pbk
+
+
+def test_pbk_import_is_strict_where_a_client_would_drop_entries(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    pbk = write(
+        tmp_path,
+        "OLD.pbk",
+        "23,1,0,Redmond,999,5550134,9600,56000,0,96,\r\n24,91,0,Hitec,40,55500123,fast,,,,,\r\n",
+    )
+    with pytest.raises(InputError, match="cpsp-min-speed") as error:
+        import_file(ws, "WORLD", pbk)
+    assert (error.value.line, error.value.field) == (2, "Minimum Analog Speed")
+    pbk.write_text("23,1,1,Redmond,999,5550134,9600,56000,0,96,\r\n")
+    (tmp_path / "OLD.pbr").write_text("1\r\nAtlantis\r\n")
+    with pytest.raises(InputError, match="no region 'Atlantis'"):
+        import_file(ws, "WORLD", pbk)
+    assert ws.book("WORLD").pops == 0

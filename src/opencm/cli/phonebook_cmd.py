@@ -337,9 +337,9 @@ def region_list(ctx: click.Context, book: str, as_json: bool) -> None:
 @click.option(
     "--format",
     "file_format",
-    type=click.Choice(["pba", "csv"]),
+    type=click.Choice(["pba", "csv", "pbk"]),
     default=None,
-    help="Default: csv for .csv files, PBA's import format otherwise.",
+    help="Default: csv for .csv, an MS-CPSP phone book for .pbk, PBA's import format otherwise.",
 )
 @JSON
 @click.pass_context

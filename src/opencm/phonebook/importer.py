@@ -9,6 +9,9 @@ A line whose POP index exists edits that POP, any other adds one. opencm adds on
 page does not show: ``-<index>`` alone on a line deletes that POP. Blank lines and lines
 starting with ``;`` or ``#`` are skipped.
 
+An MS-CPSP ``.pbk`` (``.pbk``, with its ``.pbr`` beside it) imports an existing phone book;
+see :func:`plan_pbk`.
+
 CSV (opencm's own, ``.csv``): a header row naming the columns ``index, country, region, name,
 area, access, min_speed, max_speed, reserved, flags, dun`` and optionally ``action`` (``add``,
 ``edit``, ``delete``, or empty for add-or-edit). ``region`` may be a region's number or name.
@@ -28,8 +31,10 @@ from pathlib import Path
 
 from opencm.errors import InputError
 from opencm.phonebook import limits
-from opencm.phonebook.pbk import Pop
-from opencm.phonebook.workspace import Book, Workspace, check_pop_fields
+from opencm.phonebook.pbk import Pop, parse_pbk
+from opencm.phonebook.pbr import parse_pbr
+from opencm.phonebook.problems import Effect
+from opencm.phonebook.workspace import Book, Workspace, check_pop_fields, pop_as_json
 
 COLUMNS = (
     "index",
@@ -227,6 +232,69 @@ def plan_csv(
     return planner.plan
 
 
+def _sibling_pbr(path: Path) -> Path | None:
+    wanted = path.with_suffix(".pbr").name.casefold()
+    for entry in path.parent.iterdir():
+        if entry.name.casefold() == wanted:
+            return entry
+    return None
+
+
+def plan_pbk(data: bytes, path: Path, regions: list[str]) -> ImportPlan:
+    """An MS-CPSP ``.pbk`` (with the ``.pbr`` beside it): every POP added or edited.
+
+    Strict: where a client would silently drop entries (MS-CPSP's error rules), an import
+    stops with the rule's message instead. Region ids are mapped by region *name* to the
+    book's regions, which must exist.
+    """
+    pbr_path = _sibling_pbr(path)
+    file_regions: list[str] = []
+    if pbr_path is not None:
+        pbr = parse_pbr(pbr_path.read_bytes(), pbr_path)
+        for problem in pbr.problems:
+            if problem.effect is not Effect.WARNING:
+                raise InputError(
+                    problem.message, path=pbr_path, line=problem.line, field=problem.field
+                )
+        file_regions = pbr.names
+    read = parse_pbk(data, path, region_count=len(file_regions) if pbr_path else None)
+    for problem in read.problems:
+        if problem.effect is not Effect.WARNING:
+            raise InputError(
+                f"{problem.message} [{problem.rule}]",
+                path=path,
+                line=problem.line,
+                field=problem.field,
+            )
+    numbers = [n for n, line in enumerate(read.document.lines, 1) if line.text.strip()]
+    planner = _Planner(path, regions)
+    book_region = {name.casefold(): number for number, name in enumerate(regions, 1)}
+    for line, pop in zip(numbers, read.pops, strict=True):
+        region = pop.region
+        if region:
+            if region > len(file_regions):
+                raise InputError(
+                    f"region {region} has no name (no {path.stem}.pbr beside the "
+                    "file, or too few names in it)",
+                    path=path,
+                    line=line,
+                    field="region",
+                )
+            name = file_regions[region - 1]
+            if name.casefold() not in book_region:
+                raise InputError(
+                    f"the book has no region {name!r}; add it first ('opencm "
+                    f"phonebook region add BOOK {name!r}')",
+                    path=path,
+                    line=line,
+                    field="region",
+                )
+            region = book_region[name.casefold()]
+        values = {**pop_as_json(pop), "region": str(region)}
+        planner.add({key: str(value) for key, value in values.items()}, line)
+    return planner.plan
+
+
 def import_file(
     workspace: Workspace,
     name: str,
@@ -241,9 +309,13 @@ def import_file(
     except OSError as error:
         raise InputError(f"cannot read the import file ({error.strerror})", path=path) from error
     text = _decode(data, path)
-    kind = file_format or ("csv" if path.suffix.lower() == ".csv" else "pba")
+    suffix = path.suffix.lower()
+    kind = file_format or {".csv": "csv", ".pbk": "pbk"}.get(suffix, "pba")
     regions = workspace.regions(name)
-    plan = (plan_csv if kind == "csv" else plan_pba)(text, path, regions, progress)
+    if kind == "pbk":
+        plan = plan_pbk(data, path, regions)
+    else:
+        plan = (plan_csv if kind == "csv" else plan_pba)(text, path, regions, progress)
     limit_check = _limit_checker(plan, path)
     return workspace.apply_import(
         name, plan.upserts, plan.deletes, source=path.name, check=limit_check
