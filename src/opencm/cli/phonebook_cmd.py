@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import time
@@ -9,10 +10,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
-from opencm.cli.output import emit_json
+from opencm.cli.output import emit_json, warn
 from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write
 from opencm.phonebook.cabinet import read_cab
@@ -516,6 +518,8 @@ def post(
         files = ws.release_files(name, book.version)
         if is_url(chosen):
             token = _token(token_file)
+            if chosen.startswith("http://") and not _is_loopback(chosen):
+                warn("posting over plain HTTP: the token and the release travel unencrypted")
             result = post_to_service(chosen, token, book.name, book.version, files)
         else:
             result = post_to_directory(Path(chosen), book.name, book.version, files)
@@ -535,3 +539,11 @@ def _token(token_file: Path | None) -> str:
     if not token:
         raise InputError("an upload needs a token: --token-file FILE or $OPENCM_PBS_TOKEN")
     return token
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

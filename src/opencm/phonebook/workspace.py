@@ -732,9 +732,15 @@ class Workspace:
                 "INSERT INTO release_files VALUES (?, ?, ?, ?)",
                 ((book.id, version, file, data) for file, data in files.items()),
             )
-            # Snapshots older than the delta window are no longer needed to build deltas.
+            # Snapshots and cabs older than the delta window are no longer needed: deltas are
+            # built from the window, and only the newest release is ever posted. The history
+            # (counts, dates) stays.
             db.execute(
                 "UPDATE releases SET pbk = NULL WHERE book_id = ? AND version < ?",
+                (book.id, version - 5),
+            )
+            db.execute(
+                "DELETE FROM release_files WHERE book_id = ? AND version < ?",
                 (book.id, version - 5),
             )
             db.execute("UPDATE operations SET released = 1 WHERE book_id = ?", (book.id,))
