@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from opencm.errors import InputError, RefusedError
+from opencm.errors import InputError, OpencmError, RefusedError
 from opencm.phonebook import limits
 from opencm.phonebook.pbk import Pop, format_pbk, format_pop, parse_pbk
 from opencm.phonebook.pbr import format_pbr
@@ -210,8 +210,13 @@ class Workspace:
     def __init__(self, directory: Path, *, clock: Callable[[], str] = now) -> None:
         self.directory = directory
         self.clock = clock
-        directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / DB_NAME
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(
+                f"cannot create the workspace folder ({error.strerror})", path=directory
+            ) from error
         try:
             self.db = sqlite3.connect(
                 self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1e3
@@ -240,7 +245,14 @@ class Workspace:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the write lock from its start (BEGIN IMMEDIATE)."""
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise OpencmError(
+                f"the workspace stays busy ({error}): another command has held it for "
+                f"{BUSY_TIMEOUT_MS // 1000} s",
+                path=self.path,
+            ) from error
         try:
             yield self.db
         except BaseException:
