@@ -217,3 +217,19 @@ def test_cab_with_wrong_version_or_kind_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="kind must be"):
         apply_update(tmp_path, "WORLD", full_cab("WORLD", v1), kind="half", base=None, version=1)
     assert not list(tmp_path.iterdir())
+
+
+def test_minisign_tool_accepts_release_signatures(tmp_path: Path, keys: Keys) -> None:
+    minisign = need_tool("minisign")
+    v1 = snapshot(1, [Pop(1, 1, 0, "A", "1", "1")], [])
+    files = build_release("WORLD", v1, {}, keys.secret)
+    (tmp_path / "full.cab").write_bytes(files["full.cab"])
+    (tmp_path / "full.cab.minisig").write_bytes(files["full.cab.minisig"])
+    (tmp_path / "pba.pub").write_bytes(keys.public_bytes)
+    result = subprocess.run(
+        [minisign, "-V", "-p", str(tmp_path / "pba.pub"), "-m", str(tmp_path / "full.cab")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "opencm-phonebook book=WORLD version=1 kind=full" in result.stdout

@@ -102,6 +102,8 @@ def apply_update(
                 "installed (a full update is needed)"
             )
         delta = parse_delta(_member(members, book, ".dlt"), path=f"{book}.dlt")
+        if delta.book.casefold() != book.casefold():
+            raise RefusedError(f"the delta inside is for phone book {delta.book}, not {book}")
         if delta.base != base or delta.version != version:
             raise RefusedError(
                 f"the delta inside leads {delta.base} -> {delta.version}, expected {base} -> "
