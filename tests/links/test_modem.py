@@ -269,3 +269,24 @@ def test_edit_entry_normalises_numbers() -> None:
         DialEntry("E", "modem", {"device": "/dev/ttyS0", "numbers": " 555-1000 ;; 9,5552000 "})
     )
     assert entry.settings["numbers"] == "555-1000;9,5552000"
+
+
+def test_hang_up_from_a_fresh_dialer_ends_the_carrier(lab: Lab) -> None:
+    need_root_and()
+    server_ns, client_ns = lab.netns("s"), lab.netns("c")
+    modem = start_modem_emulator(lab, {"5553000": "CONNECT 28800"}, far_ns=server_ns)
+
+    async def scenario() -> None:
+        entry = modem_entry(modem, client_ns, numbers="5553000")
+        crashed = ModemDialer()
+        link = await crashed.dial(entry, Credentials(), lambda down: None)
+        assert netns_pids(client_ns)
+        await ModemDialer().hang_up(link)
+        for _ in range(100):
+            if not netns_pids(client_ns):
+                break
+            await asyncio.sleep(0.05)
+        assert netns_pids(client_ns) == []
+        await crashed.hang_up(link)  # only to close this test's port; the carrier is gone
+
+    asyncio.run(scenario())

@@ -351,9 +351,8 @@ class ModemDialer:
             return
         pid = link.handle.get("pid", "")
         if pid.isdigit():  # the daemon restarted: end the carrier; closing its port drops DTR
-            await proc.end_pid(
-                int(pid), "pppd" if link.handle.get("carrier") == "ppp" else "python3"
-            )
+            carrier = "pppd" if link.handle.get("carrier") == "ppp" else "opencm.links.slip"
+            await proc.end_pid(int(pid), carrier)
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
         settings = dict(entry.settings)
