@@ -243,3 +243,21 @@ def test_edit_entry_normalises_the_config_path(
     monkeypatch.chdir(tmp_path)
     entry = OpenVPNDialer().edit_entry(DialEntry("E", "openvpn", {"config": "c.ovpn"}))
     assert entry.settings["config"] == str(tmp_path / "c.ovpn")
+
+
+def test_hang_up_from_a_fresh_dialer_ends_the_client_by_pid(
+    lab: Lab, pair: NetnsPair, server: OpenVPNServer
+) -> None:
+    """After a daemon restart only the LinkInfo handle is left (the session's journal)."""
+    downs = DownRecorder()
+
+    async def scenario() -> None:
+        crashed = OpenVPNDialer()
+        link = await crashed.dial(entry_for(server, pair), Credentials(), downs)
+        pid = int(link.handle["pid"])
+        await OpenVPNDialer().hang_up(link)
+        assert pid not in netns_pids(pair.client_ns)
+        assert not await asyncio.to_thread(Path(link.handle["rundir"]).exists)
+        await crashed.hang_up(link)  # only to close this test's sockets; the link is gone
+
+    asyncio.run(scenario())

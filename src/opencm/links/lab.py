@@ -372,6 +372,7 @@ def start_openvpn_server(
     client_ping_restart: int = 2,
     users: Mapping[str, str] | None = None,
     explicit_exit_notify: bool = False,
+    listen_ip: str | None = None,
     ready_timeout: float = 15.0,
 ) -> OpenVPNServer:
     """Start an OpenVPN 2.6 server in ``pair.server_ns`` and write a matching client config.
@@ -380,12 +381,15 @@ def start_openvpn_server(
     pings every second with ``ping-restart client_ping_restart`` so that a dead server is noticed
     within a few seconds. With ``users``, the server also asks for a user name and password
     (checked by a small verify script) and the client config carries ``auth-user-pass``.
+    ``listen_ip`` (default ``pair.server_ip``) lets the server listen elsewhere, such as on the
+    far end of a modem line for a double dial.
     """
+    address = listen_ip or pair.server_ip
     net = lab.subnet()
     server_dev = f"{lab.prefix}t{len(lab.processes)}"
     argv = [
         "openvpn", "--server", f"{net}.0", "255.255.255.0", "--topology", "subnet",
-        "--proto", proto, "--local", pair.server_ip, "--port", str(port),
+        "--proto", proto, "--local", address, "--port", str(port),
         "--dev", server_dev, "--dev-type", "tun", "--disable-dco",
         "--ca", str(pki.ca_cert), "--cert", str(pki.server_cert), "--key", str(pki.server_key),
         "--dh", "none", "--ping", "1", "--ping-restart", "10", "--verb", "3",
@@ -405,7 +409,7 @@ def start_openvpn_server(
     client_proto = "tcp-client" if proto.startswith("tcp") else proto
     text = (
         "client\ndev tun\ndev-type tun\n"
-        f"proto {client_proto}\nremote {pair.server_ip} {port}\n"
+        f"proto {client_proto}\nremote {address} {port}\n"
         "nobind\ndisable-dco\nremote-cert-tls server\n"
         f"verify-x509-name {pki.server_name} name\n"
         f"ping 1\nping-restart {client_ping_restart}\nverb 3\n"
@@ -419,7 +423,7 @@ def start_openvpn_server(
     config_path.write_text(text)
     config_path.chmod(0o600)
     return OpenVPNServer(
-        process, pair.server_ns, pair.server_ip, port, proto, f"{net}.1", net, config_path, text
+        process, pair.server_ns, address, port, proto, f"{net}.1", net, config_path, text
     )
 
 
@@ -523,3 +527,70 @@ def start_wireguard_server(
     config_path.write_text(text)
     config_path.chmod(0o600)
     return WireGuardPeer(process, pair.server_ns, ifname, f"{net}.1", f"{net}.2", config_path, text)
+
+
+# -- Modem line ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModemLine:
+    """A running modem emulator; with a far end, IP flows between ``near_ip`` and ``far_ip``."""
+
+    emulator: subprocess.Popen[bytes]
+    device: Path
+    log_path: Path
+    far_end: subprocess.Popen[bytes] | None
+    far_ns: str | None
+    near_ip: str
+    far_ip: str
+
+    def events(self) -> str:
+        """The emulator's event log so far (one line per event)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def start_modem_emulator(
+    lab: Lab,
+    numbers: Mapping[str, str | Sequence[str]],
+    *,
+    far_ns: str | None = None,
+    dial_delay: float = 0.2,
+    guard: float = 0.2,
+    ready_timeout: float = 10.0,
+) -> ModemLine:
+    """Start opencm's modem emulator on a pty; with ``far_ns`` the line ends in that namespace.
+
+    ``numbers`` maps a number to its scripted results (``["BUSY", "CONNECT 28800"]`` or a
+    comma-separated string). The far end is the SLIP bridge on the emulator's second pty, inside
+    ``far_ns``, with address ``far_ip``; the dialer gets ``near_ip``.
+    """
+    import sys
+
+    index = len(lab.processes)
+    device = lab.workdir / f"ttyOCM{index}"
+    remote = lab.workdir / f"ttyOCM{index}-far"
+    log_path = lab.workdir / f"modem{index}.events"
+    argv = [
+        sys.executable, "-m", "opencm.links.modem_emulator", "--link", str(device),
+        "--dial-delay", str(dial_delay), "--guard", str(guard), "--log", str(log_path),
+    ]  # fmt: skip
+    for number, results in numbers.items():
+        script = results if isinstance(results, str) else ",".join(results)
+        argv += ["--number", f"{number}={script}"]
+    if far_ns:
+        argv += ["--remote", str(remote)]
+    emulator = lab.spawn(argv, log_name=f"modem{index}.log")
+    deadline = time.monotonic() + ready_timeout
+    while "ready on" not in (log_path.read_text() if log_path.exists() else ""):
+        if emulator.poll() is not None or time.monotonic() > deadline:
+            raise LabError(f"the modem emulator did not start: {lab.workdir / f'modem{index}.log'}")
+        time.sleep(0.01)
+    net = lab.subnet()
+    far_end = None
+    if far_ns:
+        far_dev = f"{lab.prefix}f{index}"
+        slip_argv = [sys.executable, "-m", "opencm.links.slip", "--port", str(remote)]
+        slip_argv += ["--dev", far_dev, "--addr", f"{net}.1", "--peer", f"{net}.2"]
+        far_end = lab.spawn(slip_argv, netns=far_ns, log_name=f"slip-far{index}.log")
+        _wait_for_log(lab.workdir / f"slip-far{index}.log", "up", far_end, ready_timeout)
+    return ModemLine(emulator, device, log_path, far_end, far_ns, f"{net}.2", f"{net}.1")

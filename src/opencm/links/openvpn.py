@@ -250,12 +250,14 @@ class OpenVPNDialer:
                 reader, writer = await asyncio.open_unix_connection(str(socket_path))
                 break
             except (FileNotFoundError, ConnectionRefusedError):
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.001)
         link.writer = writer
-        # States and the log first, then byte counts each second; the hold is released when
-        # OpenVPN announces it, so no state can be missed.
+        # Real-time states and log lines first, so that none is missed, then the hold release:
+        # OpenVPN handles commands in order. Later holds (a restart while dialling) are released
+        # from the >HOLD: handler after OpenVPN's own back-off.
         link.send("state on")
-        link.send("log on all")
+        link.send("log on")
+        link.send("hold release")
         link.send("bytecount 1")
         link.tasks.spawn(self._read(link, reader))
         link.tasks.spawn(self._watch_process(link))

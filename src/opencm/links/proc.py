@@ -77,12 +77,21 @@ async def end(process: asyncio.subprocess.Process, *, grace: float = 3.0) -> int
 
 
 def pid_runs(pid: int, program: str) -> bool:
-    """True when ``pid`` is alive and runs ``program`` (guards against a recycled PID)."""
+    """True when ``pid`` is alive and runs ``program`` (guards against a recycled PID).
+
+    ``program`` is the executable's base name, or for a Python module run with ``-m`` the
+    module's name (``opencm.links.slip``).
+    """
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     except OSError:
         return False
-    return bool(cmdline) and os.path.basename(cmdline[0].decode(errors="replace")) == program
+    words = [word.decode(errors="replace") for word in cmdline if word]
+    if not words:
+        return False  # a zombie: already gone
+    if os.path.basename(words[0]) == program:
+        return True
+    return "-m" in words[1:3] and program in words[1:4]
 
 
 async def end_pid(pid: int, program: str, *, grace: float = 3.0) -> None:
