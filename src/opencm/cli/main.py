@@ -23,7 +23,7 @@ def cli() -> None:
 
 def _register() -> None:
     # One line per part; each module defines a click group or command named after it.
-    from opencm.cli import actions_cmd, install_cmd, kit_cmd, logon_cmd, profile_cmd
+    from opencm.cli import actions_cmd, install_cmd, kit_cmd, logon_cmd, pbs_cmd, profile_cmd
 
     cli.add_command(profile_cmd.profile)
     cli.add_command(actions_cmd.actions)
@@ -32,6 +32,7 @@ def _register() -> None:
     cli.add_command(install_cmd.uninstall_cmd)
     cli.add_command(install_cmd.list_cmd)
     cli.add_command(logon_cmd.logon)
+    cli.add_command(pbs_cmd.pbs)
 
 
 _register()
