@@ -124,14 +124,20 @@ class Server:
 
 
 def start_server(
-    data: Path, log_dir: Path, *, server: str = "uvicorn", workers: int = 1, poll: float = 0.1
+    data: Path,
+    log_dir: Path,
+    *,
+    server: str = "uvicorn",
+    workers: int = 1,
+    poll: float = 0.1,
+    extra: tuple[str, ...] = (),
 ) -> Server:
     port = free_port()
     log = log_dir / f"pbs-{server}-{port}.log"
     argv = [
         sys.executable, "-m", "opencm", "pbs", "serve", "--data", str(data),
         "--port", str(port), "--server", server, "--workers", str(workers),
-        "--poll-interval", str(poll),
+        "--poll-interval", str(poll), *extra,
     ]  # fmt: skip
     with open(log, "wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)

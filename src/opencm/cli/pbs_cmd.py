@@ -52,6 +52,13 @@ def pbs() -> None:
     type=click.FloatRange(0.05, 3600),
     help="Seconds between checks of the data folder for new releases.",
 )
+@click.option(
+    "--max-upload",
+    default=64 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(1024, 2**31),
+    help="Largest release upload accepted, in bytes.",
+)
 def serve(
     data: Path,
     host: str,
@@ -61,14 +68,16 @@ def serve(
     tls_key: Path | None,
     server: str,
     poll_interval: float,
+    max_upload: int,
 ) -> None:
     """Serve GET /pbserver/pbserver.dll, /metrics, /openapi.json and the release upload."""
-    from opencm.pbs.app import DATA_ENV, POLL_ENV
+    from opencm.pbs.app import DATA_ENV, MAX_UPLOAD_ENV, POLL_ENV
 
     if (tls_cert is None) != (tls_key is None):
         raise InputError("--tls-cert and --tls-key go together", field="--tls-cert")
     os.environ[DATA_ENV] = str(_existing(data))
     os.environ[POLL_ENV] = str(poll_interval)
+    os.environ[MAX_UPLOAD_ENV] = str(max_upload)
     target = "opencm.pbs.app:app_from_env"
     if server == "granian":
         _serve_granian(target, host, port, workers, tls_cert, tls_key)

@@ -40,6 +40,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 DATA_ENV = "OPENCM_PBS_DATA"
 POLL_ENV = "OPENCM_PBS_POLL"
+MAX_UPLOAD_ENV = "OPENCM_PBS_MAX_UPLOAD"
 _TEXT = b"text/plain; charset=utf-8"
 _JSON = b"application/json"
 _KIND_INDEX = {"full": FULL, "delta": DELTA, "none": NONE}
@@ -77,9 +78,16 @@ def _etag_matches(header: bytes, etag: bytes) -> bool:
 class PbsApp:
     """One server process's view of a data folder (the publish store)."""
 
-    def __init__(self, data_dir: Path, *, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        poll_interval: float = 1.0,
+        max_upload: int = upload.MAX_UPLOAD_BYTES,
+    ) -> None:
         self.data_dir = data_dir
         self.poll_interval = poll_interval
+        self.max_upload = max_upload
         self.catalog = Catalog(data_dir)
         self.counters = Counters()
         self.stats_files = StatsFiles(data_dir)
@@ -203,9 +211,9 @@ class PbsApp:
         if content_type != b"application/x-tar":
             await _json(send, 400, {"error": "Content-Type must be application/x-tar"})
             return
-        body = await _read_body(receive, upload.MAX_UPLOAD_BYTES)
+        body = await _read_body(receive, self.max_upload)
         if body is None:
-            await _json(send, 400, {"error": f"the upload is over {upload.MAX_UPLOAD_BYTES} bytes"})
+            await _json(send, 400, {"error": f"the upload is over {self.max_upload} bytes"})
             return
         book, version_text = parts[0], parts[2]
         try:
@@ -309,4 +317,8 @@ def app_from_env() -> PbsApp:
     if not data:
         raise SystemExit(f"{DATA_ENV} is not set")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    return PbsApp(Path(data), poll_interval=float(os.environ.get(POLL_ENV, "1.0")))
+    return PbsApp(
+        Path(data),
+        poll_interval=float(os.environ.get(POLL_ENV, "1.0")),
+        max_upload=int(os.environ.get(MAX_UPLOAD_ENV, str(upload.MAX_UPLOAD_BYTES))),
+    )

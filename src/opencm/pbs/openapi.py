@@ -14,11 +14,13 @@ def _text(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
-def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+def _param(
+    name: str, description: str, schema: dict[str, Any], *, required: bool = False
+) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
-        "required": False,
+        "required": required,
         "description": description,
         "schema": schema,
     }
@@ -31,6 +33,7 @@ def _header(description: str, pattern: str | None = None) -> dict[str, Any]:
     return {"description": description, "schema": schema}
 
 
+_OTHER = {"type": "string", "maxLength": 32}
 _PB_HEADERS = {
     "ETag": _header("Strong validator; send it back in If-None-Match to get 304."),
     "Cache-Control": _header("Always `public, no-cache`: caches must revalidate."),
@@ -63,17 +66,28 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Is the client's phone book current? Returns nothing, a delta or "
                     "the full book. Parameter names are matched case-insensitively.",
                     "parameters": [
-                        _param("osarch", "Ignored.", {"type": "string", "maxLength": 16}),
-                        _param("ostype", "Ignored.", {"type": "string", "maxLength": 16}),
-                        _param("osver", "Ignored.", {"type": "string", "maxLength": 16}),
-                        _param("cmver", "Ignored.", {"type": "string", "maxLength": 16}),
-                        _param("lcid", "Ignored.", {"type": "string", "maxLength": 16}),
+                        _param("osarch", "Ignored.", _OTHER),
+                        _param("ostype", "Ignored.", _OTHER),
+                        _param("osver", "Ignored.", _OTHER),
+                        _param("cmver", "Ignored.", _OTHER),
+                        _param("lcid", "Ignored.", _OTHER),
                         _param(
                             "pbver",
-                            "Installed version, 0 for none. Required.",
-                            {"type": "string"},
+                            "Installed version, 0 for none.",
+                            {"type": "string", "pattern": "^[0-9]{1,9}$"},
+                            required=True,
                         ),
-                        _param("pb", "Phone book name. Required.", {"type": "string"}),
+                        _param(
+                            "pb",
+                            "Phone book name: 1-8 letters, digits or _, not all digits.",
+                            {
+                                "type": "string",
+                                "pattern": "^[A-Za-z0-9_]*[A-Za-z_][A-Za-z0-9_]*$",
+                                "minLength": 1,
+                                "maxLength": 8,
+                            },
+                            required=True,
+                        ),
                         {
                             "name": "If-None-Match",
                             "in": "header",
@@ -101,7 +115,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "400": _text("Bad Request: a bare request or a bad pb/pbver."),
                         "404": _text("No phone book of that name on this server."),
-                        "414": _text("The query is longer than 1024 bytes."),
+                        "414": _text("The query is longer than 2048 bytes."),
                     },
                 }
             },
@@ -152,6 +166,7 @@ def openapi_document() -> dict[str, Any]:
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
                         "401": _text("Missing or wrong token."),
+                        "404": _text("Not a /admin/books/{BOOK}/releases/{VERSION} path."),
                         "403": _text("Upload over plain HTTP from a non-loopback client."),
                         "409": {
                             "description": "The version is not newer than the current one.",

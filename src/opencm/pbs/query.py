@@ -17,10 +17,14 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 PATH = "/pbserver/pbserver.dll"
-#: Longer queries are refused (414) before they are parsed. A real one is about 80 bytes.
-MAX_QUERY_BYTES = 1024
-#: The seed caps a phone book at 32,676 updates; anything beyond 2**31-1 is nonsense.
-MAX_VERSION = 2**31 - 1
+#: Longer queries are refused (414) before they are parsed. A real one is about 80 bytes; the
+#: bound leaves room for every parameter at its longest, percent-encoded.
+MAX_QUERY_BYTES = 2048
+#: The parameters opencm ignores (osarch, ostype, osver, cmver, lcid) are numbers in every
+#: client seen; longer values are refused so the OpenAPI document can state a bound.
+MAX_OTHER_CHARS = 32
+#: The seed caps a phone book at 32,676 updates; more than nine digits is nonsense.
+MAX_VERSION = 999_999_999
 _BOOK_NAME = re.compile(rb"^[A-Za-z0-9_]{1,8}$")
 _KNOWN = frozenset({b"osarch", b"ostype", b"osver", b"cmver", b"lcid", b"pbver", b"pb"})
 _CACHE_LIMIT = 4096
@@ -72,6 +76,10 @@ def _parse(raw: bytes) -> PbsQuery | QueryError:
         if name in seen:
             return QueryError(400, f"parameter {name.decode()!r} is given twice")
         seen[name] = _decode(value)
+    for name, value in seen.items():
+        too_long = len(value) > MAX_OTHER_CHARS and name not in (b"pb", b"pbver")
+        if too_long and len(value.decode("utf-8", "replace")) > MAX_OTHER_CHARS:
+            return QueryError(400, f"{name.decode()} is longer than {MAX_OTHER_CHARS} characters")
     pb = seen.get(b"pb")
     pbver = seen.get(b"pbver")
     if pb is None and pbver is None:
@@ -84,7 +92,7 @@ def _parse(raw: bytes) -> PbsQuery | QueryError:
         return QueryError(400, "pbver (the installed phone book version) is missing")
     if not pbver.isdigit() or not pbver.isascii():
         return QueryError(400, "pbver must be a whole number (0 when no phone book is installed)")
-    if len(pbver) > 10 or int(pbver) > MAX_VERSION:
+    if len(pbver) > 9:
         return QueryError(400, f"pbver must be at most {MAX_VERSION}")
     return PbsQuery(pb.decode("ascii").upper(), int(pbver))
 
