@@ -151,7 +151,8 @@ def test_two_replicas_on_one_store_agree(
     token = cli_token(data, "pba")
     first = server_factory(data)
     second = server_factory(data, server="granian" if granian_available() else "uvicorn")
-    response = Admin(first, data, token).put(
+    # Posted to the second replica (granian's RSGI path when it is installed).
+    response = Admin(second, data, token).put(
         "WORLD", 11, tar_of(release_files(keys, "WORLD", 11, [7, 8, 9, 10]))
     )
     assert response.status_code == 201
@@ -159,7 +160,7 @@ def test_two_replicas_on_one_store_agree(
     def version_of(server: Server) -> int:
         return int(httpx2.get(server.url + "/healthz", timeout=5).json()["books"]["WORLD"])
 
-    wait_until(lambda: version_of(second) == 11)
+    wait_until(lambda: version_of(first) == 11)
     compared = ("etag", "x-opencm-pbs-kind", "x-opencm-pbs-version", "x-opencm-pbs-base",
                 "x-opencm-pbs-signature", "content-type", "cache-control")  # fmt: skip
     for pbver in range(13):

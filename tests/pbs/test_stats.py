@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
+import pytest
 from click.testing import CliRunner
 
 from opencm.cli.main import cli
-from tests.pbs.conftest import Keys, Server, publish, wait_until
+from tests.pbs.conftest import SERVERS, Keys, Server, publish, wait_until
 
 
 def metrics(server: Server) -> dict[tuple[str, str], int]:
@@ -27,12 +28,13 @@ def cli_stats(data: Path) -> dict[str, dict[str, int]]:
     return books
 
 
+@pytest.mark.parametrize("server_name", SERVERS)
 def test_counts_match_what_was_delivered(
-    keys: Keys, tmp_path: Path, server_factory: Callable[..., Server]
+    keys: Keys, tmp_path: Path, server_factory: Callable[..., Server], server_name: str
 ) -> None:
     data = tmp_path / "store"
     publish(keys, data, "WORLD", 10)
-    server = server_factory(data)
+    server = server_factory(data, server=server_name)
     url = server.endpoint + "?osarch=0&pb=WORLD&pbver="
     with httpx2.Client(timeout=5) as client:
         for _ in range(3):

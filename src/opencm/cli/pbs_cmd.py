@@ -114,7 +114,7 @@ def _serve_granian(
         target,
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,  # granian's native interface: faster than its ASGI
         workers=workers,
         http=HTTPModes.http1,
         websockets=False,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from opencm.errors import InputError, OpencmError, RefusedError
-from opencm.pbs import store, tokens, upload
+from opencm.pbs import rsgi, store, tokens, upload
 from opencm.pbs.catalog import Catalog, Headers, Payload
 from opencm.pbs.openapi import openapi_document
 from opencm.pbs.query import PbsQuery, QueryError, is_endpoint, parse_query
@@ -106,6 +106,18 @@ class PbsApp:
                 await self._other(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    # ---- granian's RSGI (same behaviour, see opencm.pbs.rsgi) ----------------------------
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        await rsgi.handle(self, scope, proto)
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._watcher = loop.create_task(self._watch())
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        self._flush()
 
     # ---- the hot path ------------------------------------------------------------------
     async def _pbserver(self, scope: Scope, send: Send) -> None:

@@ -52,6 +52,17 @@ class Payload:
     headers: Headers
     #: Headers of the 304 answer to a matching ``If-None-Match``.
     not_modified_headers: Headers
+    #: The same two header lists as text, for granian's RSGI interface.
+    text_headers: list[tuple[str, str]] = field(default_factory=list)
+    text_not_modified: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        as_text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers]
+        object.__setattr__(self, "text_headers", as_text)
+        not_modified = [
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in self.not_modified_headers
+        ]
+        object.__setattr__(self, "text_not_modified", not_modified)
 
 
 def _cab_payload(
