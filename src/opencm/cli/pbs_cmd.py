@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -78,51 +79,23 @@ def serve(
     os.environ[DATA_ENV] = str(_existing(data))
     os.environ[POLL_ENV] = str(poll_interval)
     os.environ[MAX_UPLOAD_ENV] = str(max_upload)
-    target = "opencm.pbs.app:app_from_env"
-    if server == "granian":
-        _serve_granian(target, host, port, workers, tls_cert, tls_key)
-        return
-    import uvicorn
-
-    uvicorn.run(
-        target,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="auto",
-        http="auto",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-    )
-
-
-def _serve_granian(
-    target: str, host: str, port: int, workers: int, cert: Path | None, key: Path | None
-) -> None:
-    try:
-        from granian import Granian
-        from granian.constants import HTTPModes, Interfaces
-    except ImportError as error:
+    if server == "granian" and importlib.util.find_spec("granian") is None:
         raise InputError(
             "granian is not installed (pip install 'opencm[granian]')", field="--server"
-        ) from error
-    Granian(
-        target,
-        address=host,
-        port=port,
-        interface=Interfaces.RSGI,  # granian's native interface: faster than its ASGI
-        workers=workers,
-        http=HTTPModes.http1,
-        websockets=False,
-        factory=True,
-        log_access=False,
-        ssl_cert=cert,
-        ssl_key=key,
-    ).serve()
+        )
+    os.environ.update(
+        {
+            "OPENCM_PBS_SERVER": server,
+            "OPENCM_PBS_HOST": host,
+            "OPENCM_PBS_PORT": str(port),
+            "OPENCM_PBS_WORKERS": str(workers),
+            "OPENCM_PBS_TLS_CERT": str(tls_cert.resolve()) if tls_cert else "",
+            "OPENCM_PBS_TLS_KEY": str(tls_key.resolve()) if tls_key else "",
+        }
+    )
+    from opencm.pbs.serve import exec_server
+
+    exec_server()
 
 
 @pbs.command()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from opencm.errors import InputError, OpencmError, RefusedError
-from opencm.pbs import rsgi, store, tokens, upload
+from opencm.pbs import rsgi, store
 from opencm.pbs.catalog import Catalog, Headers, Payload
 from opencm.pbs.openapi import openapi_document
 from opencm.pbs.query import PbsQuery, QueryError, is_endpoint, parse_query
@@ -41,6 +41,8 @@ Send = Callable[[Message], Awaitable[None]]
 DATA_ENV = "OPENCM_PBS_DATA"
 POLL_ENV = "OPENCM_PBS_POLL"
 MAX_UPLOAD_ENV = "OPENCM_PBS_MAX_UPLOAD"
+#: Default bound on a release upload (a 65,000-POP phone book compresses to a few MB).
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 _TEXT = b"text/plain; charset=utf-8"
 _JSON = b"application/json"
 _KIND_INDEX = {"full": FULL, "delta": DELTA, "none": NONE}
@@ -83,7 +85,7 @@ class PbsApp:
         data_dir: Path,
         *,
         poll_interval: float = 1.0,
-        max_upload: int = upload.MAX_UPLOAD_BYTES,
+        max_upload: int = MAX_UPLOAD_BYTES,
     ) -> None:
         self.data_dir = data_dir
         self.poll_interval = poll_interval
@@ -202,6 +204,9 @@ class PbsApp:
         if scope["method"] != "PUT":
             await _text(send, 405, "Method Not Allowed: use PUT\n", (b"allow", b"PUT"))
             return
+        # Imported here: the upload needs minisign (and its crypto library), requests do not.
+        from opencm.pbs import tokens
+
         headers = dict(scope["headers"])
         auth = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, presented = auth.partition(" ")
@@ -241,6 +246,8 @@ class PbsApp:
         await _json(send, 201, {"book": release.book, "version": release.version}, location)
 
     def _publish(self, book: str, version_text: str, body: bytes) -> store.Release:
+        from opencm.pbs import upload
+
         store.check_book_name(book)
         if not version_text.isdigit() or not version_text.isascii() or len(version_text) > 9:
             raise InputError(f"version {version_text[:20]!r} is not a number", field="version")
@@ -332,5 +339,5 @@ def app_from_env() -> PbsApp:
     return PbsApp(
         Path(data),
         poll_interval=float(os.environ.get(POLL_ENV, "1.0")),
-        max_upload=int(os.environ.get(MAX_UPLOAD_ENV, str(upload.MAX_UPLOAD_BYTES))),
+        max_upload=int(os.environ.get(MAX_UPLOAD_ENV, str(MAX_UPLOAD_BYTES))),
     )
