@@ -23,7 +23,7 @@ def cli() -> None:
 
 def _register() -> None:
     # One line per part; each module defines a click group or command named after it.
-    from opencm.cli import actions_cmd, install_cmd, kit_cmd, logon_cmd, profile_cmd
+    from opencm.cli import actions_cmd, install_cmd, kit_cmd, logon_cmd, profile_cmd, session_cmd
 
     cli.add_command(profile_cmd.profile)
     cli.add_command(actions_cmd.actions)
@@ -32,6 +32,14 @@ def _register() -> None:
     cli.add_command(install_cmd.uninstall_cmd)
     cli.add_command(install_cmd.list_cmd)
     cli.add_command(logon_cmd.logon)
+    for command in (
+        session_cmd.connect,
+        session_cmd.cancel,
+        session_cmd.disconnect,
+        session_cmd.status,
+        session_cmd.daemon,
+    ):
+        cli.add_command(command)
 
 
 _register()

@@ -117,6 +117,7 @@ class Session:
         owner_uid: int | None = None,
         prompt_timeout: float = PROMPT_TIMEOUT,
         action_timeout: float = 60.0,
+        logon: bool = False,
     ) -> None:
         self.config = config
         self.actions = actions
@@ -140,6 +141,7 @@ class Session:
         self.owner_uid = os.getuid() if owner_uid is None else owner_uid
         self.prompt_timeout = prompt_timeout
         self.action_timeout = action_timeout
+        self.logon = logon
         self.machine = SessionMachine(self.connection_type)
         self.machine.subscribe(self._on_transition)
         self.links: list[_Link] = []
@@ -237,6 +239,7 @@ class Session:
             self._inbox_send.close()
             self._inbox.close()
             self.log.write("session-end", state=str(self.state))
+            self.log.close()
 
     async def _connection_loop(self) -> Outcome:
         redials_left = self.config.redial_count
@@ -561,6 +564,7 @@ class Session:
             interactive=self.interactive,
             profile_dir=self.config.profile.profile_dir,
             timeout=self.action_timeout,
+            logon=self.logon,
         )
 
     async def _run_point(self, point: ActionPoint, extra: Mapping[str, str] | None = None) -> None:
