@@ -23,7 +23,16 @@ def cli() -> None:
 
 def _register() -> None:
     # One line per part; each module defines a click group or command named after it.
-    from opencm.cli import actions_cmd, install_cmd, kit_cmd, logon_cmd, profile_cmd, session_cmd
+    from opencm.cli import (
+        actions_cmd,
+        dialers_cmd,
+        install_cmd,
+        kit_cmd,
+        logon_cmd,
+        pops_cmd,
+        profile_cmd,
+        session_cmd,
+    )
 
     cli.add_command(profile_cmd.profile)
     cli.add_command(actions_cmd.actions)
@@ -40,6 +49,8 @@ def _register() -> None:
         session_cmd.daemon,
     ):
         cli.add_command(command)
+    cli.add_command(dialers_cmd.dialers)
+    cli.add_command(pops_cmd.pops)
 
 
 _register()
