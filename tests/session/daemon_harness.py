@@ -44,7 +44,7 @@ class ProcessLinkDialer:
             interface="tun-test",
             client_ip="10.9.0.2",
             server_ip="10.9.0.1",
-            tunnel_server=entry.settings.get("address"),
+            tunnel_server=None,
             handle={"pid": str(process.pid)},
         )
 

@@ -29,7 +29,7 @@ from opencm.links.api import (
 
 @dataclass
 class Step:
-    kind: Literal["up", "fail", "hang"]
+    kind: Literal["up", "fail", "hang", "crash"]
     code: int = 0
     retryable: bool = True
     client_ip: str = "10.8.0.6"
@@ -71,6 +71,8 @@ class ScriptedDialer:
             raise DialError(
                 f"{entry.name}: scripted failure", code=step.code, retryable=step.retryable
             )
+        if step.kind == "crash":
+            raise RuntimeError("a bug in the dialer")
         if step.kind == "hang":
             try:
                 await anyio.sleep_forever()
@@ -91,7 +93,7 @@ class ScriptedDialer:
             interface="tun-test",
             client_ip=step.client_ip,
             server_ip=step.server_ip,
-            tunnel_server=entry.settings.get("address"),
+            tunnel_server=None,  # like a link that cannot tell: the profile's address is used
             handle=handle,
         )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -20,7 +19,7 @@ from opencm.profile.model import ServiceProfile, load_profile
 from opencm.session.config import session_config
 from opencm.session.credentials import read_credentials_file
 from opencm.session.prompt import Choice, TtyPrompt
-from tests.session.conftest import build_profile, points_of
+from tests.session.conftest import build_profile, points_of, recorded
 
 ROOT = Path(__file__).parents[2]
 
@@ -37,7 +36,6 @@ def test_servers_links_and_modem_become_dial_entries(tmp_path: Path) -> None:
             "Main",
             "openvpn",
             {
-                "address": "main.contoso.test",
                 "config": str(tmp_path / "CONTOSO" / "main.ovpn"),
                 "netns": "ocmtest1",
             },
@@ -46,7 +44,6 @@ def test_servers_links_and_modem_become_dial_entries(tmp_path: Path) -> None:
             "Backup",
             "openvpn",
             {
-                "address": "backup.contoso.test",
                 "config": str(tmp_path / "CONTOSO" / "backup.ovpn"),
                 "netns": "ocmtest1",
             },
@@ -66,6 +63,7 @@ def test_servers_links_and_modem_become_dial_entries(tmp_path: Path) -> None:
         ),
     )
     assert [e.name for e in config.entries_for("tunnel", "Backup")] == ["Backup", "Main"]
+    assert config.addresses == {"Main": "main.contoso.test", "Backup": "backup.contoso.test"}
 
 
 def test_defaults_follow_cmak(tmp_path: Path) -> None:
@@ -131,12 +129,13 @@ async def test_tty_prompt(typed: str, choice: Choice) -> None:
     assert "[s] Stay online  [d] Disconnect now  (disconnects in 30 s)" in out.getvalue()
 
 
-def test_foreground_connect_without_the_links_fails_cleanly_and_runs_on_error(
+def test_foreground_connect_with_a_bad_entry_fails_cleanly_and_runs_on_error(
     tmp_path: Path,
 ) -> None:
-    if importlib.util.find_spec("opencm.links.registry") is not None:
-        pytest.skip("the links are installed: the real dialers are tested end to end")
-    _, record = build_profile(tmp_path, opencm=[f"LogDir={tmp_path / 'logs'}"])
+    missing_ns = f"ocmsessnone{os.getpid()}"
+    _, record = build_profile(
+        tmp_path, opencm=[f"LogDir={tmp_path / 'logs'}", f"Netns={missing_ns}"]
+    )
     result = subprocess.run(
         [
             sys.executable,
@@ -156,10 +155,13 @@ def test_foreground_connect_without_the_links_fails_cleanly_and_runs_on_error(
     )
     assert result.returncode == 1, result.stderr
     status = json.loads(result.stdout)
-    assert status["outcome"] == "failed" and status["error"]["code"] == 3
-    assert "links are not installed" in status["error"]["message"]
+    # The real OpenVPN dialer refuses the entry: RAS's ERROR_INVALID_PARAMETER, not retried.
+    assert status["outcome"] == "failed" and status["error"]["code"] == 87
+    assert status["error"]["source"] == "openvpn"
     assert "Traceback" not in result.stderr
     assert points_of(record) == ["pre-init", "pre-connect", "pre-tunnel", "on-error"]
+    errors = [row for row in recorded(record) if row["point"] == "on-error"]
+    assert (errors[0]["ErrorCode"], errors[0]["LastErrorSource"]) == ("87", "openvpn")
     assert (tmp_path / "logs" / "CONTOSO.log").exists()
 
 

@@ -6,11 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,66 +15,11 @@ import pytest
 
 from opencm.errors import OpencmError
 from opencm.session.journal import ProcessMark
-from opencm.session.protocol import Client, NoDaemon, ProtocolError
+from opencm.session.protocol import Client, ProtocolError
 from tests.session.conftest import build_profile, points_of, recorded
+from tests.session.daemons import DaemonProcess
 
 ROOT = Path(__file__).parents[2]
-
-
-class DaemonProcess:
-    def __init__(self, tmp_path: Path) -> None:
-        self.socket = tmp_path / "run" / "opencm.sock"
-        self.state = tmp_path / "state"
-        self.logs = tmp_path / "logs"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.session.daemon_harness",
-                "--socket",
-                str(self.socket),
-                "--state-dir",
-                str(self.state),
-                "--log-dir",
-                str(self.logs),
-            ],
-            cwd=ROOT,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "the daemon exited"
-            try:
-                with Client(self.socket) as client:
-                    client.request({"op": "hello"})
-                return
-            except NoDaemon:
-                time.sleep(0.05)
-        raise AssertionError("the daemon did not start listening")
-
-    def kill9(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
-
-    def cli(self, *args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "opencm", *args, "--socket", str(self.socket)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-            user=user,
-            stdin=subprocess.DEVNULL,
-        )
 
 
 @pytest.fixture

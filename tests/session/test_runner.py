@@ -405,3 +405,25 @@ async def test_entry_option_starts_with_that_server(tmp_path: Path, host: Librar
     h = Harness(tmp_path, host, entry="Backup", tunnel=[fail(1), up()])
     await connect_then_disconnect(h)
     assert h.openvpn.dialed == ["Backup", "Main"]
+
+
+async def test_a_dialer_that_crashes_ends_the_attempt_not_the_session_runner(
+    tmp_path: Path, host: LibraryHost
+) -> None:
+    h = Harness(tmp_path, host, tunnel=[Step("crash"), up()])
+    await connect_then_disconnect(h)
+    assert h.outcome is Outcome.DISCONNECTED
+    (error,) = h.rows("on-error")
+    assert (error["ErrorCode"], error["LastErrorSource"]) == ("5", "openvpn")
+    assert h.openvpn.dialed == ["Main", "Backup"]
+
+
+async def test_an_unknown_dialer_is_an_error_that_is_not_redialed(
+    tmp_path: Path, host: LibraryHost
+) -> None:
+    h = Harness(tmp_path, host)
+    h.session.lookup = Dialers([h.modem])  # no "openvpn" on this allow list
+    await h.run()
+    assert h.outcome is Outcome.FAILED
+    (error,) = h.rows("on-error")
+    assert (error["ErrorCode"], error["LastErrorSource"]) == ("3", "openvpn")

@@ -36,6 +36,8 @@ class SessionConfig:
     tunnel_entries: tuple[DialEntry, ...] = ()
     #: The dial-up entry (the modem), when the profile dials.
     dial_entries: tuple[DialEntry, ...] = ()
+    #: ``Address&<name>`` of each VPN server.
+    addresses: dict[str, str] = field(default_factory=dict)
     netns: str | None = None
     log_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -102,7 +104,9 @@ def _required(profile: ServiceProfile, key: str, what: str) -> str:
     return value
 
 
-def _tunnel_entries(profile: ServiceProfile, netns: str | None) -> list[DialEntry]:
+def _tunnel_entries(
+    profile: ServiceProfile, netns: str | None, addresses: dict[str, str]
+) -> list[DialEntry]:
     entries: list[DialEntry] = []
     for index in range(MAX_SERVERS):
         name = (profile.cms.get(OPENCM, f"VpnServer{index}") or "").strip()
@@ -116,10 +120,12 @@ def _tunnel_entries(profile: ServiceProfile, netns: str | None) -> list[DialEntr
                 line=profile.cms.line_of(OPENCM, f"Link&{name}"),
                 field=f"[{OPENCM}] Link&{name}",
             )
+        # Each dialer takes only its own settings (it rejects others): the address is kept
+        # for %TunnelServerAddress% until the link reports the server it reached.
         settings: dict[str, str] = {}
         address = (profile.cms.get(OPENCM, f"Address&{name}") or "").strip()
         if address:
-            settings["address"] = address
+            addresses[name] = address
         config = (profile.cms.get(OPENCM, f"Config&{name}") or "").strip()
         if config:
             settings["config"] = str(profile.resolve(config))
@@ -130,7 +136,7 @@ def _tunnel_entries(profile: ServiceProfile, netns: str | None) -> list[DialEntr
             settings["connection"] = connection
         elif link == "networkmanager":
             _required(profile, f"Connection&{name}", f"the NetworkManager connection of '{name}'")
-        if netns:
+        if netns and link != "networkmanager":  # NetworkManager has its own namespaces
             settings["netns"] = netns
         entries.append(DialEntry(name=name, dialer=LINK_DIALERS[link], settings=settings))
     return entries
@@ -166,6 +172,8 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
         f"{profile.short_name} Tunnel"
     )
     types = tuple(profile.supported_types())
+    addresses: dict[str, str] = {}
+    tunnel_entries = tuple(_tunnel_entries(profile, netns, addresses))
     return SessionConfig(
         profile=profile,
         supported_types=types,
@@ -175,7 +183,8 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
         auto_reconnect=profile.cms.get_bool(CM, "AutoReconnect", False),
         dun=dun,
         tunnel_dun=tunnel_dun,
-        tunnel_entries=tuple(_tunnel_entries(profile, netns)),
+        tunnel_entries=tunnel_entries,
+        addresses=addresses,
         dial_entries=tuple(_dial_entries(profile, dun, netns)),
         netns=netns,
         log_dir=profile.resolve(log_dir_text) if log_dir_text else None,

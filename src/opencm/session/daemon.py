@@ -349,6 +349,10 @@ class Daemon:
     async def _run(self, managed: Managed) -> None:
         try:
             managed.outcome = await managed.session.run()
+        except Exception as error:  # one session's bug must not take the daemon down
+            managed.outcome = Outcome.FAILED
+            managed.session.log.write("session-crashed", error=f"{type(error).__name__}: {error}")
+            print(f"opencm daemon: session {managed.session.id} failed: {error!r}", flush=True)
         finally:
             managed.engine.close()
             self.sessions.pop(managed.session.id, None)

@@ -61,6 +61,8 @@ from opencm.session.prompt import (
 ERROR_ACTION_FAILED = 1  # a custom action failed without a return value (crash, not found …)
 ERROR_LINK_DROPPED = 2  # a link went down before the connection was complete
 ERROR_NO_DIALER = 3  # the entry's dialer is unknown or not on the allow list
+ERROR_BAD_ENTRY = 4  # the dialer rejected the entry's settings
+ERROR_DIALER_FAILED = 5  # the dialer failed in a way it did not report (a bug in the dialer)
 
 DialerLookup = Callable[[str], Dialer]
 
@@ -352,6 +354,20 @@ class Session:
             raise AttemptError(
                 str(error), code=error.code, source=dialer.name, retryable=error.retryable
             ) from error
+        except OpencmError as error:
+            self.log.write("dial-error", stage=stage, entry=entry.name, code=ERROR_BAD_ENTRY)
+            raise AttemptError(
+                str(error), code=ERROR_BAD_ENTRY, source=dialer.name, retryable=False
+            ) from error
+        except Exception as error:  # a dialer's bug ends the attempt, not the daemon
+            self._failures[stage] += 1
+            self.log.write("dial-error", stage=stage, entry=entry.name, code=ERROR_DIALER_FAILED)
+            raise AttemptError(
+                f"the {dialer.name} dialer failed: {type(error).__name__}: {error}",
+                code=ERROR_DIALER_FAILED,
+                source=dialer.name,
+                retryable=True,
+            ) from error
         self.links.append(_Link(stage, dialer, info))
         self._set_link_macros(stage, entry, info)
         if self._journal_entry is not None:
@@ -370,7 +386,7 @@ class Session:
             self._macros["DialRasEntry"] = entry.name
             return
         self._macros["TunnelRasEntry"] = entry.name
-        address = (info.tunnel_server if info else None) or entry.settings.get("address")
+        address = (info.tunnel_server if info else None) or self.config.addresses.get(entry.name)
         if address:
             self._macros["TunnelServerAddress"] = address
         if info is not None:
@@ -627,6 +643,8 @@ class Session:
 
 __all__ = [
     "ERROR_ACTION_FAILED",
+    "ERROR_BAD_ENTRY",
+    "ERROR_DIALER_FAILED",
     "ERROR_LINK_DROPPED",
     "ERROR_NO_DIALER",
     "AttemptError",
