@@ -97,8 +97,17 @@ async def test_direct_connection_runs_the_points_in_order_with_the_links_macros(
 
 
 async def test_dialup_runs_pre_dial_and_never_pre_tunnel(tmp_path: Path, host: LibraryHost) -> None:
-    h = Harness(tmp_path, host, kind=DIALUP, tunnels=False)
+    h = Harness(
+        tmp_path,
+        host,
+        kind=DIALUP,
+        tunnels=False,
+        modem=[up(client_ip="10.77.0.2", server_ip="10.77.0.1")],
+    )
     await connect_then_disconnect(h)
+    post = h.rows("post-connect")[0]
+    assert (post["ClientIPAddress"], post["ServerIPAddress"]) == ("10.77.0.2", "10.77.0.1")
+    assert post["TunnelRasEntry"] == "CONTOSO Tunnel"  # the profile's TunnelDUN, not dialed
     assert h.points() == ["pre-init", "pre-connect", "pre-dial", "post-connect", "disconnect"]
     assert h.rows("post-connect")[0]["ConnectionType"] == "0"
     assert h.modem.dialed == ["Contoso Dial"] and h.openvpn.dialed == []
@@ -107,7 +116,9 @@ async def test_dialup_runs_pre_dial_and_never_pre_tunnel(tmp_path: Path, host: L
 async def test_double_dial_dials_then_tunnels_and_hangs_up_in_reverse(
     tmp_path: Path, host: LibraryHost
 ) -> None:
-    h = Harness(tmp_path, host, kind=DOUBLE)
+    h = Harness(
+        tmp_path, host, kind=DOUBLE, modem=[up(client_ip="10.77.0.2", server_ip="10.77.0.1")]
+    )
     await connect_then_disconnect(h)
     assert h.points() == [
         "pre-init",
@@ -117,7 +128,11 @@ async def test_double_dial_dials_then_tunnels_and_hangs_up_in_reverse(
         "post-connect",
         "disconnect",
     ]
-    assert h.rows("pre-tunnel")[0]["DialRasEntry"] == "Contoso Dial"
+    pre_tunnel = h.rows("pre-tunnel")[0]
+    assert pre_tunnel["DialRasEntry"] == "Contoso Dial"
+    assert pre_tunnel["ClientIPAddress"] == "10.77.0.2"  # the dial-up line's, before the tunnel
+    post = h.rows("post-connect")[0]
+    assert (post["ClientIPAddress"], post["ServerIPAddress"]) == ("10.8.0.6", "10.8.0.1")
     assert h.rows("post-connect")[0]["ConnectionType"] == "2"
     assert h.modem.dialed == ["Contoso Dial"] and h.openvpn.dialed == ["Main"]
     assert h.openvpn.hung_up == ["Main"] and h.modem.hung_up == ["Contoso Dial"]

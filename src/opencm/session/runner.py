@@ -382,13 +382,17 @@ class Session:
         )
 
     def _set_link_macros(self, stage: str, entry: DialEntry, info: LinkInfo | None) -> None:
+        # The addresses are the newest link's: the dial-up line's until the tunnel is up (what
+        # pre-tunnel actions see), then the tunnel's.
         if stage == "dial":
             self._macros["DialRasEntry"] = entry.name
-            return
-        self._macros["TunnelRasEntry"] = entry.name
-        address = (info.tunnel_server if info else None) or self.config.addresses.get(entry.name)
-        if address:
-            self._macros["TunnelServerAddress"] = address
+        else:
+            self._macros["TunnelRasEntry"] = entry.name
+            address = (info.tunnel_server if info else None) or self.config.addresses.get(
+                entry.name
+            )
+            if address:
+                self._macros["TunnelServerAddress"] = address
         if info is not None:
             if info.client_ip:
                 self._macros["ClientIPAddress"] = info.client_ip
@@ -530,6 +534,8 @@ class Session:
                     self.log.write("hang-up", stage=link.stage, entry=link.info.entry)
                 except Exception as error:  # a dialer's bug must not keep other links up
                     self.log.write("hang-up-error", entry=link.info.entry, error=str(error))
+            for name in ("ClientIPAddress", "ServerIPAddress"):
+                self._macros.pop(name, None)  # no stale addresses in the next attempt
             if self._journal_entry is not None and self._journal_entry.data["links"]:
                 self._journal_entry.data["links"] = []
                 self._journal_entry.save()
