@@ -34,6 +34,8 @@ class ProcessLinkDialer:
     async def dial(
         self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
     ) -> LinkInfo:
+        if os.environ.get("OPENCM_TEST_DIAL") == "hang":
+            await anyio.sleep_forever()  # until the session cancels the dial
         process = await anyio.open_process(
             [sys.executable, "-c", LINK_PROGRAM, f"opencm-test-link-{entry.name}"],
             start_new_session=True,

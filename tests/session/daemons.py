@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -18,8 +19,11 @@ REAL = ("-m", "opencm", "daemon")
 
 
 class DaemonProcess:
-    def __init__(self, tmp_path: Path, command: tuple[str, ...] = HARNESS) -> None:
+    def __init__(
+        self, tmp_path: Path, command: tuple[str, ...] = HARNESS, env: dict[str, str] | None = None
+    ) -> None:
         self.command = command
+        self.env = env
         self.socket = tmp_path / "run" / "opencm.sock"
         self.state = tmp_path / "state"
         self.logs = tmp_path / "logs"
@@ -38,6 +42,7 @@ class DaemonProcess:
                 str(self.logs),
             ],
             cwd=ROOT,
+            env={**os.environ, **(self.env or {})},
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -60,6 +65,16 @@ class DaemonProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(30)
+
+    def popen_cli(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "opencm", *args, "--socket", str(self.socket)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+        )
 
     def cli(self, *args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,49 @@ def test_stopping_the_daemon_disconnects_its_sessions_in_order(
         "daemon-stopping"
     ]
     assert not link.still_ours()
+
+
+def test_cancel_through_the_daemon_while_dialing_runs_on_cancel_only(tmp_path: Path) -> None:
+    _profile, record = build_profile(tmp_path / "profile")
+    daemon = DaemonProcess(tmp_path, env={"OPENCM_TEST_DIAL": "hang"})
+    daemon.start()
+    try:
+        connecting = daemon.popen_cli(
+            "connect", str(tmp_path / "profile"), "--unattended", "--json"
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            sessions = json.loads(daemon.cli("status", "--json").stdout)["sessions"]
+            if sessions and sessions[0]["state"] == "tunnelling":
+                break
+            assert time.monotonic() < deadline, "never reached tunnelling"
+            time.sleep(0.05)
+        cancelled = daemon.cli("cancel", "CONTOSO")
+        assert cancelled.returncode == 0, cancelled.stderr
+        out, err = connecting.communicate(timeout=30)
+        assert connecting.returncode == 4, err
+        status = json.loads(out)
+        assert (status["state"], status["outcome"]) == ("cancelled", "cancelled")
+        assert points_of(record) == ["pre-init", "pre-connect", "pre-tunnel", "on-cancel"]
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_status_watch_follows_the_session(tmp_path: Path, daemon: DaemonProcess) -> None:
+    build_profile(tmp_path / "profile")
+    daemon.start()
+    watcher = daemon.popen_cli("status", "--watch", "--json")
+    try:
+        assert watcher.stdout is not None
+        assert json.loads(watcher.stdout.readline()) == {"sessions": []}
+        assert daemon.cli("connect", str(tmp_path / "profile"), "--unattended").returncode == 0
+        states = []
+        while "connected" not in states:
+            (session,) = json.loads(watcher.stdout.readline())["sessions"]
+            states.append(session["state"])
+        assert states[0] in ("pre-init", "ready", "pre-connect")
+        assert "tunnelling" in states
+    finally:
+        watcher.terminate()
+        watcher.communicate(timeout=10)
+    assert daemon.cli("disconnect").returncode == 0

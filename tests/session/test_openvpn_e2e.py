@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ import pytest
 from opencm.links.lab import Lab, LabError, OpenVPNServer, start_openvpn_server
 from opencm.session.journal import ProcessMark
 from tests.session.conftest import SECTIONS, build_profile, recorded
-from tests.session.daemons import REAL, DaemonProcess
+from tests.session.daemons import REAL, ROOT, DaemonProcess
 
 pytestmark = [
     pytest.mark.root,
@@ -186,3 +188,46 @@ def test_kill_9_of_the_daemon_over_real_openvpn_then_restart_cleans_up_exactly_o
     setup.daemon.start()
     assert setup.daemon.stop() == 0
     assert [row["point"] for row in recorded(setup.record)].count("disconnect") == 1
+
+
+def test_foreground_connect_over_real_openvpn_and_ctrl_c_disconnects_in_order(
+    setup: Setup,
+) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "opencm",
+            "connect",
+            str(setup.profile_dir),
+            "--foreground",
+            "--unattended",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stderr is not None
+        seen: list[str] = []
+        while "opencm: connected" not in seen:
+            line = process.stderr.readline()
+            assert line, f"the session ended early: {seen}"
+            seen.append(line.strip())
+        setup.lab.ping(setup.client_ns, setup.server.tunnel_ip)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        # The monitored app still runs (CM leaves it) and holds the pipes: end it, then read.
+        setup.stop_file.touch()
+        out, _ = process.communicate(timeout=30)
+    finally:
+        setup.stop_file.touch()  # the monitored app
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    status = json.loads(out)
+    assert (status["outcome"], status["disconnect_reason"]) == ("disconnected", "user-disconnect")
+    assert [row["point"] for row in recorded(setup.record)][-1] == "disconnect"
