@@ -25,7 +25,11 @@ ROOT = Path(__file__).parents[2]
 
 
 def test_servers_links_and_modem_become_dial_entries(tmp_path: Path) -> None:
-    profile, _ = build_profile(tmp_path, opencm=["Netns=ocmtest1"], cm=["AutoReconnect=1"])
+    profile, _ = build_profile(
+        tmp_path,
+        opencm=["Netns=ocmtest1", "ModemLocalIP=10.64.0.2", "ModemPeerIP=10.64.0.1"],
+        cm=["AutoReconnect=1"],
+    )
     config = session_config(profile)
     assert config.supported_types == (ConnectionType.DIRECT, ConnectionType.DOUBLE)
     assert config.default_type is ConnectionType.DIRECT
@@ -58,6 +62,8 @@ def test_servers_links_and_modem_become_dial_entries(tmp_path: Path) -> None:
                 "init": "AT&F",
                 "baud": "115200",
                 "numbers": "5550100;5550101",
+                "local_ip": "10.64.0.2",
+                "peer_ip": "10.64.0.1",
                 "netns": "ocmtest1",
             },
         ),

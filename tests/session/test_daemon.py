@@ -236,3 +236,37 @@ def test_status_watch_follows_the_session(tmp_path: Path, daemon: DaemonProcess)
         watcher.terminate()
         watcher.communicate(timeout=10)
     assert daemon.cli("disconnect").returncode == 0
+
+
+def test_the_stay_online_question_is_answered_through_the_daemon(
+    tmp_path: Path, daemon: DaemonProcess
+) -> None:
+    build_profile(
+        tmp_path / "profile",
+        extra_actions={"monitored": [r"0=CONTOSO\record.py monitored", "0&Flags=16"]},
+    )
+    daemon.start()
+    with Client(daemon.socket, timeout=None) as client:
+        status = client.request(
+            {"op": "connect", "profile": str(tmp_path / "profile"), "unattended": False}
+        )["session"]
+    assert status["state"] == "connected"
+    with Client(daemon.socket, timeout=30) as client:
+        client.send({"op": "watch"})
+        for event in client.lines():
+            (session,) = event["sessions"]
+            if session["prompt"]:
+                break
+    assert session["state"] == "prompting"
+    with Client(daemon.socket) as client:
+        client.request({"op": "answer", "session": session["session"], "choice": "stay-online"})
+        with pytest.raises(ProtocolError, match="nothing is being asked"):
+            client.request({"op": "answer", "session": session["session"], "choice": "stay-online"})
+        deadline = time.monotonic() + 10
+        while True:  # the session takes the answer on its own task
+            (after,) = client.request({"op": "status"})["sessions"]
+            if after["state"] != "prompting" or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+    assert (after["state"], after["prompt"]) == ("connected", False)
+    assert daemon.cli("disconnect").returncode == 0

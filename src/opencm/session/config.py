@@ -156,6 +156,12 @@ def _dial_entries(profile: ServiceProfile, dun: str, netns: str | None) -> list[
             if number.strip()
         ),
     }
+    # Without PPP in the kernel the modem dialer carries IP over the line itself and needs
+    # both ends' addresses.
+    for key, setting in (("ModemLocalIP", "local_ip"), ("ModemPeerIP", "peer_ip")):
+        value = (profile.cms.get(OPENCM, key) or "").strip()
+        if value:
+            settings[setting] = value
     if not settings["numbers"]:
         _required(profile, "DialNumbers", "the phone numbers to dial (';'-separated)")
     if netns:
