@@ -442,3 +442,19 @@ async def test_an_unknown_dialer_is_an_error_that_is_not_redialed(
     assert h.outcome is Outcome.FAILED
     (error,) = h.rows("on-error")
     assert (error["ErrorCode"], error["LastErrorSource"]) == ("3", "openvpn")
+
+
+async def test_cancel_while_connected_does_nothing_and_a_disconnect_stops_auto_reconnect(
+    tmp_path: Path, host: LibraryHost
+) -> None:
+    h = Harness(tmp_path, host, cm=["AutoReconnect=1"])
+    async with anyio.create_task_group() as group:
+        group.start_soon(h.run)
+        await wait_state(h.session, State.CONNECTED)
+        assert h.session.cancel() is False
+        h.session.disconnect()
+        await h.openvpn.drop(DownReason.PEER_GONE)  # the drop races the disconnect
+    assert h.outcome in (Outcome.DISCONNECTED, Outcome.DROPPED)
+    assert "on-cancel" not in h.points()
+    assert h.points().count("pre-connect") == 1  # no reconnect after the user's disconnect
+    assert h.points().count("disconnect") == 1

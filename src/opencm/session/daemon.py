@@ -223,12 +223,11 @@ class Daemon:
         elif op in ("cancel", "disconnect"):
             managed = self._target(request, uid)
             if op == "cancel":
-                if managed.session.state not in _CANCELLABLE:
+                if not managed.session.cancel():
                     raise RefusedError(
                         f"nothing to cancel: session {managed.session.id} is "
                         f"{managed.session.state} (use disconnect)"
                     )
-                managed.session.cancel()
             else:
                 managed.session.disconnect("user-disconnect")
             if request.get("wait", True):
@@ -374,19 +373,6 @@ class Daemon:
                     f"{item}: a profile a user connects through the root daemon must belong to "
                     "root and be writable by root only (its actions run with the daemon's rights)"
                 )
-
-
-_CANCELLABLE = {
-    State.PRE_INIT,
-    State.READY,
-    State.PRE_CONNECT,
-    State.PRE_DIAL,
-    State.DIALING,
-    State.PRE_TUNNEL,
-    State.TUNNELLING,
-    State.POST_CONNECT,
-    State.REDIAL_WAIT,
-}
 
 
 def _matches(session: Session, wanted: str) -> bool:

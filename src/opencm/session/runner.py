@@ -153,6 +153,7 @@ class Session:
         self._macros: dict[str, str] = {}
         self._journal_entry: JournalEntry | None = None
         self._cancel_requested = False
+        self._stop_requested = False
         self._attempt_scope: anyio.CancelScope | None = None
         self._attempt_drop: LinkDown | None = None
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[tuple[str, Any]](64)
@@ -166,18 +167,21 @@ class Session:
     def state(self) -> State:
         return self.machine.state
 
-    def cancel(self) -> None:
+    def cancel(self) -> bool:
         """The user's Cancel: stops an attempt in progress (on-cancel runs) or closes an idle
-        session (no on-cancel)."""
+        session (no on-cancel). False when there is nothing to cancel (connected: disconnect)."""
+        if self.state not in ATTEMPT_STATES and self.state not in (State.PRE_INIT, State.READY):
+            return False
         self._cancel_requested = True
         if self._attempt_scope is not None:
             self._attempt_scope.cancel()
+        return True
 
     def disconnect(self, reason: str = "user-disconnect") -> None:
         """Disconnect a connected session; during an attempt this is a Cancel."""
-        if self.state in ATTEMPT_STATES or self.state in (State.PRE_INIT, State.READY):
-            self.cancel()
+        if self.cancel():
             return
+        self._stop_requested = True  # no AutoReconnect after this
         with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
             self._inbox_send.send_nowait(("disconnect", reason))
 
@@ -271,7 +275,7 @@ class Session:
                 self.machine.fire(Event.REDIAL)  # → pre-dial or pre-tunnel
                 continue
             outcome = await self._connected()
-            if outcome is Outcome.DROPPED and self.config.auto_reconnect:
+            if outcome is Outcome.DROPPED and self._reconnects():
                 redials_left = self.config.redial_count
                 self._macros["AutoRedial"] = "1"
                 self.machine.fire(Event.RECONNECT)
@@ -446,7 +450,7 @@ class Session:
             # Seed 000: disconnect actions run right after an unexpected drop too.
             await self._run_disconnect_actions(str(drop.reason))
             await self._release_links()
-            if self.config.auto_reconnect:
+            if self._reconnects():
                 return Outcome.DROPPED
             self.machine.fire(Event.GIVE_UP)
             await self._finish_journal()
@@ -456,6 +460,9 @@ class Session:
         self.machine.fire(Event.HUNG_UP)
         await self._finish_journal()
         return Outcome.DISCONNECTED
+
+    def _reconnects(self) -> bool:
+        return self.config.auto_reconnect and not self._stop_requested
 
     async def _start_monitored(self) -> list[subprocess.Popen[bytes]]:
         result = await anyio.to_thread.run_sync(
