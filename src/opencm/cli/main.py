@@ -52,14 +52,6 @@ def _register() -> None:
     cli.add_command(install_cmd.uninstall_cmd)
     cli.add_command(install_cmd.list_cmd)
     cli.add_command(logon_cmd.logon)
-    for command in (
-        session_cmd.connect,
-        session_cmd.cancel,
-        session_cmd.disconnect,
-        session_cmd.status,
-        session_cmd.daemon,
-    ):
-        cli.add_command(command)
     cli.add_command(dialers_cmd.dialers)
     cli.add_command(phonebook_cmd.phonebook)
     cli.add_command(pbs_cmd.pbs)
