@@ -186,3 +186,33 @@ def test_the_daemon_unit_verifies(tmp_path: Path) -> None:
     )
     problems = [line for line in result.stderr.splitlines() if "opencm.service" in line]
     assert result.returncode == 0 and problems == [], result.stderr
+
+
+def test_a_logon_run_runs_only_allow_listed_actions(tmp_path: Path) -> None:
+    _, record = build_profile(
+        tmp_path, opencm=[f"LogDir={tmp_path / 'logs'}", f"Netns=ocmsessnone{os.getpid()}"]
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "opencm", "connect", str(tmp_path / "CONTOSO.cmp"),
+         "--foreground", "--logon", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        # An allow list that does not exist: logon actions are off.
+        env={**os.environ, "OPENCM_LOGON_ALLOW": str(tmp_path / "none.allow")},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert points_of(record) == []
+    log = [
+        json.loads(line) for line in (tmp_path / "logs" / "CONTOSO.log").read_text().splitlines()
+    ]
+    skipped = [line for line in log if line["kind"] == "action"]
+    assert [line["point"] for line in skipped] == [
+        "pre-init",
+        "pre-connect",
+        "pre-tunnel",
+        "on-error",
+    ]
+    assert all("logon allow list" in line["skipped"] for line in skipped)
