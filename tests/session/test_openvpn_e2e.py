@@ -225,6 +225,11 @@ def test_foreground_connect_over_real_openvpn_and_ctrl_c_disconnects_in_order(
             assert line, f"the session ended early: {seen}"
             seen.append(line.strip())
         setup.lab.ping(setup.client_ns, setup.server.tunnel_ip)
+        # The monitored app starts asynchronously: let it record itself before Ctrl-C.
+        deadline = time.monotonic() + 10
+        while "monitored" not in [row["point"] for row in recorded(setup.record)]:
+            assert time.monotonic() < deadline, "the monitored app never started"
+            time.sleep(0.02)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         # The monitored app still runs (CM leaves it) and holds the pipes: end it, then read.
