@@ -309,3 +309,38 @@ def test_double_dial_modem_then_openvpn_over_the_line(tmp_path: Path) -> None:
     assert post["ServerIPAddress"] == server.tunnel_ip
     # The first number was busy; the modem dialer went on to the next one.
     assert events.index("5551000") < events.index("BUSY") < events.index("5553000"), events
+
+
+def test_cancel_while_openvpn_is_connecting_runs_on_cancel_and_nothing_after_it(
+    setup: Setup,
+) -> None:
+    setup.lab.kill(setup.server.process)  # nobody answers: the client keeps trying
+    connecting = setup.daemon.popen_cli("connect", str(setup.profile_dir), "--unattended", "--json")
+    try:
+        deadline = time.monotonic() + 20
+        while not [s for s in setup.sessions() if s["state"] == "tunnelling"]:
+            assert time.monotonic() < deadline, "never reached tunnelling"
+            time.sleep(0.05)
+        time.sleep(0.5)  # openvpn is up and retrying
+        assert subprocess.run(
+            ["ip", "netns", "pids", setup.client_ns], capture_output=True, text=True, check=True
+        ).stdout.split(), "openvpn runs in the client namespace"
+        cancelled = setup.daemon.cli("cancel")
+        assert cancelled.returncode == 0, cancelled.stderr
+        out, err = connecting.communicate(timeout=30)
+    finally:
+        if connecting.poll() is None:
+            connecting.kill()
+            connecting.communicate()
+    assert connecting.returncode == 4, err
+    assert json.loads(out)["outcome"] == "cancelled"
+    assert [row["point"] for row in recorded(setup.record)] == [
+        "pre-init",
+        "pre-connect",
+        "pre-tunnel",
+        "on-cancel",
+    ]
+    leftover = subprocess.run(
+        ["ip", "netns", "pids", setup.client_ns], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert leftover == [], "the cancelled openvpn was ended"
