@@ -60,3 +60,48 @@ def test_profile_check_still_reports_action_problems_when_loaded_alone(tmp_path:
     )
     assert done.returncode == 1, done.stderr
     assert "gap" in (done.stdout + done.stderr)
+
+
+def test_connect_through_the_daemon_imports_no_session_machinery(tmp_path: object) -> None:
+    # The client side of `opencm connect` pays only for click, the socket protocol and the
+    # profile model (benchmarks/connect.py times it): the runner, anyio, the action engine and
+    # the dialers belong to the daemon and --foreground.
+    from pathlib import Path
+
+    from tests.actions.conftest import make_profile
+
+    root = Path(str(tmp_path))
+    make_profile(root, {})
+    probe = (
+        "import json, sys\nfrom opencm.cli.main import main\n"
+        "try:\n"
+        f"    main(['connect', {str(root / 'CONTOSO.cmp')!r}, '--unattended',"
+        f" '--socket', {str(root / 'absent.sock')!r}])\n"
+        "except SystemExit as done:\n"
+        "    print(json.dumps([done.code, sorted(sys.modules)]), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    code, loaded = json.loads(done.stderr.strip().splitlines()[-1])
+    assert code == 5  # no daemon answers: the client got as far as the socket
+    assert "no opencm daemon answers" in done.stderr
+    for heavy in (
+        "anyio",
+        "asyncio",
+        "opencm.session.runner",
+        "opencm.session.daemon",
+        "opencm.actions.engine",
+        "opencm.links.registry",
+        "tempfile",
+        "subprocess",
+    ):
+        assert heavy not in loaded, heavy
+
+
+def test_every_session_outcome_has_an_exit_code() -> None:
+    from opencm.cli.session_cmd import OUTCOME_EXIT
+    from opencm.session.runner import Outcome
+
+    assert set(OUTCOME_EXIT) == {str(outcome) for outcome in Outcome}
+    assert OUTCOME_EXIT[Outcome.DISCONNECTED] == 0

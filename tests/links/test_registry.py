@@ -67,6 +67,13 @@ def test_builtins_are_discovered_and_always_allowed(tmp_path: Path) -> None:
     assert isinstance(dialer, OpenVPNDialer)
 
 
+def test_builtin_table_matches_the_installed_entry_points() -> None:
+    # load_dialer() takes built-ins from this table without scanning metadata: it must not drift
+    # from pyproject.toml's [project.entry-points."opencm.dialers"].
+    discovered = {info.name: info.target for info in registry.discover() if info.builtin}
+    assert discovered == registry.BUILTIN_DIALERS
+
+
 def test_plugin_cannot_shadow_a_builtin(plugins: Path, tmp_path: Path) -> None:
     infos = {info.name: info for info in registry.discover()}
     assert infos["openvpn"].builtin

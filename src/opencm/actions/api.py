@@ -9,11 +9,13 @@ contract.
 from __future__ import annotations
 
 import enum
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import subprocess  # annotations only: the CLI's client commands never start a process
 
 
 class ActionPoint(enum.StrEnum):

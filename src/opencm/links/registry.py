@@ -18,6 +18,7 @@ names of the missing ones.
 
 from __future__ import annotations
 
+import importlib
 import os
 import stat
 from collections.abc import Iterable
@@ -33,6 +34,16 @@ GROUP = "opencm.dialers"
 DEFAULT_ALLOW_LIST = Path("/etc/opencm/dialers.allow")
 #: Built-in dialers live in this package and come with the opencm distribution.
 BUILTIN_MODULE_PREFIX = "opencm.links."
+#: The built-in dialers: the same table as opencm's own ``opencm.dialers`` entry points (a test
+#: keeps the two equal). A plug-in can never take a built-in's name, so a built-in loads straight
+#: from here instead of scanning every installed distribution's metadata, which costs ~10 ms on
+#: the path of every connection.
+BUILTIN_DIALERS = {
+    "openvpn": "opencm.links.openvpn:OpenVPNDialer",
+    "wireguard": "opencm.links.wireguard:WireGuardDialer",
+    "modem": "opencm.links.modem:ModemDialer",
+    "networkmanager": "opencm.links.networkmanager:NetworkManagerDialer",
+}
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,8 @@ def load_dialer(name: str, *, allow_list: Path = DEFAULT_ALLOW_LIST) -> Dialer:
     Raises :class:`InputError` for an unknown name, a plug-in that fails to import or lacks entry
     points, and :class:`RefusedError` when the allow list does not admit it.
     """
+    if name in BUILTIN_DIALERS:
+        return instantiate(DialerInfo(name, BUILTIN_DIALERS[name], "opencm", builtin=True))
     infos = {info.name: info for info in discover()}
     info = infos.get(name)
     if info is None:
@@ -166,9 +179,8 @@ def load_dialer(name: str, *, allow_list: Path = DEFAULT_ALLOW_LIST) -> Dialer:
 
 def instantiate(info: DialerInfo) -> Dialer:
     """Import the entry point, build the dialer, check its five entry points."""
-    entry_point = _entry_point(info)
     try:
-        factory: Any = entry_point.load()
+        factory: Any = _load(info)
         dialer: Any = factory() if isinstance(factory, type) else factory
     except Exception as error:  # a broken plug-in is the admin's problem to see, not a crash
         raise InputError(
@@ -184,6 +196,13 @@ def instantiate(info: DialerInfo) -> Dialer:
     if not isinstance(getattr(dialer, "name", None), str):
         raise InputError(f"dialer {info.name!r} ({info.target}) has no 'name' attribute")
     return dialer  # type: ignore[no-any-return]
+
+
+def _load(info: DialerInfo) -> Any:
+    if info.builtin:
+        module, _, attribute = info.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+    return _entry_point(info).load()
 
 
 def _entry_point(info: DialerInfo) -> metadata.EntryPoint:
