@@ -458,3 +458,20 @@ async def test_cancel_while_connected_does_nothing_and_a_disconnect_stops_auto_r
     assert "on-cancel" not in h.points()
     assert h.points().count("pre-connect") == 1  # no reconnect after the user's disconnect
     assert h.points().count("disconnect") == 1
+
+
+async def test_a_journal_that_cannot_be_written_leaves_no_link_up(
+    tmp_path: Path, host: LibraryHost
+) -> None:
+    # The journal entry is written while the link is dialled (runner._dial_journaled); when the
+    # write fails, the link that came up meanwhile is hung up before the error ends the session.
+    from opencm.session.journal import Journal
+
+    journal = Journal(tmp_path / "state" / "journal")
+    journal.directory.rmdir()
+    journal.directory.write_text("not a folder")
+    h = Harness(tmp_path, host, kind=DIRECT, journal=journal)
+    with pytest.raises(NotADirectoryError):
+        await h.session.run()
+    assert h.openvpn.dialed == ["Main"] and h.openvpn.hung_up == ["Main"]
+    assert h.session.links == []

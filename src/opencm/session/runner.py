@@ -350,7 +350,7 @@ class Session:
             ) from error
         self.log.write("dial", stage=stage, entry=entry.name, dialer=entry.dialer)
         try:
-            info = await self._dial_journaled(dialer, entry)
+            info, journal_error = await self._dial_journaled(dialer, entry)
         except DialError as error:
             self._failures[stage] += 1
             self.log.write("dial-error", stage=stage, entry=entry.name, code=error.code)
@@ -371,6 +371,12 @@ class Session:
                 source=dialer.name,
                 retryable=True,
             ) from error
+        if journal_error is not None:
+            # A session that cannot journal must not keep a link it could not clean up after a
+            # crash; the error is opencm's (disk, state folder), not the dialer's.
+            with anyio.CancelScope(shield=True):
+                await dialer.hang_up(info)
+            raise journal_error
         self.links.append(_Link(stage, dialer, info))
         self._set_link_macros(stage, entry, info)
         if self._journal_entry is not None:
@@ -384,19 +390,21 @@ class Session:
             server_ip=info.server_ip,
         )
 
-    async def _dial_journaled(self, dialer: Dialer, entry: DialEntry) -> LinkInfo:
+    async def _dial_journaled(
+        self, dialer: Dialer, entry: DialEntry
+    ) -> tuple[LinkInfo, Exception | None]:
         """Dial while a worker thread writes the journal entry (its fsyncs take 5–20 ms, and
-        more on a busy disk); the link counts as up only once both are done.
+        more on a busy disk); return the link and the journal's error, once both are done.
 
         Recovery sees the same as when the entry was written first: the link's processes are
         journaled after the dial either way (``add_link``), so an entry without links is all a
         crash in between can leave."""
-        journal_error: list[BaseException] = []
+        journal_error: list[Exception] = []
 
         def write_journal() -> None:
             try:
                 self._journal()
-            except Exception as error:  # reported below, once the dial has settled
+            except Exception as error:  # the caller raises it once the dial has settled
                 journal_error.append(error)
 
         dial_error: Exception | None = None
@@ -410,12 +418,7 @@ class Session:
         if dial_error is not None:
             raise dial_error
         assert info is not None
-        if journal_error:
-            # A session that cannot journal must not keep a link it could not clean up later.
-            with anyio.CancelScope(shield=True):
-                await dialer.hang_up(info)
-            raise journal_error[0]
-        return info
+        return info, (journal_error[0] if journal_error else None)
 
     def _set_link_macros(self, stage: str, entry: DialEntry, info: LinkInfo | None) -> None:
         # The addresses are the newest link's: the dial-up line's until the tunnel is up (what
