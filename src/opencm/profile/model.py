@@ -18,10 +18,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import InputError
 from opencm.profile.ini import IniFile
+
+if TYPE_CHECKING:
+    from opencm.actions.api import ConnectionType
 
 CM = "Connection Manager"
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -102,6 +105,9 @@ class ServiceProfile:
 
     def supported_types(self) -> list[ConnectionType]:
         """Connection types the profile offers, from ``Dialup``/``Direct``/``Tunnel``."""
+        # Imported here: ``opencm connect`` loads profiles in its client, which needs no types.
+        from opencm.actions.api import ConnectionType
+
         tunnel = self.cms.get_bool(CM, "Tunnel", False)
         dialup = self.cms.get_bool(CM, "Dialup", not tunnel)
         direct = self.cms.get_bool(CM, "Direct", tunnel and not dialup)
@@ -114,6 +120,8 @@ class ServiceProfile:
 
     def default_connection_type(self) -> ConnectionType:
         """``ConnectionType`` (0 dial-up, 1 direct) picks among what the profile offers."""
+        from opencm.actions.api import ConnectionType
+
         offered = self.supported_types()
         wanted = self.cms.get_int(CM, "ConnectionType", 0)
         if wanted == 1 and ConnectionType.DIRECT in offered:
