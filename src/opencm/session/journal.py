@@ -49,7 +49,14 @@ class ProcessMark:
     @classmethod
     def of(cls, pid: int) -> ProcessMark | None:
         start, cmdline = _proc_identity(pid)
-        return None if start is None else cls(pid, start, cmdline)
+        # Just after exec, and while a process exits, the kernel shows an empty command line: a
+        # mark taken then could never match again. Wait briefly for it (a busy machine makes
+        # that window milliseconds long); a process that keeps it empty is not one to record.
+        deadline = time.monotonic() + 0.2
+        while start is not None and not cmdline and time.monotonic() < deadline:
+            time.sleep(0.002)
+            start, cmdline = _proc_identity(pid)
+        return None if start is None or not cmdline else cls(pid, start, cmdline)
 
     def still_ours(self) -> bool:
         start, cmdline = _proc_identity(self.pid)
