@@ -36,6 +36,7 @@ import compileall
 import json
 import os
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -241,6 +242,7 @@ async def run(repetitions: int) -> dict[str, dict[str, object]]:
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(30)
+            shutil.rmtree(scratch, ignore_errors=True)
     return summarise(samples)
 
 
