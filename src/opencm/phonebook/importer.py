@@ -49,7 +49,6 @@ COLUMNS = (
     "flags",
     "dun",
 )
-_NUMERIC = ("index", "country", "min_speed", "max_speed", "reserved", "flags")
 
 
 @dataclass
@@ -79,17 +78,6 @@ def _decode(data: bytes, path: Path) -> str:
         ) from error
 
 
-def _number(value: str, name: str, path: Path, line: int) -> int:
-    value = value.strip()
-    if value == "":
-        return 0
-    if not value.isdigit():
-        raise InputError(
-            f"expected a whole number, found {value!r}", path=path, line=line, field=name
-        )
-    return int(value)
-
-
 class _Planner:
     def __init__(self, path: Path, regions: list[str]) -> None:
         self.path = path
@@ -100,6 +88,8 @@ class _Planner:
         value = value.strip()
         if value == "" or value == "0":
             return 0
+        if value.isdigit() and int(value) <= len(self.regions):
+            return int(value)
         if value.isdigit():
             number = int(value)
             if number > len(self.regions):
@@ -126,32 +116,45 @@ class _Planner:
             )
         self.plan.lines[index] = line
 
+    def number(self, value: str, name: str, line: int) -> int:
+        if value.isdigit():  # the text is ASCII, so these are 0-9
+            return int(value)
+        if value == "":
+            return 0
+        raise InputError(
+            f"expected a whole number, found {value!r}", path=self.path, line=line, field=name
+        )
+
     def add(self, values: dict[str, str], line: int, action: str = "") -> None:
-        numbers = {name: _number(values.get(name, ""), name, self.path, line) for name in _NUMERIC}
-        if numbers["index"] < 1:
+        """One POP line, ``values`` by column name (missing columns are empty)."""
+        get = values.get
+        number = self.number
+        index = number(get("index", "").strip(), "index", line)
+        if index < 1:
             raise InputError(
                 "a POP index of 1 or more is required", path=self.path, line=line, field="index"
             )
-        self.seen(numbers["index"], line)
+        self.seen(index, line)
         if action == "delete":
-            self.plan.deletes.append(numbers["index"])
+            self.plan.deletes.append(index)
             return
-        if numbers["country"] < 1:
+        country = number(get("country", "").strip(), "country", line)
+        if country < 1:
             raise InputError(
                 "the country code is required", path=self.path, line=line, field="country"
             )
         pop = Pop(
-            numbers["index"],
-            numbers["country"],
-            self.region(values.get("region", ""), line),
-            values.get("name", "").strip(),
-            values.get("area", "").strip(),
-            values.get("access", "").strip(),
-            numbers["min_speed"],
-            numbers["max_speed"],
-            numbers["reserved"],
-            numbers["flags"],
-            values.get("dun", "").strip(),
+            index,
+            country,
+            self.region(get("region", ""), line),
+            get("name", "").strip(),
+            get("area", "").strip(),
+            get("access", "").strip(),
+            number(get("min_speed", "").strip(), "min_speed", line),
+            number(get("max_speed", "").strip(), "max_speed", line),
+            number(get("reserved", "").strip(), "reserved", line),
+            number(get("flags", "").strip(), "flags", line),
+            get("dun", "").strip(),
         )
         try:
             pop = check_pop_fields(pop)

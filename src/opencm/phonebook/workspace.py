@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import zlib
 from collections.abc import Callable, Iterator, KeysView, Sequence
@@ -811,8 +812,27 @@ class Workspace:
             )
 
 
+_PLAIN_TEXT = re.compile(r"[\x20\x21\x23-\x2b\x2d-\x7e]*")  # printable ASCII but ',' and '"'
+_PLAIN_AREA = re.compile(rf"[0-9]{{0,{limits.AREA_MAX}}}")
+_PLAIN_ACCESS = re.compile(rf"(?=.*[0-9])[0-9#*\- ]{{1,{limits.ACCESS_MAX}}}")
+
+
 def check_pop_fields(pop: Pop) -> Pop:
     """PBA's field rules for a POP an administrator enters (tighter than MS-CPSP's reader)."""
+    if (
+        # The common case in one pass of cheap checks; anything unusual takes the slow path,
+        # which names the field and the rule.
+        len(pop.name) <= limits.POP_NAME_MAX
+        and len(pop.dun) <= limits.DUN_MAX
+        and _PLAIN_TEXT.fullmatch(pop.name)
+        and _PLAIN_TEXT.fullmatch(pop.dun)
+        and _PLAIN_AREA.fullmatch(pop.area)
+        and _PLAIN_ACCESS.fullmatch(pop.access)
+        and min(pop.country, pop.region, pop.min_speed, pop.max_speed, pop.reserved) >= 0
+        and 0 <= pop.flags <= 255
+        and not pop.flags & 1
+    ):
+        return pop
     limits.check_text(pop.name, "name", limits.POP_NAME_MAX)
     area = limits.check_area(pop.area)
     access = limits.check_access(pop.access)
