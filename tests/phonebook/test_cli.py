@@ -36,7 +36,7 @@ class Runner:
             got = 0
         out, err = self.capsys.readouterr()
         assert got == code, out + err
-        return out if code == 0 else err
+        return out if code == 0 else out + err
 
     def json(self, *args: str) -> Any:
         return json.loads(self(*args, "--json"))
@@ -251,3 +251,17 @@ def test_export_released_writes_the_version_file_the_kit_reads(pb: Runner, tmp_p
     pb("export", "WORLD", str(tmp_path / "kit"), "--released")
     assert read_version_file((tmp_path / "kit" / "WORLD.ver").read_bytes()) == 1
     assert (tmp_path / "kit" / "WORLD.pbk").read_bytes() == b"1,1,0,,,5550100,0,0,0,0,\r\n"
+
+
+def test_check_lists_ms_cpsp_problems_with_file_and_line(pb: Runner, tmp_path: Path) -> None:
+    pbk = tmp_path / "OLD.pbk"
+    pbk.write_bytes(b"1,1,0,A,1,5550100,0,0,0,0,\r\n2,,0,B,1,5550101,0,0,0,0,\r\n")
+    (tmp_path / "old.PBR").write_bytes(b"0\r\n")
+    out = pb("check", str(pbk), code=1)
+    assert f"{pbk}:2: Country Code: the country code is missing [cpsp-country-missing" in out
+    assert "1 POPs in effect, 1 problems" in out
+    report = json.loads(pb("check", str(pbk), "--json", code=1))
+    assert report["pops"] == 1
+    assert report["problems"][0]["rule"] == "cpsp-country-missing"
+    pbk.write_bytes(b"1,1,0,A,1,5550100,0,0,0,0,\r\n")
+    assert "1 POPs in effect, 0 problems" in pb("check", str(pbk))
