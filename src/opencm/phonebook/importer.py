@@ -34,7 +34,13 @@ from opencm.phonebook import limits
 from opencm.phonebook.pbk import Pop, parse_pbk
 from opencm.phonebook.pbr import parse_pbr
 from opencm.phonebook.problems import Effect
-from opencm.phonebook.workspace import Book, Workspace, check_pop_fields, pop_as_json
+from opencm.phonebook.workspace import (
+    Book,
+    Workspace,
+    check_pop_fields,
+    is_plain_pop,
+    pop_as_json,
+)
 
 COLUMNS = (
     "index",
@@ -125,6 +131,48 @@ class _Planner:
             f"expected a whole number, found {value!r}", path=self.path, line=line, field=name
         )
 
+    def add_plain(self, parts: list[str], line: int) -> bool:
+        """The common PBA line in one pass; False sends anything unusual to :meth:`add`,
+        which applies the same rules and names the field that breaks one."""
+        fields = [part.strip() for part in parts]
+        if len(fields) == 10:
+            fields.append("")
+        index, country, region, name, area, access, low, high, reserved, flags, dun = fields
+        if not (
+            index.isdigit()
+            and country.isdigit()
+            and (region.isdigit() or not region)
+            and (low.isdigit() or not low)
+            and (high.isdigit() or not high)
+            and (reserved.isdigit() or not reserved)
+            and (flags.isdigit() or not flags)
+        ):
+            return False
+        pop = Pop(
+            int(index),
+            int(country),
+            int(region) if region else 0,
+            name,
+            area,
+            access,
+            int(low) if low else 0,
+            int(high) if high else 0,
+            int(reserved) if reserved else 0,
+            int(flags) if flags else 0,
+            dun,
+        )
+        if (
+            pop.index < 1
+            or pop.country < 1
+            or pop.region > len(self.regions)
+            or pop.index in self.plan.lines
+            or not is_plain_pop(pop)
+        ):
+            return False
+        self.plan.lines[pop.index] = line
+        self.plan.upserts.append(pop)
+        return True
+
     def add(self, values: dict[str, str], line: int, action: str = "") -> None:
         """One POP line, ``values`` by column name (missing columns are empty)."""
         get = values.get
@@ -188,7 +236,8 @@ def plan_pba(
                 path=path,
                 line=number,
             )
-        planner.add(dict(zip(COLUMNS, parts, strict=False)), number)
+        if not planner.add_plain(parts, number):
+            planner.add(dict(zip(COLUMNS, parts, strict=False)), number)
     return planner.plan
 
 
