@@ -745,7 +745,7 @@ class Workspace:
                     added,
                     changed,
                     deleted,
-                    zlib.compress(snapshot.pbk, 6),
+                    zlib.compress(snapshot.pbk, 1),
                     snapshot.pbr,
                 ),
             )
