@@ -165,6 +165,7 @@ def main() -> int:
 
     load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"phone book benchmark: {POPS:,} POPs, {len(base.pbk):,} bytes of .pbk")
+    print(f"command: {Path(sys.executable).name} {' '.join(sys.argv)}")
     print(f"load average at the end (1/5/15 min): {load} on {os.cpu_count()} CPUs")
     report(
         "import 65,000 POPs (3 files, median of 3)",
