@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, KeysView
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,6 @@ from opencm.phonebook.workspace import (
     Book,
     Workspace,
     check_pop_fields,
-    is_plain_pop,
     pop_as_json,
 )
 
@@ -82,6 +82,27 @@ def _decode(data: bytes, path: Path) -> str:
             path=path,
             line=line,
         ) from error
+
+
+# A PBA line the fast path takes: fields already in the form the rules want (PBA's text,
+# area-code and access-number limits, spaces only around commas). Anything else goes through
+# the field-by-field path, which gives the precise error.
+_TEXT_END = r"[\x21\x23-\x2b\x2d-\x7e]"  # printable ASCII but space, ',' and '"'
+_TEXT_MID = r"[\x20\x21\x23-\x2b\x2d-\x7e]"
+
+
+def _text(limit: int) -> str:
+    return rf"({_TEXT_END}(?:{_TEXT_MID}{{0,{limit - 2}}}{_TEXT_END})?|)"
+
+
+_SEP = r" *, *"
+_PLAIN_LINE = re.compile(
+    rf"([0-9]+){_SEP}([0-9]+){_SEP}([0-9]*){_SEP}{_text(limits.POP_NAME_MAX)}{_SEP}"
+    rf"([0-9]{{0,{limits.AREA_MAX}}}){_SEP}"
+    rf"([0-9#*\-](?:[0-9#*\- ]{{0,{limits.ACCESS_MAX - 2}}}[0-9#*\-])?){_SEP}"
+    rf"([0-9]*){_SEP}([0-9]*){_SEP}([0-9]*){_SEP}([0-9]*)"
+    rf"(?:{_SEP}{_text(limits.DUN_MAX)})?"
+)
 
 
 class _Planner:
@@ -131,23 +152,16 @@ class _Planner:
             f"expected a whole number, found {value!r}", path=self.path, line=line, field=name
         )
 
-    def add_plain(self, parts: list[str], line: int) -> bool:
-        """The common PBA line in one pass; False sends anything unusual to :meth:`add`,
-        which applies the same rules and names the field that breaks one."""
-        fields = [part.strip() for part in parts]
-        if len(fields) == 10:
-            fields.append("")
-        index, country, region, name, area, access, low, high, reserved, flags, dun = fields
-        if not (
-            index.isdigit()
-            and country.isdigit()
-            and (region.isdigit() or not region)
-            and (low.isdigit() or not low)
-            and (high.isdigit() or not high)
-            and (reserved.isdigit() or not reserved)
-            and (flags.isdigit() or not flags)
-        ):
+    def add_plain(self, text: str, line: int) -> bool:
+        """The common PBA line, matched and split by one regular expression; False sends
+        anything unusual to :meth:`add`, which applies the same rules and names the field
+        that breaks one (tests check that both paths agree)."""
+        match = _PLAIN_LINE.fullmatch(text)
+        if match is None:
             return False
+        index, country, region, name, area, access, low, high, reserved, flags, dun = match.groups(
+            ""
+        )
         pop = Pop(
             int(index),
             int(country),
@@ -165,8 +179,10 @@ class _Planner:
             pop.index < 1
             or pop.country < 1
             or pop.region > len(self.regions)
+            or pop.flags > 255
+            or pop.flags & 1
+            or not access.strip("#*- ")  # no digit at all
             or pop.index in self.plan.lines
-            or not is_plain_pop(pop)
         ):
             return False
         self.plan.lines[pop.index] = line
@@ -228,6 +244,8 @@ def plan_pba(
         if line.startswith("-") and line[1:].strip().isdigit():
             planner.add({"index": line[1:].strip()}, number, "delete")
             continue
+        if planner.add_plain(line, number):
+            continue
         parts = line.split(",")
         if len(parts) not in (10, 11):
             raise InputError(
@@ -236,8 +254,7 @@ def plan_pba(
                 path=path,
                 line=number,
             )
-        if not planner.add_plain(parts, number):
-            planner.add(dict(zip(COLUMNS, parts, strict=False)), number)
+        planner.add(dict(zip(COLUMNS, parts, strict=False)), number)
     return planner.plan
 
 
