@@ -15,12 +15,14 @@ from urllib.parse import urlsplit
 import click
 
 from opencm.cli.output import emit_json, warn
-from opencm.errors import InputError, RefusedError
+from opencm.errors import EXIT_PROBLEMS, InputError, RefusedError
 from opencm.fsutil import atomic_write
 from opencm.phonebook.cabinet import read_cab
 from opencm.phonebook.importer import import_file
-from opencm.phonebook.pbk import Pop
+from opencm.phonebook.pbk import Pop, parse_pbk
+from opencm.phonebook.pbr import parse_pbr
 from opencm.phonebook.post import is_url, normalize_target, post_to_directory, post_to_service
+from opencm.phonebook.problems import Problem
 from opencm.phonebook.release import Snapshot, build_release
 from opencm.phonebook.workspace import Workspace, default_directory, pop_as_json
 from opencm.signing import generate_keypair, load_secret_key
@@ -398,6 +400,58 @@ def export(ctx: click.Context, name: str, directory: Path, released: bool) -> No
         atomic_write(directory / member, data)
     what = f"version {book.version}" if released else "working copy"
     click.echo(f"Wrote {', '.join(sorted(members))} ({what}) to {directory}")
+
+
+@phonebook.command("check")
+@click.argument("pbk", type=FILE)
+@JSON
+def check(pbk: Path, as_json: bool) -> None:
+    """Read an MS-CPSP phone book (and the .pbr beside it) as a client would; list problems.
+
+    Exit 0 when clean, 1 when a rule fired (each named with file, line, field and effect).
+    """
+    pbr_path = next(
+        (
+            p
+            for p in pbk.parent.iterdir()
+            if p.name.casefold() == pbk.with_suffix(".pbr").name.casefold()
+        ),
+        None,
+    )
+    problems: list[Problem] = []
+    region_count = None
+    regions = None
+    if pbr_path is not None:
+        regions = parse_pbr(pbr_path.read_bytes(), pbr_path)
+        problems += regions.problems
+        region_count = len(regions.names)
+    read = parse_pbk(pbk.read_bytes(), pbk, region_count=region_count)
+    problems += read.problems
+    pops = 0 if regions is not None and regions.voids_phone_book else len(read.pops)
+    if as_json:
+        emit_json(
+            {
+                "pops": pops,
+                "problems": [
+                    {
+                        "rule": p.rule,
+                        "path": str(p.path),
+                        "line": p.line,
+                        "field": p.field,
+                        "effect": p.effect.value,
+                        "message": p.message,
+                    }
+                    for p in problems
+                ],
+            }
+        )
+    else:
+        for problem in problems:
+            click.echo(str(problem))
+        click.echo(f"{pops} POPs in effect, {len(problems)} problems")
+    if problems:
+        ctx = click.get_current_context()
+        ctx.exit(EXIT_PROBLEMS)
 
 
 # -- releases, keys, posting -----------------------------------------------------------------
