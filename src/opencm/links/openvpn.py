@@ -1,0 +1,447 @@
+"""The OpenVPN 2.6 dialer, driven through OpenVPN's management interface.
+
+opencm starts ``openvpn --config FILE`` in the foreground with a management socket of its own
+(``--management PATH unix``) and ``--management-hold``, so that nothing happens before opencm is
+listening, and ``--management-query-passwords``, so that a user name and password go over that
+private socket instead of a file. It then follows ``>STATE:`` until ``CONNECTED``.
+
+Settings of an entry:
+
+``config``
+    Path of the ``.ovpn`` file (required). Relative paths inside it are relative to its folder.
+``netns``
+    Run the tunnel inside this network namespace (``ip netns exec NS openvpn …``): the tunnel
+    device, its routes and its traffic then exist only there. Useful to give one application a
+    VPN without touching the host's routing, and what the tests do.
+``remote``
+    ``HOST [PORT [PROTO]]`` replaces the config's ``remote`` lines (CM's tunnel address).
+``timeout``
+    Seconds to wait for ``CONNECTED`` (default 30).
+
+Once up, a drop is detected from the management interface: a ``RECONNECTING`` or ``EXITING``
+state carries OpenVPN's reason (``ping-restart``, ``connection-reset``,
+``server-pushed-connection-reset`` …), which becomes the :class:`LinkDown` detail; a process that
+simply dies is reported as ``process-exited`` with its status. opencm then ends the client rather
+than letting it reconnect on its own: redial and ``AutoReconnect`` are the session's decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from opencm.errors import InputError
+from opencm.links import codes, proc
+from opencm.links import ovpn_mgmt as mgmt
+from opencm.links.api import (
+    Credentials,
+    DialEntry,
+    DialError,
+    DownReason,
+    LinkDown,
+    LinkDownCallback,
+    LinkInfo,
+)
+from opencm.links.tasks import TaskSet
+
+SETTINGS = ("config", "netns", "remote", "timeout")
+DEFAULT_TIMEOUT = 30.0
+#: OpenVPN asks to be released from a hold with its back-off hint N; waiting min(N, cap) keeps a
+#: client whose server is gone from retrying hundreds of times a second.
+HOLD_WAIT_CAP = 1.0
+
+
+@dataclass(eq=False)
+class _Link:
+    entry: DialEntry
+    credentials: Credentials
+    on_down: LinkDownCallback
+    process: asyncio.subprocess.Process
+    rundir: Path
+    remote_hint: str | None
+    connected: asyncio.Future[mgmt.State]
+    writer: asyncio.StreamWriter | None = None
+    log: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40))
+    state: str = ""
+    cause: str = ""
+    interface: str | None = None
+    gateway: str | None = None
+    counts: mgmt.ByteCount = field(default_factory=lambda: mgmt.ByteCount(0, 0))
+    up: bool = False
+    closing: bool = False
+    down_reported: bool = False
+    tasks: TaskSet = field(default_factory=TaskSet)
+    teardown: asyncio.Task[None] | None = None
+
+    def send(self, command: str) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(command.encode() + b"\n")
+
+    def fail(self, error: DialError) -> None:
+        if not self.connected.done():
+            self.connected.set_exception(error)
+
+    def log_tail(self, lines: int = 5) -> str:
+        return " | ".join(list(self.log)[-lines:])
+
+
+class OpenVPNDialer:
+    """The ``openvpn`` built-in dialer (see the module documentation for its settings)."""
+
+    name = "openvpn"
+
+    def __init__(self, *, runtime_dir: Path | None = None, hold_wait_cap: float = HOLD_WAIT_CAP):
+        self._runtime_dir = runtime_dir
+        self._hold_wait_cap = hold_wait_cap
+        self._links: dict[str, _Link] = {}
+
+    # -- the five entry points -----------------------------------------------------------------
+
+    async def dial(
+        self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
+    ) -> LinkInfo:
+        entry = self.edit_entry(entry)
+        settings = entry.settings
+        netns = settings.get("netns") or None
+        if netns and not proc.netns_exists(netns):
+            raise DialError(
+                f"{entry.name}: network namespace {netns!r} does not exist",
+                code=codes.BAD_ENTRY,
+                retryable=False,
+            )
+        if shutil.which("openvpn") is None:
+            raise DialError("openvpn is not installed", code=codes.BAD_ENTRY, retryable=False)
+        base = self._runtime_dir
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        rundir = Path(tempfile.mkdtemp(prefix="ovpn-", dir=base))
+        config = Path(settings["config"])
+        remote = settings.get("remote")
+        if remote:
+            config = _config_without_remotes(config, rundir)
+        socket_path = rundir / "mgmt.sock"
+        argv = [
+            "openvpn", "--config", str(config),
+            "--management", str(socket_path), "unix",
+            "--management-hold", "--management-query-passwords",
+        ]  # fmt: skip
+        if remote:
+            argv += ["--remote", *remote.split()]
+        process = await proc.spawn(
+            proc.netns_argv(netns, argv),
+            log_path=rundir / "openvpn.log",
+            cwd=Path(settings["config"]).parent,
+        )
+        loop = asyncio.get_running_loop()
+        link = _Link(
+            entry, credentials, on_down, process, rundir,
+            remote.split()[0] if remote else None, loop.create_future(),
+        )  # fmt: skip
+        link_id = rundir.name
+        self._links[link_id] = link
+        timeout = float(settings.get("timeout") or DEFAULT_TIMEOUT)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._attach(link, socket_path)
+                state = await link.connected
+        except TimeoutError:
+            await self._close(link_id, link)
+            raise DialError(
+                f"{entry.name}: no connection to the server within {timeout:g} s "
+                f"(last state {link.state or 'none'}; {link.log_tail()})",
+                code=codes.VPN_FAILED,
+            ) from None
+        except BaseException:
+            await self._close(link_id, link)
+            raise
+        link.up = True
+        if link.interface is None:
+            link.interface = await _interface_with_address(netns, state.local_ip)
+        return LinkInfo(
+            entry=entry.name,
+            interface=link.interface,
+            client_ip=state.local_ip or None,
+            server_ip=link.gateway,
+            tunnel_server=state.remote_ip or link.remote_hint,
+            handle={
+                "id": link_id,
+                "pid": str(process.pid),
+                "management": str(socket_path),
+                "netns": netns or "",
+                "rundir": str(rundir),
+            },
+        )
+
+    async def dial_dialog(
+        self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
+    ) -> LinkInfo:
+        """OpenVPN needs no dialog of its own: the session asks for credentials beforehand."""
+        return await self.dial(entry, credentials, on_down)
+
+    async def hang_up(self, link: LinkInfo) -> None:
+        link_id = link.handle.get("id", "")
+        state = self._links.get(link_id)
+        if state is not None:
+            await self._close(link_id, state)
+            return
+        # Not ours in this process (the daemon restarted): end the client by its PID.
+        pid = link.handle.get("pid", "")
+        if pid.isdigit():
+            await proc.end_pid(int(pid), "openvpn")
+        rundir = link.handle.get("rundir")
+        if rundir and Path(rundir).name.startswith("ovpn-"):
+            shutil.rmtree(rundir, ignore_errors=True)
+
+    def edit_entry(self, entry: DialEntry) -> DialEntry:
+        settings = dict(entry.settings)
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise InputError(
+                f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(SETTINGS)}",
+                field=f"{entry.name}.{unknown[0]}",
+            )
+        config = settings.get("config", "").strip()
+        if not config:
+            raise InputError(
+                "an OpenVPN entry needs 'config' (the .ovpn file)", field=f"{entry.name}.config"
+            )
+        path = Path(config).expanduser().absolute()
+        if not path.is_file():
+            raise InputError("no such OpenVPN config file", path=path, field=f"{entry.name}.config")
+        settings["config"] = str(path)
+        if settings.get("netns"):
+            proc.check_netns_name(settings["netns"], field=f"{entry.name}.netns")
+        if settings.get("remote"):
+            _check_remote(settings["remote"], f"{entry.name}.remote")
+        if settings.get("timeout"):
+            try:
+                if float(settings["timeout"]) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise InputError(
+                    f"{settings['timeout']!r} is not a positive number of seconds",
+                    field=f"{entry.name}.timeout",
+                ) from None
+        return replace(entry, settings=settings)
+
+    def entry_deleted(self, entry: DialEntry) -> None:
+        """Nothing to forget: the dialer keeps no per-entry state beyond a running link."""
+
+    # -- extras the session may use ------------------------------------------------------------
+
+    def byte_counts(self, link: LinkInfo) -> tuple[int, int]:
+        """Bytes (received, sent) as last reported by ``>BYTECOUNT:`` (every second)."""
+        state = self._links.get(link.handle.get("id", ""))
+        return (state.counts.received, state.counts.sent) if state else (0, 0)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    async def _attach(self, link: _Link, socket_path: Path) -> None:
+        """Connect to the management socket as soon as OpenVPN creates it."""
+        while True:
+            if link.process.returncode is not None:
+                raise self._exit_error(link)
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(socket_path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                await asyncio.sleep(0.001)
+        link.writer = writer
+        # Real-time states and log lines first, so that none is missed, then the hold release:
+        # OpenVPN handles commands in order. Later holds (a restart while dialling) are released
+        # from the >HOLD: handler after OpenVPN's own back-off.
+        link.send("state on")
+        link.send("log on")
+        link.send("hold release")
+        link.send("bytecount 1")
+        link.tasks.spawn(self._read(link, reader))
+        link.tasks.spawn(self._watch_process(link))
+
+    async def _read(self, link: _Link, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            self._handle(link, mgmt.parse_line(line.decode(errors="replace")))
+
+    def _handle(self, link: _Link, event: mgmt.Event) -> None:
+        match event:
+            case mgmt.State(name="CONNECTED") as state if not link.up:
+                if not link.connected.done():
+                    link.connected.set_result(state)
+            case mgmt.State(name=("RECONNECTING" | "EXITING") as name, description=cause):
+                link.state, link.cause = name, cause
+                if link.up:
+                    self._report_down(link, cause)
+                elif cause == "auth-failure":
+                    link.fail(_auth_error(link))
+            case mgmt.State(name=name):
+                link.state = name
+            case mgmt.Hold(wait=wait):
+                if not link.up and not link.closing:
+                    link.tasks.spawn(
+                        self._release_hold(link, min(float(wait), self._hold_wait_cap))
+                    )
+            case mgmt.PasswordRequest(kind=kind):
+                self._answer_password(link, kind)
+            case mgmt.PasswordFailed():
+                link.fail(_auth_error(link))
+            case mgmt.ByteCount() as counts:
+                link.counts = counts
+            case mgmt.Log(text=text):
+                link.log.append(text)
+                link.interface = link.interface or mgmt.tun_device(text)
+                link.gateway = link.gateway or mgmt.pushed_gateway(text)
+            case mgmt.Fatal(text=text):
+                link.log.append(f"FATAL: {text}")
+            case _:
+                pass
+
+    async def _release_hold(self, link: _Link, wait: float) -> None:
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if not link.closing:
+            link.send("hold release")
+
+    def _answer_password(self, link: _Link, kind: str) -> None:
+        creds = link.credentials
+        if kind == "Auth" and creds.username is not None and creds.password is not None:
+            link.send(f'username "Auth" {mgmt.quote(creds.username)}')
+            link.send(f'password "Auth" {mgmt.quote(creds.password)}')
+        elif kind != "Auth" and creds.password is not None:
+            link.send(f"password {mgmt.quote(kind)} {mgmt.quote(creds.password)}")
+        else:
+            link.fail(
+                DialError(
+                    f"{link.entry.name}: the server asks for {kind!r} credentials "
+                    "and none were given",
+                    code=codes.AUTHENTICATION_FAILURE,
+                    retryable=False,
+                )
+            )
+
+    async def _watch_process(self, link: _Link) -> None:
+        status = await link.process.wait()
+        if not link.up:
+            link.fail(self._exit_error(link))
+        else:
+            cause = link.cause or f"exit status {status}"
+            explanation = mgmt.RESTART_CAUSES.get(link.cause, "")
+            self._report_down(
+                link,
+                link.cause,
+                reason=DownReason.PROCESS_EXITED if not link.cause else None,
+                detail=f"openvpn exited ({cause}{': ' + explanation if explanation else ''})",
+            )
+
+    def _exit_error(self, link: _Link) -> DialError:
+        if link.cause == "auth-failure":
+            return _auth_error(link)
+        log_text = (
+            (link.rundir / "openvpn.log").read_text(errors="replace")
+            if link.rundir.exists()
+            else ""
+        )
+        last = " | ".join(log_text.strip().splitlines()[-4:]) or link.log_tail()
+        return DialError(
+            f"{link.entry.name}: openvpn exited with status {link.process.returncode} "
+            f"before connecting: {last}",
+            code=codes.VPN_FAILED,
+        )
+
+    def _report_down(
+        self,
+        link: _Link,
+        cause: str,
+        *,
+        reason: DownReason | None = None,
+        detail: str | None = None,
+    ) -> None:
+        if link.down_reported or link.closing:
+            return
+        link.down_reported = True
+        if reason is None:
+            reason = DownReason.PEER_GONE if cause in mgmt.PEER_CAUSES else DownReason.ERROR
+        if detail is None:
+            explanation = mgmt.RESTART_CAUSES.get(cause, "openvpn restarted the connection")
+            detail = f"{cause}: {explanation}"
+        server = link.remote_hint or ""
+        down = LinkDown(reason, f"{detail}{f' (server {server})' if server else ''}")
+        # End the client now: reconnecting is the session's decision, not OpenVPN's.
+        link_id = link.rundir.name
+        link.tasks.spawn(self._close(link_id, link))
+        link.tasks.notify(link.on_down, down)
+
+    async def _close(self, link_id: str, link: _Link) -> None:
+        link.closing = True
+        if link.teardown is None:
+            link.teardown = asyncio.ensure_future(self._teardown(link_id, link))
+        await asyncio.shield(link.teardown)
+
+    async def _teardown(self, link_id: str, link: _Link) -> None:
+        process = link.process
+        if process.returncode is None:
+            # Ask politely over the socket first: OpenVPN then runs its --down script and sends
+            # an exit notification to the server.
+            link.send("signal SIGTERM")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 3.0)
+            await proc.end(process)
+        if link.writer is not None:
+            link.writer.close()
+        link.tasks.cancel_all(keep=link.teardown)
+        self._links.pop(link_id, None)
+        shutil.rmtree(link.rundir, ignore_errors=True)
+
+
+def _auth_error(link: _Link) -> DialError:
+    return DialError(
+        f"{link.entry.name}: the server refused the user name or password",
+        code=codes.AUTHENTICATION_FAILURE,
+        retryable=False,
+    )
+
+
+def _check_remote(value: str, where: str) -> None:
+    parts = value.split()
+    ok = 1 <= len(parts) <= 3 and not parts[0].startswith("-")
+    if ok and len(parts) >= 2:
+        ok = parts[1].isdigit() and 0 < int(parts[1]) < 65536
+    if ok and len(parts) == 3:
+        ok = parts[2] in ("udp", "udp4", "udp6", "tcp", "tcp4", "tcp6", "tcp-client")
+    if not ok:
+        raise InputError(f"{value!r} is not 'HOST [PORT [udp|tcp]]'", field=where)
+
+
+def _config_without_remotes(config: Path, rundir: Path) -> Path:
+    """A copy of ``config`` without its ``remote`` lines, so that the entry's remote wins."""
+    lines = config.read_text(errors="replace").splitlines()
+    if any(line.strip().startswith("<connection>") for line in lines):
+        raise DialError(
+            f"{config}: 'remote' cannot replace <connection> blocks; edit the config instead",
+            code=codes.BAD_ENTRY,
+            retryable=False,
+        )
+    kept = [line for line in lines if line.split()[:1] != ["remote"]]
+    copy = rundir / "config.ovpn"
+    copy.write_text("\n".join(kept) + "\n")
+    copy.chmod(0o600)
+    return copy
+
+
+async def _interface_with_address(netns: str | None, address: str) -> str | None:
+    """The interface that holds ``address`` (when the log did not name the TUN device)."""
+    if not address:
+        return None
+    process = await asyncio.create_subprocess_exec(
+        *(["ip", "-n", netns] if netns else ["ip"]), "-o", "-4", "addr", "show",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    for line in out.decode().splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3].split("/")[0] == address:
+            return fields[1]
+    return None

@@ -1,0 +1,43 @@
+"""Background tasks a link keeps while it is up, and calling the session's on_down callback."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Coroutine
+from typing import Any
+
+from opencm.links.api import LinkDown, LinkDownCallback
+
+
+async def notify(callback: LinkDownCallback, down: LinkDown) -> None:
+    """Call ``on_down`` (plain function or coroutine function)."""
+    result = callback(down)
+    if inspect.isawaitable(result):
+        await result
+
+
+class TaskSet:
+    """Tasks of one link. Teardown cancels them all except the on_down notifications, which
+    must run to the end even though the link they report on is being taken down."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._notifications: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def notify(self, callback: LinkDownCallback, down: LinkDown) -> None:
+        task = asyncio.ensure_future(notify(callback, down))
+        self._notifications.add(task)
+        task.add_done_callback(self._notifications.discard)
+
+    def cancel_all(self, *, keep: asyncio.Task[Any] | None = None) -> None:
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current and task is not keep:
+                task.cancel()

@@ -1,0 +1,234 @@
+"""The NetworkManager dialer against python-dbusmock's NetworkManager template on a private bus."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+from opencm.errors import InputError
+from opencm.links import codes
+from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason, LinkDown
+from opencm.links.lab import end_process, missing_tools
+from opencm.links.networkmanager import (
+    NM,
+    NM_PATH,
+    SETTINGS_IFACE,
+    SETTINGS_PATH,
+    NetworkManagerDialer,
+)
+
+MOCK_IFACE = "org.freedesktop.DBus.Mock"
+
+
+@pytest.fixture
+def nm_bus() -> Iterator[str]:
+    """A private dbus-daemon with dbusmock's NetworkManager on it; both ended by PID."""
+    if missing_tools("dbus-daemon"):
+        pytest.skip("needs dbus-daemon installed")
+    pytest.importorskip("dbusmock")
+    daemon = subprocess.Popen(
+        ["dbus-daemon", "--session", "--nofork", "--print-address"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    mock: subprocess.Popen[bytes] | None = None
+    try:
+        assert daemon.stdout is not None
+        address = daemon.stdout.readline().strip()
+        mock = subprocess.Popen(
+            [sys.executable, "-m", "dbusmock", "--session", "-t", "networkmanager"],
+            env={**os.environ, "DBUS_SESSION_BUS_ADDRESS": address},
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while not asyncio.run(_has_name(address)):
+            assert mock.poll() is None, "dbusmock exited"
+            assert time.monotonic() < deadline, "dbusmock did not claim NetworkManager's name"
+            time.sleep(0.05)
+        yield address
+    finally:
+        if mock is not None:
+            end_process(mock.pid)
+            mock.wait()
+        end_process(daemon.pid)
+        daemon.wait()
+        if daemon.stdout is not None:
+            daemon.stdout.close()
+
+
+async def _has_name(address: str) -> bool:
+    bus = await MessageBus(bus_address=address).connect()
+    try:
+        reply = await bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member="NameHasOwner",
+                signature="s",
+                body=[NM],
+            )
+        )
+        return bool(reply and reply.body and reply.body[0])
+    finally:
+        bus.disconnect()
+
+
+async def call(
+    address: str, path: str, iface: str, member: str, sig: str = "", body: Any = ()
+) -> Any:
+    bus = await MessageBus(bus_address=address).connect()
+    try:
+        reply = await bus.call(
+            Message(
+                destination=NM,
+                path=path,
+                interface=iface,
+                member=member,
+                signature=sig,
+                body=list(body),
+            )
+        )
+        assert reply is not None and reply.message_type != MessageType.ERROR, reply and reply.body
+        return reply.body[0] if reply.body else None
+    finally:
+        bus.disconnect()
+
+
+async def add_vpn(address: str, name: str) -> tuple[str, str]:
+    """An Ethernet device eth0 and an NM connection ``name``; returns (device path, uuid)."""
+    device = await call(
+        address,
+        "/org/freedesktop",
+        MOCK_IFACE,
+        "AddEthernetDevice",
+        "ssi",
+        ["mock_Ethernet1", "eth0", 30],
+    )
+    conn_uuid = str(uuid.uuid4())
+    settings = {
+        "connection": {
+            "id": Variant("s", name),
+            "uuid": Variant("s", conn_uuid),
+            "type": Variant("s", "vpn"),
+        }
+    }
+    await call(address, SETTINGS_PATH, SETTINGS_IFACE, "AddConnection", "a{sa{sv}}", [settings])
+    return device, conn_uuid
+
+
+async def active_connections(address: str) -> list[str]:
+    value = await call(
+        address, NM_PATH, "org.freedesktop.DBus.Properties", "Get", "ss", [NM, "ActiveConnections"]
+    )
+    return list(value.value)
+
+
+def test_dialer_satisfies_the_contract() -> None:
+    assert isinstance(NetworkManagerDialer(), Dialer)
+
+
+def test_activate_and_deactivate_by_id_and_uuid(nm_bus: str) -> None:
+    dialer = NetworkManagerDialer(bus_address=nm_bus)
+    downs: list[LinkDown] = []
+
+    async def scenario() -> None:
+        _, conn_uuid = await add_vpn(nm_bus, "Corp VPN")
+        entry = DialEntry("NM", "networkmanager", {"connection": "Corp VPN", "device": "eth0"})
+        link = await dialer.dial(entry, Credentials(), downs.append)
+        assert link.interface == "eth0"
+        assert link.handle["connection"] == "Corp VPN" and link.handle["type"] == "vpn"
+        assert link.handle["active"] in await active_connections(nm_bus)
+        await dialer.hang_up(link)
+        assert link.handle["active"] not in await active_connections(nm_bus)
+
+        by_uuid = DialEntry("NM", "networkmanager", {"connection": conn_uuid, "device": "eth0"})
+        link = await dialer.dial(by_uuid, Credentials(), downs.append)
+        assert link.handle["connection"] == "Corp VPN"
+        await dialer.hang_up(link)
+        await dialer.hang_up(link)  # safe twice
+
+    asyncio.run(scenario())
+    assert downs == []
+
+
+def test_unknown_connection_lists_the_known_ones(nm_bus: str) -> None:
+    async def scenario() -> None:
+        await add_vpn(nm_bus, "Corp VPN")
+        entry = DialEntry("NM", "networkmanager", {"connection": "Home"})
+        with pytest.raises(DialError, match=r"has no connection 'Home'.*Corp VPN") as failed:
+            await NetworkManagerDialer(bus_address=nm_bus).dial(entry, Credentials(), print)
+        assert failed.value.code == codes.BAD_ENTRY and not failed.value.retryable
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("how", "reason", "detail"),
+    [
+        ("state", DownReason.CARRIER_LOST, "the device was disconnected"),
+        ("removed", DownReason.ERROR, "dropped the active connection"),
+    ],
+)
+def test_drop_is_reported(nm_bus: str, how: str, reason: DownReason, detail: str) -> None:
+    dialer = NetworkManagerDialer(bus_address=nm_bus)
+    seen = asyncio.Event()
+    downs: list[LinkDown] = []
+
+    def on_down(down: LinkDown) -> None:
+        downs.append(down)
+        seen.set()
+
+    async def scenario() -> None:
+        device, _ = await add_vpn(nm_bus, "Corp VPN")
+        entry = DialEntry("NM", "networkmanager", {"connection": "Corp VPN", "device": "eth0"})
+        link = await dialer.dial(entry, Credentials(), on_down)
+        active = link.handle["active"]
+        if how == "state":  # NM says: deactivated, reason 3 (device disconnected)
+            await call(
+                nm_bus,
+                active,
+                MOCK_IFACE,
+                "EmitSignal",
+                "sssav",
+                [
+                    "org.freedesktop.NetworkManager.Connection.Active",
+                    "StateChanged",
+                    "uu",
+                    [Variant("u", 4), Variant("u", 3)],
+                ],
+            )
+        else:  # the active connection disappears from the manager
+            await call(
+                nm_bus,
+                "/org/freedesktop",
+                MOCK_IFACE,
+                "RemoveActiveConnection",
+                "ss",
+                [device, active],
+            )
+        await asyncio.wait_for(seen.wait(), 10)
+        await dialer.hang_up(link)
+
+    asyncio.run(scenario())
+    assert len(downs) == 1 and downs[0].reason is reason and detail in downs[0].detail
+
+
+def test_edit_entry() -> None:
+    with pytest.raises(InputError, match="needs 'connection'") as error:
+        NetworkManagerDialer().edit_entry(DialEntry("E", "networkmanager", {}))
+    assert error.value.field == "E.connection"
+    with pytest.raises(InputError, match="positive"):
+        NetworkManagerDialer().edit_entry(
+            DialEntry("E", "networkmanager", {"connection": "x", "timeout": "0"})
+        )
