@@ -7,6 +7,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,12 @@ def test_serving_over_tls(keys: Keys, tmp_path: Path) -> None:
 
 
 def _call(app: PbsApp, scope: dict[str, Any], body: bytes = b"") -> tuple[int, bytes]:
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     asyncio.run(app(scope, receive, send))

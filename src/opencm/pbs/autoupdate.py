@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from opencm.errors import OpencmError
+from opencm.errors import OpencmError, RefusedError
 from opencm.pbs.client import UpdateOutcome, fetch_update
 
 log = logging.getLogger("opencm.pbs.autoupdate")
@@ -120,6 +120,8 @@ def _auto_update(target: Path, timeout: float, installer: BookInstaller) -> Auto
             base=outcome.base,
             version=outcome.version,
         )
+    except RefusedError as error:
+        return done("refused", f"{outcome.reason} refused, {book} {installed} kept: {error}")
     except (OpencmError, OSError, ImportError) as error:
         return done("failed", f"applying {outcome.reason} failed, {book} {installed} kept: {error}")
     return done("applied", f"{book} updated: {outcome.reason}", outcome.version)
