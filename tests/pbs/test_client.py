@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import http.server
+import itertools
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from opencm.phonebook.pbr import format_pbr
 from opencm.phonebook.release import Snapshot, build_release, full_cab
 from opencm.phonebook.update import apply_update, installed_version
 from opencm.signing import generate_keypair, load_secret_key
-from tests.pbs.conftest import Keys, Server, free_port, wait_until
+from tests.pbs.conftest import Keys, Server, free_port, start_server, wait_until
 
 
 def snapshot(book: str, version: int) -> Snapshot:
@@ -42,8 +44,10 @@ def install(service: Path, book: str, version: int) -> None:
     apply_update(service, book, full_cab(book, snap), kind="full", base=None, version=version)
 
 
-def write_profile(root: Path, url: str, key_line: str, installed: int | None) -> Path:
-    """An installed profile: Cm/CONTOSO.cmp, Cm/CONTOSO/CONTOSO.cms and the WORLD phone book."""
+def write_profile(
+    root: Path, url: str, key_line: str, installed: int | None, book: str = "WORLD"
+) -> Path:
+    """An installed profile: Cm/CONTOSO.cmp, Cm/CONTOSO/CONTOSO.cms and its phone book."""
     service = root / "CONTOSO"
     service.mkdir(parents=True)
     (root / "CONTOSO.cmp").write_text(
@@ -51,12 +55,12 @@ def write_profile(root: Path, url: str, key_line: str, installed: int | None) ->
     )
     (service / "CONTOSO.cms").write_text(
         "[Connection Manager]\r\nServiceName=Contoso\r\n"
-        "[ISP]\r\nPBFile=CONTOSO\\WORLD.pbk\r\nRegionFile=CONTOSO\\WORLD.pbr\r\n"
+        f"[ISP]\r\nPBFile=CONTOSO\\{book}.pbk\r\nRegionFile=CONTOSO\\{book}.pbr\r\n"
         f"[opencm]\r\nPhoneBookURL={url}\r\nPhoneBookKey={key_line}\r\n",
         encoding="ascii",
     )
     if installed is not None:
-        install(service, "WORLD", installed)
+        install(service, book, installed)
     return root / "CONTOSO.cmp"
 
 
@@ -64,46 +68,67 @@ def files_of(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-@pytest.fixture
-def world(
-    keys: Keys, tmp_path: Path, server_factory: Callable[..., Server]
+@dataclass
+class World:
+    """A book of its own, at version 10, on the module's server."""
+
+    server: Server
+    data: Path
+    book: str
+
+
+@pytest.fixture(scope="module")
+def pbs_server(
+    keys: Keys, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, Path]]:
-    data = tmp_path / "store"
-    publish_release(data, "WORLD", 10, real_release(keys, "WORLD", 10))
-    yield server_factory(data), data
+    data = tmp_path_factory.mktemp("store")
+    server = start_server(data, tmp_path_factory.mktemp("log"), poll=0.05)
+    yield server, data
+    server.stop()
+
+
+_books = itertools.count(1)
+
+
+@pytest.fixture
+def world(keys: Keys, pbs_server: tuple[Server, Path]) -> World:
+    server, data = pbs_server
+    book = f"BOOK{next(_books)}"
+    publish_release(data, book, 10, real_release(keys, book, 10))
+    wait_until(lambda: fetch_update(server.url, book, 10, keys.public).status == "none")
+    return World(server, data, book)
 
 
 @pytest.mark.parametrize(("installed", "kind"), [(7, "delta"), (9, "delta"), (3, "full")])
 def test_an_update_is_verified_and_applied(
-    keys: Keys, tmp_path: Path, world: tuple[Server, Path], installed: int, kind: str
+    keys: Keys, tmp_path: Path, world: World, installed: int, kind: str
 ) -> None:
-    server, _ = world
-    profile = write_profile(tmp_path / "Cm", server.endpoint, keys.public_line, installed)
+    book = world.book
+    profile = write_profile(
+        tmp_path / "Cm", world.server.endpoint, keys.public_line, installed, book
+    )
     result = auto_update(profile)
     assert result.result == "applied", result.message
-    assert (result.book, result.installed, result.version) == ("WORLD", installed, 10)
+    assert (result.book, result.installed, result.version) == (book, installed, 10)
     assert result.outcome is not None
     assert result.outcome.status == kind
     service = tmp_path / "Cm" / "CONTOSO"
-    assert installed_version(service, "WORLD") == 10
-    assert (service / "WORLD.pbk").read_bytes() == snapshot("WORLD", 10).pbk
-    assert (service / "WORLD.pbr").read_bytes() == snapshot("WORLD", 10).pbr
+    assert installed_version(service, book) == 10
+    assert (service / f"{book}.pbk").read_bytes() == snapshot(book, 10).pbk
+    assert (service / f"{book}.pbr").read_bytes() == snapshot(book, 10).pbr
     # Asked again, the book is current.
     assert auto_update(profile).result == "current"
 
 
-def test_no_installed_book_gets_the_full_book(
-    keys: Keys, tmp_path: Path, world: tuple[Server, Path]
-) -> None:
-    server, _ = world
-    profile = write_profile(tmp_path / "Cm", server.url, keys.public_line, None)
+def test_no_installed_book_gets_the_full_book(keys: Keys, tmp_path: Path, world: World) -> None:
+    profile = write_profile(tmp_path / "Cm", world.server.url, keys.public_line, None, world.book)
     result = auto_update(profile)
     assert (result.result, result.installed, result.version) == ("applied", 0, 10)
-    assert installed_version(tmp_path / "Cm" / "CONTOSO", "WORLD") == 10
+    assert installed_version(tmp_path / "Cm" / "CONTOSO", world.book) == 10
 
 
-def _tampered(keys: Keys) -> dict[str, bytes]:
-    files = real_release(keys, "WORLD", 11)
+def _tampered(keys: Keys, book: str) -> dict[str, bytes]:
+    files = real_release(keys, book, 11)
     for name in ("full.cab", "delta-7.cab"):
         cab = bytearray(files[name])
         cab[-3] ^= 0x55
@@ -111,18 +136,18 @@ def _tampered(keys: Keys) -> dict[str, bytes]:
     return files
 
 
-def _wrong_book(keys: Keys) -> dict[str, bytes]:
+def _wrong_book(keys: Keys, book: str) -> dict[str, bytes]:
     return real_release(keys, "OTHER", 11)
 
 
-def _other_key(keys: Keys) -> dict[str, bytes]:
+def _other_key(keys: Keys, book: str) -> dict[str, bytes]:
     secret, _ = generate_keypair()
-    return real_release(Keys(load_secret_key(secret), keys.public, keys.public_line), "WORLD", 11)
+    return real_release(Keys(load_secret_key(secret), keys.public, keys.public_line), book, 11)
 
 
-def _rollback(keys: Keys) -> dict[str, bytes]:
+def _rollback(keys: Keys, book: str) -> dict[str, bytes]:
     # The server says 11, but the cabs are properly signed releases of version 6 (bases 1-5).
-    old = real_release(keys, "WORLD", 6)
+    old = real_release(keys, book, 6)
     return {
         "full.cab": old["full.cab"],
         "full.cab.minisig": old["full.cab.minisig"],
@@ -131,8 +156,8 @@ def _rollback(keys: Keys) -> dict[str, bytes]:
     }
 
 
-def _wrong_base(keys: Keys) -> dict[str, bytes]:
-    files = {k: v for k, v in real_release(keys, "WORLD", 11).items() if "delta-7" not in k}
+def _wrong_base(keys: Keys, book: str) -> dict[str, bytes]:
+    files = {k: v for k, v in real_release(keys, book, 11).items() if "delta-7" not in k}
     files["delta-7.cab"] = files.pop("delta-6.cab")
     files["delta-7.cab.minisig"] = files.pop("delta-6.cab.minisig")
     return files
@@ -155,21 +180,21 @@ def _wrong_base(keys: Keys) -> dict[str, bytes]:
 def test_bad_releases_are_refused_and_the_old_book_stays(
     keys: Keys,
     tmp_path: Path,
-    world: tuple[Server, Path],
-    release: Callable[[Keys], dict[str, bytes]],
+    world: World,
+    release: Callable[[Keys, str], dict[str, bytes]],
     installed: int,
     words: str,
 ) -> None:
-    server, data = world
-    publish_release(data, "WORLD", 11, release(keys))
-    profile = write_profile(tmp_path / "Cm", server.endpoint, keys.public_line, installed)
+    server, book = world.server, world.book
+    publish_release(world.data, book, 11, release(keys, book))
+    profile = write_profile(tmp_path / "Cm", server.endpoint, keys.public_line, installed, book)
     before = files_of(tmp_path / "Cm" / "CONTOSO")
-    wait_until(lambda: fetch_update(server.url, "WORLD", 10, keys.public).status != "none")
+    wait_until(lambda: fetch_update(server.url, book, 10, keys.public).status != "none")
     result = auto_update(profile)
     assert result.result == "refused", result.message
     assert words in result.message
     assert files_of(tmp_path / "Cm" / "CONTOSO") == before
-    assert installed_version(tmp_path / "Cm" / "CONTOSO", "WORLD") == installed
+    assert installed_version(tmp_path / "Cm" / "CONTOSO", book) == installed
 
 
 class _Unsigned(http.server.BaseHTTPRequestHandler):
@@ -235,9 +260,9 @@ def test_a_server_that_never_answers_does_not_hold_the_connection(
 
 
 def test_server_errors_and_unknown_books_keep_the_book(
-    keys: Keys, tmp_path: Path, world: tuple[Server, Path]
+    keys: Keys, tmp_path: Path, pbs_server: tuple[Server, Path]
 ) -> None:
-    server, _ = world
+    server, _ = pbs_server
     outcome = fetch_update(server.url, "NOSUCH", 1, keys.public_line, timeout=3)
     assert outcome.status == "failed"
     assert "404" in outcome.reason
