@@ -106,6 +106,10 @@ class PbsApp:
         self._openapi = json.dumps(openapi_document()).encode()
         for change in self.catalog.refresh():
             log.info("pbs: serving %s", change)
+        try:
+            self.stats_files.compact()
+        except OSError as error:
+            log.warning("pbs: cannot tidy the statistics files: %s", error)
 
     # ---- ASGI entry --------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
