@@ -553,6 +553,7 @@ class Session:
     def _journal(self) -> None:
         if self.journal is None:
             return
+        macros = self._context().macros
         if self._journal_entry is None:
             profile = self.config.profile.cmp_path or self.config.profile.cms_path
             self._journal_entry = self.journal.open(
@@ -561,10 +562,12 @@ class Session:
                 connection_type=int(self.connection_type),
                 interactive=self.interactive,
                 owner_uid=self.owner_uid,
+                macros=macros,
             )
+            return
         if self._journal_entry.data["disconnect"] == "done":
             self._journal_entry.data["disconnect"] = "idle"  # reconnecting after a drop
-        self._journal_entry.set_macros(self._context().macros)
+        self._journal_entry.set_macros(macros)
 
     def _arm_disconnect(self) -> None:
         if self._journal_entry is not None:
