@@ -121,6 +121,25 @@ def test_server_shutdown_is_reported_with_its_cause(
     assert "server-pushed-connection-reset" in downs.events[0].detail
 
 
+def test_tcp_server_killed_is_a_connection_reset(
+    lab: Lab, pair: NetnsPair, shared_pki: Pki
+) -> None:
+    need_root_and("openvpn")
+    server = start_openvpn_server(lab, pair, shared_pki, proto="tcp-server")
+    dialer = OpenVPNDialer()
+    downs = DownRecorder()
+
+    async def scenario() -> None:
+        link = await dialer.dial(entry_for(server, pair), Credentials(), downs)
+        lab.kill(server.process, signal.SIGKILL)
+        await asyncio.wait_for(downs.seen.wait(), 10)
+        await dialer.hang_up(link)
+
+    asyncio.run(scenario())
+    assert downs.events[0].reason is DownReason.PEER_GONE
+    assert "connection-reset" in downs.events[0].detail
+
+
 def test_client_process_killed_is_process_exited(
     lab: Lab, pair: NetnsPair, server: OpenVPNServer
 ) -> None:

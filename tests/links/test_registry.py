@@ -157,7 +157,8 @@ def test_cli_list_and_check(plugins: Path, tmp_path: Path) -> None:
     result = run_cli(plugins, "list", "--json", "--allow-list", str(listed))
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)["dialers"]}
-    assert rows["openvpn"]["builtin"] and rows["openvpn"]["allowed"]
+    for name in ("openvpn", "wireguard", "modem", "networkmanager"):
+        assert rows[name]["builtin"] and rows[name]["allowed"], name
     assert rows["acme"]["allowed"] and not rows["acme"]["builtin"]
     assert rows["acme"]["distribution"] == "acme-dialers"
 
