@@ -61,7 +61,7 @@ def test_plan_json_schema(tmp_path: Path) -> None:
     assert [p["point"] for p in document["points"]] == [p.value for p in ActionPoint]
     assert [p["section"] for p in document["points"]] == [p.section for p in ActionPoint]
     for point in document["points"]:
-        assert set(point) == {"point", "section", "actions"}
+        assert set(point) == {"point", "section", "not_reached", "actions"}
         for action in point["actions"]:
             assert set(action) == set(ACTION_KEYS)
             for key, kind in ACTION_KEYS.items():
@@ -87,6 +87,19 @@ def test_plan_json_schema(tmp_path: Path) -> None:
         ),
         (2, False, "follows a gap at 1"),
     ]
+
+
+def test_plan_says_which_points_a_connection_type_never_reaches(tmp_path: Path) -> None:
+    cmp = azure_like(tmp_path)
+    expected = {
+        "direct": {"pre-dial": "a direct connection does not dial"},
+        "dialup": {"pre-tunnel": "a dialup connection has no tunnel"},
+        "double": {},
+    }
+    for kind, not_reached in expected.items():
+        document = plan_json(str(cmp), "--type", kind)
+        got = {p["point"]: p["not_reached"] for p in document["points"] if p["not_reached"]}
+        assert got == not_reached, kind
 
 
 def test_plan_unattended_and_type(tmp_path: Path) -> None:

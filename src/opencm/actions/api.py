@@ -82,6 +82,19 @@ class ConnectionType(enum.IntEnum):
         return {0: "dialup", 1: "direct", 2: "double"}[int(self)]
 
 
+def point_not_reached(point: ActionPoint, connection_type: ConnectionType) -> str | None:
+    """Why a connection of ``connection_type`` never reaches ``point``, or None if it does.
+
+    Seed 000: pre-dial actions run only when a dial-up connection is made, pre-tunnel actions
+    only when a tunnel is set up. The session and ``opencm actions plan`` both ask this.
+    """
+    if point is ActionPoint.PRE_DIAL and not connection_type.dials:
+        return f"a {connection_type.cli_name} connection does not dial"
+    if point is ActionPoint.PRE_TUNNEL and not connection_type.tunnels:
+        return f"a {connection_type.cli_name} connection has no tunnel"
+    return None
+
+
 class ActionKind(enum.StrEnum):
     LIBRARY = "library"
     PYTHON = "python"

@@ -15,7 +15,13 @@ from typing import Any
 import click
 
 from opencm.actions import flags as flagbits
-from opencm.actions.api import ActionPoint, ActionResult, ConnectionType, RunContext
+from opencm.actions.api import (
+    ActionPoint,
+    ActionResult,
+    ConnectionType,
+    RunContext,
+    point_not_reached,
+)
 from opencm.actions.check import register as register_profile_checks
 from opencm.actions.engine import ActionEngine
 from opencm.actions.macros import KNOWN_MACROS
@@ -136,6 +142,7 @@ def plan(
                     {
                         "point": point.value,
                         "section": point.section,
+                        "not_reached": point_not_reached(point, context.connection_type),
                         "actions": [action.to_json() for action in planned],
                     }
                     for point, planned in plans
@@ -150,6 +157,9 @@ def plan(
     for point, planned in plans:
         click.echo("")
         click.echo(click.style(f"{point.value} [{point.section}]", bold=True))
+        not_reached = point_not_reached(point, context.connection_type)
+        if not_reached and planned:
+            click.echo(f"  (not reached: {not_reached}; with --type it would run as below)")
         if not planned:
             click.echo("  (no actions)")
         for action in planned:

@@ -23,16 +23,38 @@ def cli() -> None:
 
 def _register() -> None:
     # One line per part; each module defines a click group or command named after it.
-    from opencm.cli import actions_cmd, dialers_cmd, install_cmd, kit_cmd, logon_cmd, profile_cmd
+    from opencm.cli import (
+        actions_cmd,
+        dialers_cmd,
+        install_cmd,
+        kit_cmd,
+        logon_cmd,
+        pbs_cmd,
+        phonebook_cmd,
+        pops_cmd,
+        profile_cmd,
+        session_cmd,
+    )
 
     cli.add_command(profile_cmd.profile)
     cli.add_command(actions_cmd.actions)
+    for command in (
+        session_cmd.connect,
+        session_cmd.cancel,
+        session_cmd.disconnect,
+        session_cmd.status,
+        session_cmd.daemon,
+    ):
+        cli.add_command(command)
+    cli.add_command(pops_cmd.pops)
     cli.add_command(kit_cmd.kit)
     cli.add_command(install_cmd.install)
     cli.add_command(install_cmd.uninstall_cmd)
     cli.add_command(install_cmd.list_cmd)
     cli.add_command(logon_cmd.logon)
     cli.add_command(dialers_cmd.dialers)
+    cli.add_command(phonebook_cmd.phonebook)
+    cli.add_command(pbs_cmd.pbs)
 
 
 _register()

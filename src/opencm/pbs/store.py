@@ -18,13 +18,14 @@ sees half a release, and a release folder never changes once it has its name.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from opencm.fsutil import atomic_write, fsync_dir
 RELEASE_FORMAT = "opencm-release/1"
 MANIFEST = "release.json"
 CURRENT = "CURRENT"
+LOCK = ".lock"
 
 #: Phone-book names as the seed allows them: up to 8 letters, digits or underscores, not all
 #: digits. Checked again here because the name becomes a folder name.
@@ -142,6 +144,25 @@ def publish_release(
         raise InputError(f"version must be 1 or more, not {version}", field="version")
     book_dir = store / book
     book_dir.mkdir(parents=True, exist_ok=True)
+    with _book_lock(book_dir):
+        return _publish_locked(store, book, version, files, allow_older=allow_older)
+
+
+@contextlib.contextmanager
+def _book_lock(book_dir: Path) -> Iterator[None]:
+    """One publisher per book at a time, across processes (uploads to several workers)."""
+    fd = os.open(book_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _publish_locked(
+    store: Path, book: str, version: int, files: Mapping[str, bytes], *, allow_older: bool
+) -> Release:
+    book_dir = store / book
     current = current_version(store, book)
     if current is not None and version <= current and not allow_older:
         raise RefusedError(f"{book} is at version {current}; refusing to publish version {version}")

@@ -1,0 +1,177 @@
+"""``opencm pbs``: run the Phone Book Service, read its statistics, manage upload tokens."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import click
+
+from opencm.cli.output import emit_json
+from opencm.errors import InputError
+
+DATA_OPTION = click.option(
+    "--data",
+    "data",
+    required=True,
+    envvar="OPENCM_PBS_DATA",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The data folder: the publish store (one folder per phone book), tokens.json, .stats/.",
+)
+
+
+def _existing(data: Path) -> Path:
+    if not data.is_dir():
+        raise InputError("no such folder (create it, or publish a release into it)", path=data)
+    return data.resolve()
+
+
+@click.group()
+def pbs() -> None:
+    """The Phone Book Service: answers clients' phone-book update requests."""
+
+
+@pbs.command()
+@DATA_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--server",
+    type=click.Choice(["uvicorn", "granian"]),
+    default="uvicorn",
+    show_default=True,
+    help="The HTTP server running the app (granian needs the 'granian' extra).",
+)
+@click.option(
+    "--poll-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 3600),
+    help="Seconds between checks of the data folder for new releases.",
+)
+@click.option(
+    "--max-upload",
+    default=64 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(1024, 2**31),
+    help="Largest release upload accepted, in bytes.",
+)
+def serve(
+    data: Path,
+    host: str,
+    port: int,
+    workers: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    server: str,
+    poll_interval: float,
+    max_upload: int,
+) -> None:
+    """Serve GET /pbserver/pbserver.dll, /metrics, /openapi.json and the release upload."""
+    from opencm.pbs.app import DATA_ENV, MAX_UPLOAD_ENV, POLL_ENV
+
+    if (tls_cert is None) != (tls_key is None):
+        raise InputError("--tls-cert and --tls-key go together", field="--tls-cert")
+    os.environ[DATA_ENV] = str(_existing(data))
+    os.environ[POLL_ENV] = str(poll_interval)
+    os.environ[MAX_UPLOAD_ENV] = str(max_upload)
+    if server == "granian" and importlib.util.find_spec("granian") is None:
+        raise InputError(
+            "granian is not installed (pip install 'opencm[granian]')", field="--server"
+        )
+    os.environ.update(
+        {
+            "OPENCM_PBS_SERVER": server,
+            "OPENCM_PBS_HOST": host,
+            "OPENCM_PBS_PORT": str(port),
+            "OPENCM_PBS_WORKERS": str(workers),
+            "OPENCM_PBS_TLS_CERT": str(tls_cert.resolve()) if tls_cert else "",
+            "OPENCM_PBS_TLS_KEY": str(tls_key.resolve()) if tls_key else "",
+        }
+    )
+    from opencm.pbs.serve import exec_server
+
+    exec_server()
+
+
+@pbs.command()
+@DATA_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def stats(data: Path, as_json: bool) -> None:
+    """Hits per phone book (full, delta, none, error) over every worker and replica."""
+    from opencm.pbs import store
+    from opencm.pbs.stats import KINDS, read_totals
+
+    root = _existing(data)
+    totals = read_totals(root)
+    versions = {book.upper(): store.current_version(root, book) for book in store.list_books(root)}
+    for book in versions:
+        totals.setdefault(book, dict.fromkeys(KINDS, 0))
+    if as_json:
+        emit_json(
+            {
+                "books": {
+                    book: {"version": versions.get(book), **row}
+                    for book, row in sorted(totals.items())
+                }
+            }
+        )
+        return
+    click.echo(f"{'BOOK':<10} {'VERSION':>7} {'FULL':>9} {'DELTA':>9} {'NONE':>9} {'ERROR':>9}")
+    for book, row in sorted(totals.items()):
+        version = versions.get(book)
+        click.echo(
+            f"{book:<10} {'-' if version is None else version:>7} {row['full']:>9} "
+            f"{row['delta']:>9} {row['none']:>9} {row['error']:>9}"
+        )
+
+
+@pbs.group()
+def token() -> None:
+    """Upload tokens for `opencm phonebook post` (stored hashed in DATA/tokens.json)."""
+
+
+@token.command("add")
+@DATA_OPTION
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def token_add(data: Path, name: str, as_json: bool) -> None:
+    """Create a token called NAME and print it (once: only its hash is kept)."""
+    from opencm.pbs.tokens import add_token
+
+    info, secret = add_token(_existing(data), name)
+    if as_json:
+        emit_json({**info.public(), "token": secret})
+    else:
+        click.echo(secret)
+        click.echo(f"token {info.id} ({info.name}) added; it is shown only now", err=True)
+
+
+@token.command("list")
+@DATA_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def token_list(data: Path, as_json: bool) -> None:
+    """List tokens (id, name, created), never their secrets."""
+    from opencm.pbs.tokens import list_tokens
+
+    rows = [t.public() for t in list_tokens(_existing(data))]
+    if as_json:
+        emit_json({"tokens": rows})
+        return
+    for row in rows:
+        click.echo(f"{row['id']}  {row['created']}  {row['name']}")
+
+
+@token.command("revoke")
+@DATA_OPTION
+@click.argument("id_or_name")
+def token_revoke(data: Path, id_or_name: str) -> None:
+    """Revoke a token by id or name; uploads with it fail at once."""
+    from opencm.pbs.tokens import revoke_token
+
+    info = revoke_token(_existing(data), id_or_name)
+    click.echo(f"token {info.id} ({info.name}) revoked")

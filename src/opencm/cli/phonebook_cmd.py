@@ -1,0 +1,549 @@
+"""``opencm phonebook``: the Phone Book Administrator (books, POPs, regions, releases, posting)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import click
+
+from opencm.cli.output import emit_json, warn
+from opencm.errors import InputError, RefusedError
+from opencm.fsutil import atomic_write
+from opencm.phonebook.cabinet import read_cab
+from opencm.phonebook.importer import import_file
+from opencm.phonebook.pbk import Pop
+from opencm.phonebook.post import is_url, normalize_target, post_to_directory, post_to_service
+from opencm.phonebook.release import Snapshot, build_release
+from opencm.phonebook.workspace import Workspace, default_directory, pop_as_json
+from opencm.signing import generate_keypair, load_secret_key
+
+PATH = click.Path(path_type=Path)
+FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+KEY_NAME = "pba.key"
+PUB_NAME = "pba.pub"
+_F = TypeVar("_F", bound=Callable[..., Any])
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group()
+@click.option(
+    "--workspace",
+    "workspace_dir",
+    type=PATH,
+    envvar="OPENCM_PBA_WORKSPACE",
+    help="Workspace folder (default: $XDG_DATA_HOME/opencm/pba).",
+)
+@click.pass_context
+def phonebook(ctx: click.Context, workspace_dir: Path | None) -> None:
+    """Phone books: POPs and regions, releases (signed full and delta cabs), posting."""
+    ctx.obj = workspace_dir or default_directory()
+
+
+@contextmanager
+def _open(ctx: click.Context) -> Iterator[Workspace]:
+    root = ctx.find_object(Path)
+    assert root is not None
+    with Workspace(root) as workspace:
+        yield workspace
+
+
+def _pop_line(pop: Pop, regions: list[str]) -> str:
+    region = regions[pop.region - 1] if 0 < pop.region <= len(regions) else "-"
+    return (
+        f"{pop.index:>6}  {pop.country:>4}  {region[:16]:<16}  {pop.name[:30]:<30}  "
+        f"{pop.area:>6}  {pop.access:<20}  flags={pop.flags}"
+    )
+
+
+def _print_pops(pops: list[Pop], regions: list[str], as_json: bool) -> None:
+    if as_json:
+        emit_json([pop_as_json(pop) for pop in pops])
+        return
+    for pop in pops:
+        click.echo(_pop_line(pop, regions))
+    if not pops:
+        click.echo("(no POPs)")
+
+
+# -- books -----------------------------------------------------------------------------------
+
+
+@phonebook.command("create")
+@click.argument("name")
+@JSON
+@click.pass_context
+def create(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Create an empty phone book NAME (≤ 8 letters, digits or '_', not all digits)."""
+    with _open(ctx) as ws:
+        book = ws.create_book(name)
+    if as_json:
+        emit_json(book.as_json())
+    else:
+        click.echo(f"Created phone book {book.name}")
+
+
+@phonebook.command("list")
+@JSON
+@click.pass_context
+def list_books(ctx: click.Context, as_json: bool) -> None:
+    """List the phone books of the workspace."""
+    with _open(ctx) as ws:
+        books = ws.books()
+    if as_json:
+        emit_json([book.as_json() for book in books])
+        return
+    for book in books:
+        posted = f"posted v{book.posted_version}" if book.posted else "not posted"
+        click.echo(
+            f"{book.name:<8}  version {book.version:>5}  {book.pops:>6} POPs  "
+            f"{book.regions:>4} regions  {posted}"
+        )
+    if not books:
+        click.echo("(no phone books; create one with 'opencm phonebook create NAME')")
+
+
+@phonebook.command("show")
+@click.argument("name")
+@JSON
+@click.pass_context
+def show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show a phone book's version, size, post target and pending changes."""
+    with _open(ctx) as ws:
+        book = ws.book(name)
+    if as_json:
+        emit_json(book.as_json())
+        return
+    for key, value in book.as_json().items():
+        click.echo(f"{key.replace('_', ' ')}: {value if value is not None else '-'}")
+
+
+@phonebook.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.pass_context
+def delete(ctx: click.Context, name: str, yes: bool) -> None:
+    """Delete phone book NAME from the workspace (posted releases stay where they were posted)."""
+    if not yes:
+        click.confirm(f"Delete {name} with all its POPs, regions and releases?", abort=True)
+    with _open(ctx) as ws:
+        ws.delete_book(name)
+    click.echo(f"Deleted {name}; releases already posted remain on their service")
+
+
+@phonebook.command("undo")
+@click.argument("name")
+@JSON
+@click.pass_context
+def undo(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Revert the newest change to NAME that is not yet released."""
+    with _open(ctx) as ws:
+        command = ws.undo(name)
+    if as_json:
+        emit_json({"book": name, "undone": command})
+    else:
+        click.echo(f"Undone: {command}")
+
+
+# -- POPs ------------------------------------------------------------------------------------
+
+
+@phonebook.group("pop")
+def pop_group() -> None:
+    """Add, edit, delete, list and search POPs."""
+
+
+def _pop_options(required: bool) -> Callable[[_F], _F]:
+    def decorate(function: _F) -> _F:
+        options = [
+            click.option("--country", type=int, required=required, help="Country code."),
+            click.option("--region", help="Region name or number (0: all regions)."),
+            click.option("--name", "pop_name", help="POP name (≤ 30 characters)."),
+            click.option("--area", help="Area code (digits)."),
+            click.option("--access", required=required, help="Access number."),
+            click.option("--min-speed", type=int),
+            click.option("--max-speed", type=int),
+            click.option("--reserved", type=int),
+            click.option("--flags", type=int, help="POP flag bits (MS-CPSP; bit 0 must be 0)."),
+            click.option("--dun", help="Dial-up networking entry name."),
+        ]
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def _changes(ws: Workspace, book: str, values: dict[str, Any]) -> dict[str, Any]:
+    mapping = {"pop_name": "name"}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key == "region":
+            value = 0 if value in ("", "0") else ws.region_id(book, value)
+        changes[mapping.get(key, key)] = value
+    return changes
+
+
+@pop_group.command("add")
+@click.argument("book")
+@click.option("--index", type=int, default=0, help="POP index (default: next free).")
+@_pop_options(required=True)
+@JSON
+@click.pass_context
+def pop_add(ctx: click.Context, /, book: str, index: int, as_json: bool, **values: Any) -> None:
+    """Add a POP to BOOK."""
+    with _open(ctx) as ws:
+        pop = ws.add_pop(book, Pop(index=index, **_changes(ws, book, values)))
+        regions = ws.regions(book)
+    if as_json:
+        emit_json(pop_as_json(pop))
+    else:
+        click.echo(_pop_line(pop, regions))
+
+
+@pop_group.command("edit")
+@click.argument("book")
+@click.argument("index", type=int)
+@_pop_options(required=False)
+@JSON
+@click.pass_context
+def pop_edit(ctx: click.Context, /, book: str, index: int, as_json: bool, **values: Any) -> None:
+    """Change fields of POP INDEX in BOOK."""
+    with _open(ctx) as ws:
+        changes = _changes(ws, book, values)
+        if not changes:
+            raise InputError("nothing to change: give at least one field option")
+        pop = ws.edit_pop(book, index, **changes)
+        regions = ws.regions(book)
+    if as_json:
+        emit_json(pop_as_json(pop))
+    else:
+        click.echo(_pop_line(pop, regions))
+
+
+@pop_group.command("delete")
+@click.argument("book")
+@click.argument("index", type=int)
+@click.pass_context
+def pop_delete(ctx: click.Context, book: str, index: int) -> None:
+    """Delete POP INDEX from BOOK."""
+    with _open(ctx) as ws:
+        ws.delete_pop(book, index)
+    click.echo(f"Deleted POP {index}")
+
+
+@pop_group.command("list")
+@click.argument("book")
+@click.option("--limit", type=int, default=None)
+@click.option("--offset", type=int, default=0)
+@JSON
+@click.pass_context
+def pop_list(ctx: click.Context, book: str, limit: int | None, offset: int, as_json: bool) -> None:
+    """List the POPs of BOOK by index."""
+    with _open(ctx) as ws:
+        pops = ws.pops(book, limit=limit, offset=offset)
+        regions = ws.regions(book)
+    _print_pops(pops, regions, as_json)
+
+
+@pop_group.command("search")
+@click.argument("book")
+@click.argument("query")
+@click.option("--contains", is_flag=True, help="Match anywhere, not only at the start.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@JSON
+@click.pass_context
+def pop_search(
+    ctx: click.Context, book: str, query: str, contains: bool, limit: int, as_json: bool
+) -> None:
+    """Find POPs by name, area code or access number prefix, or by index."""
+    with _open(ctx) as ws:
+        pops = ws.search(book, query, limit=limit, contains=contains)
+        regions = ws.regions(book)
+    _print_pops(pops, regions, as_json)
+
+
+# -- regions ---------------------------------------------------------------------------------
+
+
+@phonebook.group("region")
+def region_group() -> None:
+    """Add, rename, delete and list regions (the .pbr file)."""
+
+
+@region_group.command("add")
+@click.argument("book")
+@click.argument("region")
+@click.pass_context
+def region_add(ctx: click.Context, book: str, region: str) -> None:
+    """Add REGION to BOOK (it gets the next number)."""
+    with _open(ctx) as ws:
+        number = ws.add_region(book, region)
+    click.echo(f"Region {number}: {region}")
+
+
+@region_group.command("rename")
+@click.argument("book")
+@click.argument("region")
+@click.argument("new_name")
+@click.pass_context
+def region_rename(ctx: click.Context, book: str, region: str, new_name: str) -> None:
+    """Rename REGION (name or number) of BOOK to NEW_NAME."""
+    with _open(ctx) as ws:
+        ws.rename_region(book, region, new_name)
+    click.echo(f"Renamed {region} to {new_name}")
+
+
+@region_group.command("delete")
+@click.argument("book")
+@click.argument("region")
+@click.option("--force", is_flag=True, help="Delete even if POPs use it (they lose the region).")
+@click.pass_context
+def region_delete(ctx: click.Context, book: str, region: str, force: bool) -> None:
+    """Delete REGION (name or number) of BOOK; later regions are renumbered."""
+    with _open(ctx) as ws:
+        moved = ws.delete_region(book, region, force=force)
+    click.echo(f"Deleted region {region} ({moved} POPs renumbered)")
+
+
+@region_group.command("list")
+@click.argument("book")
+@JSON
+@click.pass_context
+def region_list(ctx: click.Context, book: str, as_json: bool) -> None:
+    """List the regions of BOOK with their numbers."""
+    with _open(ctx) as ws:
+        names = ws.regions(book)
+    if as_json:
+        emit_json([{"id": number, "name": name} for number, name in enumerate(names, 1)])
+        return
+    for number, name in enumerate(names, 1):
+        click.echo(f"{number:>5}  {name}")
+
+
+# -- import / export -------------------------------------------------------------------------
+
+
+@phonebook.command("import")
+@click.argument("name")
+@click.argument("file", type=FILE)
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["pba", "csv", "pbk"]),
+    default=None,
+    help="Default: csv for .csv, an MS-CPSP phone book for .pbk, PBA's import format otherwise.",
+)
+@JSON
+@click.pass_context
+def import_cmd(
+    ctx: click.Context, name: str, file: Path, file_format: str | None, as_json: bool
+) -> None:
+    """Import POPs from FILE into NAME, all or nothing."""
+    lines = file.read_bytes().count(b"\n") + 1
+    started = time.perf_counter()
+    make_bar: Any = click.progressbar  # its overloads do not type a length-only bar
+    bar = make_bar(length=lines, label=f"Importing {file.name}", file=sys.stderr)
+    with _open(ctx) as ws, bar:
+        added, changed, deleted = import_file(
+            ws, name, file, file_format=file_format, progress=bar.update
+        )
+        bar.update(lines)
+    elapsed = time.perf_counter() - started
+    result = {
+        "book": name,
+        "added": added,
+        "changed": changed,
+        "deleted": deleted,
+        "seconds": round(elapsed, 3),
+    }
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"{name}: {added} added, {changed} changed, {deleted} deleted ({elapsed:.2f} s)")
+
+
+@phonebook.command("export")
+@click.argument("name")
+@click.argument("directory", type=PATH)
+@click.option(
+    "--released",
+    is_flag=True,
+    help="Write the latest release (with its .ver) instead of the working copy; this is what a "
+    "kit's [phonebook] folder should hold.",
+)
+@click.pass_context
+def export(ctx: click.Context, name: str, directory: Path, released: bool) -> None:
+    """Write NAME as DIRECTORY/NAME.pbk and NAME.pbr (and NAME.ver with --released)."""
+    with _open(ctx) as ws:
+        book = ws.book(name)
+        if released:
+            if book.version == 0:
+                raise RefusedError(f"{name} has no release yet")
+            members = read_cab(ws.release_files(name, book.version)["full.cab"])
+        else:
+            snapshot = ws.export(name)
+            members = {f"{book.name}.pbk": snapshot.pbk, f"{book.name}.pbr": snapshot.pbr}
+    directory.mkdir(parents=True, exist_ok=True)
+    for member, data in members.items():
+        atomic_write(directory / member, data)
+    what = f"version {book.version}" if released else "working copy"
+    click.echo(f"Wrote {', '.join(sorted(members))} ({what}) to {directory}")
+
+
+# -- releases, keys, posting -----------------------------------------------------------------
+
+
+def _key_paths(root: Path) -> tuple[Path, Path]:
+    return root / KEY_NAME, root / PUB_NAME
+
+
+@phonebook.command("keygen")
+@click.option("--force", is_flag=True, help="Replace an existing key pair.")
+@click.pass_context
+def keygen(ctx: click.Context, force: bool) -> None:
+    """Make the administrator's signing key pair in the workspace (secret key mode 0600)."""
+    root = ctx.find_object(Path)
+    assert root is not None
+    root.mkdir(parents=True, exist_ok=True)
+    secret_path, public_path = _key_paths(root)
+    if not force:
+        for path in (secret_path, public_path):
+            if path.exists():
+                raise RefusedError("already exists; refusing to replace a key", path=path)
+    secret, public = generate_keypair()
+    atomic_write(secret_path, secret, mode=0o600)
+    os.chmod(secret_path, 0o600)
+    atomic_write(public_path, public, mode=0o644)
+    click.echo(
+        f"Secret key: {secret_path} (keep it here)\n"
+        f"Public key: {public_path} (give it to the kit: [phonebook] public_key)"
+    )
+
+
+@phonebook.command("release")
+@click.argument("name")
+@click.option("--key", "key_path", type=FILE, help="Secret key (default: the workspace's).")
+@JSON
+@click.pass_context
+def release(ctx: click.Context, name: str, key_path: Path | None, as_json: bool) -> None:
+    """Make the next version of NAME: the full cab and deltas from the last five versions."""
+    root = ctx.find_object(Path)
+    assert root is not None
+    key_path = key_path or _key_paths(root)[0]
+    if not key_path.exists():
+        raise InputError("no signing key; run 'opencm phonebook keygen' first", path=key_path)
+    secret = load_secret_key(key_path)
+    with _open(ctx) as ws:
+        book = ws.book(name)
+
+        def build(snapshot: Snapshot, previous: dict[int, Snapshot]) -> dict[str, bytes]:
+            return build_release(book.name, snapshot, previous, secret)
+
+        info, files = ws.add_release(name, build)
+    summary = {
+        "book": book.name,
+        **info.as_json(),
+        "files": {file: len(data) for file, data in sorted(files.items())},
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(
+        f"{book.name} version {info.version}: {info.pops} POPs ({info.added} added, "
+        f"{info.changed} changed, {info.deleted} deleted)"
+    )
+    for file, data in sorted(files.items()):
+        if not file.endswith(".minisig"):
+            click.echo(f"  {file}  {len(data)} bytes")
+
+
+@phonebook.command("history")
+@click.argument("name")
+@JSON
+@click.pass_context
+def history(ctx: click.Context, name: str, as_json: bool) -> None:
+    """List NAME's releases."""
+    with _open(ctx) as ws:
+        releases = ws.history(name)
+    if as_json:
+        emit_json([info.as_json() for info in releases])
+        return
+    for info in releases:
+        click.echo(
+            f"v{info.version:<5} {info.created}  {info.pops:>6} POPs  +{info.added} "
+            f"~{info.changed} -{info.deleted}  {'posted ' + info.posted if info.posted else ''}"
+        )
+    if not releases:
+        click.echo("(no releases)")
+
+
+@phonebook.command("post")
+@click.argument("name")
+@click.option(
+    "--to",
+    "target",
+    help="Publish directory or https:// Phone Book Service URL (default: the book's home service).",
+)
+@click.option("--token-file", type=FILE, help="File with the upload token (or $OPENCM_PBS_TOKEN).")
+@click.option("--force", is_flag=True, help="Move the book to another home service.")
+@JSON
+@click.pass_context
+def post(
+    ctx: click.Context,
+    name: str,
+    target: str | None,
+    token_file: Path | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Post NAME's latest release to its Phone Book Service (directory or HTTPS upload)."""
+    with _open(ctx) as ws:
+        book = ws.book(name)
+        if book.version == 0:
+            raise RefusedError(f"{name} has no release yet; run 'opencm phonebook release {name}'")
+        chosen = normalize_target(target) if target else book.post_target
+        if chosen is None:
+            raise InputError("where to? give --to DIRECTORY or --to https://server", field="--to")
+        ws.set_post_target(name, chosen, force=force, check_only=True)
+        files = ws.release_files(name, book.version)
+        if is_url(chosen):
+            token = _token(token_file)
+            if chosen.startswith("http://") and not _is_loopback(chosen):
+                warn("posting over plain HTTP: the token and the release travel unencrypted")
+            result = post_to_service(chosen, token, book.name, book.version, files)
+        else:
+            result = post_to_directory(Path(chosen), book.name, book.version, files)
+        ws.set_post_target(name, chosen, force=force)
+        ws.mark_posted(name, book.version)
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"Posted {book.name} version {book.version} to {chosen}")
+
+
+def _token(token_file: Path | None) -> str:
+    if token_file is not None:
+        token = token_file.read_text("utf-8").strip()
+    else:
+        token = os.environ.get("OPENCM_PBS_TOKEN", "").strip()
+    if not token:
+        raise InputError("an upload needs a token: --token-file FILE or $OPENCM_PBS_TOKEN")
+    return token
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

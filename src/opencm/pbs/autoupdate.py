@@ -1,0 +1,139 @@
+"""The built-in first post-connect action: "Automatically download phone-book updates" (seed 002).
+
+:func:`auto_update` reads the profile's ``[opencm] PhoneBookURL`` and ``PhoneBookKey``
+(``docs/kit-spec.md``) and the phone book named by ``[ISP] PBFile``, asks the Phone Book Service
+with the installed version (:func:`opencm.pbs.client.fetch_update`, which verifies the signature
+and the signed book/kind/version/base), and hands a verified cab to the phone-book installer,
+which replaces the book atomically. Whatever goes wrong (offline, timeout, server error, a
+refused update, an installer error) the installed book stays as it was, the outcome is logged
+and returned, and the connection goes on: this never raises and never waits longer than
+``timeout`` for the network.
+
+In a profile it runs as ``0=python:pbupdate %ServiceDir%`` (``pbupdate_action`` below).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from opencm.errors import OpencmError
+from opencm.pbs.client import UpdateOutcome, fetch_update
+
+log = logging.getLogger("opencm.pbs.autoupdate")
+SECTION = "opencm"
+
+Result = Literal["applied", "current", "skipped", "refused", "failed"]
+
+
+class BookInstaller(Protocol):
+    """Reads and replaces an installed phone book (the real one is opencm.phonebook.update)."""
+
+    def installed_version(self, service_dir: Path, book: str) -> int | None: ...
+
+    def apply_update(
+        self, service_dir: Path, book: str, cab: bytes, *, kind: str, base: int | None, version: int
+    ) -> object: ...
+
+
+class PhonebookInstaller:
+    """:class:`BookInstaller` backed by ``opencm.phonebook.update`` (imported when used)."""
+
+    @staticmethod
+    def _module() -> Any:
+        # Imported by name when used: the phone-book package is a separate part of opencm.
+        return importlib.import_module("opencm.phonebook.update")
+
+    def installed_version(self, service_dir: Path, book: str) -> int | None:
+        version = self._module().installed_version(service_dir, book)
+        return None if version is None else int(version)
+
+    def apply_update(
+        self, service_dir: Path, book: str, cab: bytes, *, kind: str, base: int | None, version: int
+    ) -> object:
+        apply: Any = self._module().apply_update
+        return apply(service_dir, book, cab, kind=kind, base=base, version=version)
+
+
+@dataclass(frozen=True)
+class AutoUpdateResult:
+    result: Result
+    message: str
+    book: str | None = None
+    installed: int | None = None
+    version: int | None = None
+    outcome: UpdateOutcome | None = None
+
+
+def auto_update(
+    profile_or_service_dir: str | Path,
+    *,
+    timeout: float = 5.0,
+    installer: BookInstaller | None = None,
+) -> AutoUpdateResult:
+    """Bring the profile's phone book up to date if its service has a newer one."""
+    result = _auto_update(Path(profile_or_service_dir), timeout, installer or PhonebookInstaller())
+    level = logging.INFO if result.result in ("applied", "current", "skipped") else logging.WARNING
+    log.log(level, "phone-book update: %s: %s", result.result, result.message)
+    return result
+
+
+def _auto_update(target: Path, timeout: float, installer: BookInstaller) -> AutoUpdateResult:
+    from opencm.profile.model import load_profile
+
+    try:
+        profile = load_profile(target)
+    except OpencmError as error:
+        return AutoUpdateResult("failed", f"cannot read the profile: {error}")
+    url = (profile.cms.get(SECTION, "PhoneBookURL") or "").strip()
+    key = (profile.cms.get(SECTION, "PhoneBookKey") or "").strip()
+    pbk = profile.phonebook_path()
+    if not url or pbk is None:
+        return AutoUpdateResult("skipped", "the profile names no phone book or no PhoneBookURL")
+    if not key:
+        return AutoUpdateResult("failed", "the profile has a PhoneBookURL but no PhoneBookKey")
+    book, service_dir = pbk.stem, pbk.parent
+    try:
+        installed = installer.installed_version(service_dir, book) or 0
+    except (OpencmError, OSError, ImportError) as error:
+        return AutoUpdateResult("failed", f"cannot read the installed version: {error}", book)
+    outcome = fetch_update(url, book, installed, key, timeout=timeout)
+
+    def done(result: Result, message: str, version: int | None = None) -> AutoUpdateResult:
+        return AutoUpdateResult(result, message, book, installed, version, outcome)
+
+    if outcome.status == "none":
+        return done("current", f"{book} version {installed} is current")
+    if outcome.status == "refused":
+        return done("refused", f"update refused, {book} {installed} kept: {outcome.reason}")
+    if outcome.status == "failed" or outcome.cab is None or outcome.version is None:
+        return done("failed", f"no update, {book} {installed} kept: {outcome.reason}")
+    try:
+        installer.apply_update(
+            service_dir,
+            book,
+            outcome.cab,
+            kind=outcome.status,
+            base=outcome.base,
+            version=outcome.version,
+        )
+    except (OpencmError, OSError, ImportError) as error:
+        return done("failed", f"applying {outcome.reason} failed, {book} {installed} kept: {error}")
+    return done("applied", f"{book} updated: {outcome.reason}", outcome.version)
+
+
+def pbupdate_action(parent: None, instance: None, command_line: str, reserved: int) -> int:
+    """Python action ``python:pbupdate <profile or service dir>``; 0 unless misused.
+
+    A failed or refused update is logged but does not fail the action: a post-connect failure
+    would end the connection, and an old phone book is no reason to hang up.
+    """
+    target = command_line.strip().strip('"')
+    if not target:
+        log.error("pbupdate: give the profile or service folder (e.g. %%ServiceDir%%)")
+        return -1
+    auto_update(target)
+    return 0

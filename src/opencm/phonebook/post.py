@@ -1,0 +1,100 @@
+"""Posting a release to its home Phone Book Service.
+
+The seed's PBA posts by FTP; opencm replaces that with two targets, both atomic (the service
+never sees half a release):
+
+- a publish directory the service reads (:func:`opencm.pbs.store.publish_release`: files go to
+  a hidden folder, are flushed, and the folder is renamed into place before ``CURRENT`` moves);
+- an authenticated HTTP(S) upload: ``PUT {base}/admin/books/{BOOK}/releases/{VERSION}`` with
+  ``Authorization: Bearer <token>`` and an uncompressed POSIX tar of the release files (flat
+  names). The service answers 201 ``{"book", "version"}``, 401 for a bad token, 409 when the
+  version is not newer than what it serves, 400 for a bad archive. The service unpacks and
+  publishes the whole tar or nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from opencm.errors import InputError, OpencmError, RefusedError
+from opencm.pbs.store import publish_release
+
+TAR_TYPE = "application/x-tar"
+
+
+def normalize_target(target: str) -> str:
+    """``https://host/base`` stays a URL (no trailing slash); anything else is a directory."""
+    if target.startswith(("http://", "https://")):
+        return target.rstrip("/")
+    return str(Path(target).expanduser().resolve())
+
+
+def is_url(target: str) -> bool:
+    return target.startswith(("http://", "https://"))
+
+
+def release_tar(files: Mapping[str, bytes]) -> bytes:
+    """An uncompressed POSIX (ustar) tar of the release files, flat names, fixed metadata."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            info.mode = 0o644
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(files[name]))
+    return buffer.getvalue()
+
+
+def post_to_directory(
+    store: Path, book: str, version: int, files: Mapping[str, bytes]
+) -> dict[str, Any]:
+    release = publish_release(store, book, version, files)
+    return {"book": release.book, "version": release.version, "target": str(store)}
+
+
+def post_to_service(
+    base_url: str,
+    token: str,
+    book: str,
+    version: int,
+    files: Mapping[str, bytes],
+    *,
+    timeout: float = 60.0,
+    transport: httpx2.BaseTransport | None = None,
+) -> dict[str, Any]:
+    url = f"{base_url.rstrip('/')}/admin/books/{book}/releases/{version}"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": TAR_TYPE}
+    try:
+        with httpx2.Client(timeout=timeout, transport=transport) as client:
+            response = client.put(url, content=release_tar(files), headers=headers)
+    except httpx2.HTTPError as error:
+        raise OpencmError(f"cannot reach the Phone Book Service at {base_url} ({error})") from error
+    detail = response.text.strip()[:300]
+    if response.status_code == 201:
+        try:
+            answer: dict[str, Any] = response.json()
+        except ValueError:
+            answer = {}
+        return {
+            "book": answer.get("book", book),
+            "version": answer.get("version", version),
+            "target": base_url,
+        }
+    if response.status_code in (401, 403):
+        raise RefusedError(
+            f"the Phone Book Service refused the token (HTTP {response.status_code})"
+        )
+    if response.status_code == 409:
+        raise RefusedError(
+            f"the Phone Book Service already serves {book} at this version or newer ({detail})"
+        )
+    if response.status_code == 400:
+        raise InputError(f"the Phone Book Service rejected the release archive ({detail})")
+    raise OpencmError(f"the Phone Book Service answered HTTP {response.status_code} ({detail})")

@@ -1,0 +1,251 @@
+"""Crash-safe teardown: what a session started, on disk, so a restarted daemon can clean up.
+
+One JSON file per session in ``<state-dir>/journal/`` (opencm's own format, ``docs/session.md``),
+always replaced atomically (temp file, fsync, rename, fsync of the folder). It holds:
+
+- the profile, connection type and the macros the disconnect actions would get;
+- each link the session started: entry, dialer, netns, the dialer's handle and the processes
+  named in it (PID, start time and command line, to recognise them later);
+- ``disconnect``: ``idle`` (no connection yet: nothing to run), ``armed`` (connected: the
+  disconnect actions are owed), ``running`` (someone began running them), ``done``.
+
+Exactly once: whoever runs the disconnect actions (the session on an orderly disconnect or a drop,
+or :func:`recover` after a crash) first moves ``armed`` → ``running`` on disk, and only then runs
+them. A crash before that write leaves ``armed`` and the next start runs them (they had not
+started); a crash after it leaves ``running`` and they are never started again. So they run at
+most once, and exactly once unless the machine dies in the moment between the write and the
+start (then they are skipped, and the log says so). Ending processes and removing the file are
+idempotent, so recovery itself can be interrupted and repeated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from opencm.fsutil import atomic_write, fsync_dir
+from opencm.links.api import LinkInfo
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class ProcessMark:
+    """A process and what makes it recognisable after a restart (a PID alone can be reused)."""
+
+    pid: int
+    start_time: str
+    cmdline: list[str]
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessMark | None:
+        start, cmdline = _proc_identity(pid)
+        return None if start is None else cls(pid, start, cmdline)
+
+    def still_ours(self) -> bool:
+        start, cmdline = _proc_identity(self.pid)
+        return start == self.start_time and cmdline == self.cmdline
+
+
+def _proc_identity(pid: int) -> tuple[str | None, list[str]]:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None, []
+    # Field 22 (start time in clock ticks since boot) follows the ")" that ends the command name.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields and fields[0] == "Z":
+        return None, []  # a zombie is already gone; only its parent can reap it
+    cmdline = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    return fields[19], cmdline
+
+
+def handle_pids(handle: Mapping[str, str]) -> list[int]:
+    """PIDs a dialer names in its handle: keys ``pid``, ``*_pid`` or ``pids`` (comma-separated)."""
+    pids: list[int] = []
+    for key, value in handle.items():
+        if key == "pid" or key.endswith("_pid") or key == "pids":
+            pids.extend(int(part) for part in str(value).split(",") if part.strip().isdigit())
+    return pids
+
+
+def end_process(mark: ProcessMark, grace: float = 3.0) -> str:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; only if the PID is still the same program."""
+    if not mark.still_ours():
+        return "gone"
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(mark.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not mark.still_ours():
+            return "terminated"
+        time.sleep(0.05)
+    if mark.still_ours():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(mark.pid, signal.SIGKILL)
+        return "killed"
+    return "terminated"
+
+
+@dataclass
+class JournalEntry:
+    path: Path
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def save(self) -> None:
+        atomic_write(self.path, json.dumps(self.data, indent=1).encode(), mode=0o600)
+
+    def add_link(self, stage: str, info: LinkInfo, dialer: str, netns: str | None) -> None:
+        marks = [m for m in (ProcessMark.of(pid) for pid in handle_pids(info.handle)) if m]
+        self.data["links"].append(
+            {
+                "stage": stage,
+                "entry": info.entry,
+                "dialer": dialer,
+                "netns": netns,
+                "interface": info.interface,
+                "handle": dict(info.handle),
+                "processes": [vars(mark) for mark in marks],
+            }
+        )
+        self.save()
+
+    def set_macros(self, macros: Mapping[str, str]) -> None:
+        self.data["macros"] = dict(macros)
+        self.save()
+
+    def set_disconnect(self, state: str) -> None:
+        self.data["disconnect"] = state
+        self.save()
+
+    def claim_disconnect(self) -> bool:
+        """``armed`` → ``running`` on disk; True when the caller now owns running them."""
+        if self.data.get("disconnect") != "armed":
+            return False
+        self.set_disconnect("running")
+        return True
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        fsync_dir(self.path.parent)
+
+
+class Journal:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def open(
+        self,
+        session_id: str,
+        *,
+        profile: str,
+        connection_type: int,
+        interactive: bool,
+        owner_uid: int,
+    ) -> JournalEntry:
+        entry = JournalEntry(
+            self.directory / f"{session_id}.json",
+            {
+                "version": VERSION,
+                "session": session_id,
+                "profile": profile,
+                "connection_type": connection_type,
+                "interactive": interactive,
+                "owner_uid": owner_uid,
+                "macros": {},
+                "links": [],
+                "disconnect": "idle",
+            },
+        )
+        entry.save()
+        return entry
+
+    def pending(self) -> list[JournalEntry]:
+        entries: list[JournalEntry] = []
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                # A torn file cannot happen with atomic writes; anything else is not ours.
+                continue
+            if isinstance(data, dict) and data.get("version") == VERSION:
+                entries.append(JournalEntry(path, data))
+        return entries
+
+
+@dataclass
+class Recovery:
+    session: str
+    profile: str
+    ran_disconnect: bool
+    note: str
+    processes: dict[int, str] = field(default_factory=dict)
+
+
+#: Runs the disconnect actions of a journaled session: (entry, reason) → done.
+RunDisconnect = Callable[[JournalEntry, str], Awaitable[None]]
+#: Asks the link's dialer to release what is left (interfaces, routes); best effort.
+HangUpLeftover = Callable[[str, LinkInfo], Awaitable[None]]
+
+
+async def recover(
+    journal: Journal,
+    reason: str,
+    run_disconnect: RunDisconnect,
+    hang_up: HangUpLeftover | None = None,
+) -> list[Recovery]:
+    """Finish every session a dead daemon left behind: disconnect actions once, then the links."""
+    reports: list[Recovery] = []
+    for entry in journal.pending():
+        report = Recovery(str(entry.data.get("session")), str(entry.data.get("profile")), False, "")
+        state = entry.data.get("disconnect")
+        if entry.claim_disconnect():
+            try:
+                await run_disconnect(entry, reason)
+                report.ran_disconnect = True
+                report.note = "disconnect actions ran"
+            except Exception as error:  # a broken profile must not stop the rest of recovery
+                report.note = f"disconnect actions could not run: {error}"
+            entry.set_disconnect("done")
+        elif state == "running":
+            report.note = "disconnect actions had started before the crash: not run again"
+        else:
+            report.note = f"no disconnect actions owed (state {state})"
+        for link in reversed(entry.data.get("links", [])):
+            for raw in link.get("processes", []):
+                mark = ProcessMark(int(raw["pid"]), str(raw["start_time"]), list(raw["cmdline"]))
+                report.processes[mark.pid] = await anyio.to_thread.run_sync(end_process, mark)
+            if hang_up is not None:
+                info = LinkInfo(
+                    entry=str(link.get("entry", "")),
+                    interface=link.get("interface"),
+                    handle={str(k): str(v) for k, v in dict(link.get("handle", {})).items()},
+                )
+                with contextlib.suppress(Exception):
+                    await hang_up(str(link.get("dialer", "")), info)
+        entry.remove()
+        reports.append(report)
+    return reports
+
+
+__all__ = [
+    "Journal",
+    "JournalEntry",
+    "ProcessMark",
+    "Recovery",
+    "end_process",
+    "handle_pids",
+    "recover",
+]

@@ -1,0 +1,170 @@
+"""The release upload (``PUT /admin/books/{BOOK}/releases/{VERSION}``) and its tokens."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import stat
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+from click.testing import CliRunner
+
+from opencm.cli.main import cli
+from tests.pbs.conftest import Keys, Server, publish, release_files, start_server
+
+TAR = {"Content-Type": "application/x-tar"}
+
+
+def tar_of(
+    files: dict[str, bytes], *, extra: Callable[[tarfile.TarFile], None] | None = None
+) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        if extra:
+            extra(archive)
+    return buffer.getvalue()
+
+
+def cli_token(data: Path, name: str) -> str:
+    result = CliRunner().invoke(cli, ["pbs", "token", "add", name, "--data", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    token: str = json.loads(result.output)["token"]
+    return token
+
+
+@dataclass
+class Admin:
+    server: Server
+    data: Path
+    token: str
+
+    def put(self, book: str, version: int | str, body: bytes, **headers: str) -> httpx2.Response:
+        url = f"{self.server.url}/admin/books/{book}/releases/{version}"
+        sent = {**TAR, "Authorization": f"Bearer {self.token}", **headers}
+        return httpx2.put(url, content=body, headers=sent, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def admin(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admin]:
+    data = tmp_path_factory.mktemp("store")
+    publish(keys, data, "WORLD", 10)
+    token = cli_token(data, "pba-host")
+    extra = ("--max-upload", "200000")
+    server = start_server(data, tmp_path_factory.mktemp("log"), extra=extra)
+    yield Admin(server, data, token)
+    server.stop()
+
+
+def test_a_posted_release_is_served_at_once(keys: Keys, admin: Admin) -> None:
+    files = release_files(keys, "WORLD", 11, [7, 8, 9, 10])
+    response = admin.put("WORLD", 11, tar_of(files))
+    assert response.status_code == 201, response.text
+    assert response.json() == {"book": "WORLD", "version": 11}
+    assert (admin.data / "WORLD" / "CURRENT").read_text() == "11\n"
+    answer = httpx2.get(admin.server.endpoint + "?pb=WORLD&pbver=10", timeout=5)
+    assert answer.headers["x-opencm-pbs-version"] == "11"
+    assert answer.content == files["delta-10.cab"]
+
+
+def test_a_new_book_can_be_posted(keys: Keys, admin: Admin) -> None:
+    files = release_files(keys, "FRESH", 1, [])
+    assert admin.put("FRESH", 1, tar_of({f"./{k}": v for k, v in files.items()})).status_code == 201
+    answer = httpx2.get(admin.server.endpoint + "?pb=fresh&pbver=0", timeout=5)
+    assert answer.content == files["full.cab"]
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic dXNlcjpwYXNz", "Bearer"])
+def test_missing_or_wrong_token_is_401(keys: Keys, admin: Admin, auth: str | None) -> None:
+    url = f"{admin.server.url}/admin/books/WORLD/releases/50"
+    headers = {**TAR, **({"Authorization": auth} if auth else {})}
+    body = tar_of(release_files(keys, "WORLD", 50, []))
+    response = httpx2.put(url, content=body, headers=headers, timeout=10)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert (admin.data / "WORLD" / "CURRENT").read_text() != "50\n"
+
+
+def test_a_version_not_newer_is_409(keys: Keys, admin: Admin) -> None:
+    response = admin.put("WORLD", 5, tar_of(release_files(keys, "WORLD", 5, [])))
+    assert response.status_code == 409
+    assert "refusing" in response.json()["error"]
+
+
+def _symlink(archive: tarfile.TarFile) -> None:
+    info = tarfile.TarInfo("delta-9.cab")
+    info.type = tarfile.SYMTYPE
+    info.linkname = "/etc/passwd"
+    archive.addfile(info)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "words"),
+    [
+        (lambda f: {**f, "../evil.cab": b"x"}, "flat names"),
+        (lambda f: {**f, "sub/full.cab": b"x"}, "flat names"),
+        (lambda f: {**f, "run.sh": b"#!/bin/sh"}, "not a release file"),
+        (lambda f: {k: v for k, v in f.items() if k != "full.cab.minisig"}, "no signature"),
+        (lambda f: {k: v for k, v in f.items() if not k.startswith("full")}, "needs full.cab"),
+        (lambda f: {**f, "full.cab.minisig": b"not a signature"}, "not a minisign signature"),
+    ],
+)
+def test_bad_archives_are_400(
+    keys: Keys, admin: Admin, mutate: Callable[[dict[str, bytes]], dict[str, bytes]], words: str
+) -> None:
+    files = mutate(release_files(keys, "WORLD", 60, [59]))
+    response = admin.put("WORLD", 60, tar_of(files))
+    assert response.status_code == 400
+    assert words in response.json()["error"]
+    assert not (admin.data / "WORLD" / "60").exists()
+
+
+def test_other_bad_uploads_are_400(keys: Keys, admin: Admin) -> None:
+    files = release_files(keys, "WORLD", 61, [60])
+    cases = [
+        (admin.put("WORLD", 61, tar_of(files, extra=_symlink)), "regular file"),
+        (admin.put("WORLD", 61, gzip.compress(tar_of(files))), "uncompressed tar"),
+        (admin.put("WORLD", 61, b"garbage"), "uncompressed tar"),
+        (admin.put("WORLD", 61, tar_of(files), **{"Content-Type": "application/zip"}), "x-tar"),
+        (admin.put("WORLD", 61, b"\0" * 300_000), "over 200000 bytes"),
+        (admin.put("WORLD", 62, tar_of(files)), "expected version=62"),
+        (admin.put("OTHER", 61, tar_of(files)), "expected book=OTHER"),
+        (admin.put("WORLD", "x1", tar_of(files)), "not a number"),
+        (admin.put("../..", 61, tar_of(files)), ""),
+        (admin.put("world", 61, tar_of(files)), "spells this book 'WORLD'"),
+    ]
+    for response, words in cases:
+        assert 400 <= response.status_code < 500, response.text
+        assert words in response.text
+    assert not (admin.data / "WORLD" / "61").exists()
+
+
+def test_tokens_are_stored_hashed_and_can_be_revoked(keys: Keys, admin: Admin) -> None:
+    token = cli_token(admin.data, "second")
+    path = admin.data / "tokens.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert token not in path.read_text()
+    listed = CliRunner().invoke(cli, ["pbs", "token", "list", "--data", str(admin.data), "--json"])
+    names = [t["name"] for t in json.loads(listed.output)["tokens"]]
+    assert names == ["pba-host", "second"]
+    assert token not in listed.output
+    other = Admin(admin.server, admin.data, token)
+    files = release_files(keys, "WORLD", 70, [])
+    revoked = CliRunner().invoke(
+        cli, ["pbs", "token", "revoke", "second", "--data", str(admin.data)]
+    )
+    assert revoked.exit_code == 0
+    assert other.put("WORLD", 70, tar_of(files)).status_code == 401
+    duplicate = CliRunner().invoke(
+        cli, ["pbs", "token", "add", "pba-host", "--data", str(admin.data)]
+    )
+    assert duplicate.exit_code != 0

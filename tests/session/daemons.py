@@ -1,0 +1,88 @@
+"""Running an ``opencm`` daemon as a real process in tests, and its CLI against it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from opencm.session.protocol import Client, NoDaemon
+
+ROOT = Path(__file__).parents[2]
+#: The daemon with the process-holding double dialer (tests/session/daemon_harness.py).
+HARNESS = ("-m", "tests.session.daemon_harness")
+#: The real daemon, with the real dialers of opencm.links.
+REAL = ("-m", "opencm", "daemon")
+
+
+class DaemonProcess:
+    def __init__(
+        self, tmp_path: Path, command: tuple[str, ...] = HARNESS, env: dict[str, str] | None = None
+    ) -> None:
+        self.command = command
+        self.env = env
+        self.socket = tmp_path / "run" / "opencm.sock"
+        self.state = tmp_path / "state"
+        self.logs = tmp_path / "logs"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                *self.command,
+                "--socket",
+                str(self.socket),
+                "--state-dir",
+                str(self.state),
+                "--log-dir",
+                str(self.logs),
+            ],
+            cwd=ROOT,
+            env={**os.environ, **(self.env or {})},
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "the daemon exited"
+            try:
+                with Client(self.socket) as client:
+                    client.request({"op": "hello"})
+                return
+            except NoDaemon:
+                time.sleep(0.05)
+        raise AssertionError("the daemon did not start listening")
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+    def popen_cli(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "opencm", *args, "--socket", str(self.socket)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def cli(self, *args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "opencm", *args, "--socket", str(self.socket)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            user=user,
+            stdin=subprocess.DEVNULL,
+        )

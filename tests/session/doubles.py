@@ -1,0 +1,187 @@
+"""Test doubles that obey the session's contracts: a scriptable dialer and a hand-driven clock.
+
+:class:`ScriptedDialer` implements all five entry points of :class:`opencm.links.api.Dialer`.
+Each ``dial`` takes the next step of its script: bring the link up (optionally holding a real
+child process as the 'link', named in the handle by PID), fail with a code, or hang until
+cancelled. ``drop()`` reports the established link as gone, as a real dialer would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+
+from opencm.links.api import (
+    Credentials,
+    DialEntry,
+    DialError,
+    DownReason,
+    LinkDown,
+    LinkDownCallback,
+    LinkInfo,
+)
+
+
+@dataclass
+class Step:
+    kind: Literal["up", "fail", "hang", "crash"]
+    code: int = 0
+    retryable: bool = True
+    client_ip: str = "10.8.0.6"
+    server_ip: str = "10.8.0.1"
+    with_process: bool = False
+
+
+def up(**kwargs: object) -> Step:
+    return Step("up", **kwargs)  # type: ignore[arg-type]
+
+
+def fail(code: int, *, retryable: bool = True) -> Step:
+    return Step("fail", code=code, retryable=retryable)
+
+
+def hang() -> Step:
+    return Step("hang")
+
+
+@dataclass
+class ScriptedDialer:
+    name: str
+    script: list[Step] = field(default_factory=list)
+    dialed: list[str] = field(default_factory=list)
+    hung_up: list[str] = field(default_factory=list)
+    cancelled: int = 0
+    deleted: list[str] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    dialing: anyio.Event = field(default_factory=anyio.Event)
+    _on_down: LinkDownCallback | None = None
+
+    async def dial(
+        self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
+    ) -> LinkInfo:
+        self.dialed.append(entry.name)
+        step = self.script.pop(0) if self.script else Step("up")
+        self.dialing.set()
+        if step.kind == "fail":
+            raise DialError(
+                f"{entry.name}: scripted failure", code=step.code, retryable=step.retryable
+            )
+        if step.kind == "crash":
+            raise RuntimeError("a bug in the dialer")
+        if step.kind == "hang":
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                self.cancelled += 1
+                raise
+        handle = {"entry": entry.name}
+        if step.with_process:
+            # A real process stands in for openvpn: the journal must find and end it.
+            process = subprocess.Popen(  # noqa: ASYNC220 - a quick fork; the link must be a real child
+                [sys.executable, "-c", "import time; time.sleep(600)", "opencm-test-link"]
+            )
+            self.processes.append(process)
+            handle["pid"] = str(process.pid)
+        self._on_down = on_down
+        return LinkInfo(
+            entry=entry.name,
+            interface="tun-test",
+            client_ip=step.client_ip,
+            server_ip=step.server_ip,
+            tunnel_server=None,  # like a link that cannot tell: the profile's address is used
+            handle=handle,
+        )
+
+    async def dial_dialog(
+        self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
+    ) -> LinkInfo:
+        return await self.dial(entry, credentials, on_down)
+
+    async def hang_up(self, link: LinkInfo) -> None:
+        self.hung_up.append(link.entry)
+        for process in self.processes:
+            if str(process.pid) == link.handle.get("pid") and process.poll() is None:
+                process.terminate()
+                process.wait(5)
+
+    def edit_entry(self, entry: DialEntry) -> DialEntry:
+        return entry
+
+    def entry_deleted(self, entry: DialEntry) -> None:
+        self.deleted.append(entry.name)
+
+    async def drop(self, reason: DownReason = DownReason.PEER_GONE, detail: str = "") -> None:
+        assert self._on_down is not None, "no link is up"
+        result = self._on_down(LinkDown(reason, detail))
+        if result is not None:
+            await result
+
+
+class Dialers:
+    """A dialer lookup over doubles: ``lookup(name)`` as the registry would answer."""
+
+    def __init__(self, dialers: Iterable[ScriptedDialer]) -> None:
+        self.by_name = {dialer.name: dialer for dialer in dialers}
+
+    def __call__(self, name: str) -> ScriptedDialer:
+        from opencm.errors import RefusedError
+
+        if name not in self.by_name:
+            raise RefusedError(f"dialer '{name}' is not on the allow list")
+        return self.by_name[name]
+
+
+class FakeClock:
+    """Time moves only when the test says so; ``sleepers`` tells what is waiting."""
+
+    def __init__(self, *, auto: bool = False) -> None:
+        self.now = 0.0
+        self.auto = auto
+        self.slept: list[float] = []
+        self._waiting: list[tuple[float, anyio.Event]] = []
+        self._registered = anyio.Event()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_790_000_000.0 + self.now
+
+    @property
+    def sleepers(self) -> int:
+        return len(self._waiting)
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if self.auto:
+            self.now += seconds
+            await anyio.lowlevel.checkpoint()
+            return
+        wake = anyio.Event()
+        entry = (self.now + seconds, wake)
+        self._waiting.append(entry)
+        registered, self._registered = self._registered, anyio.Event()
+        registered.set()
+        try:
+            await wake.wait()
+        finally:
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+
+    async def wait_for_sleepers(self, count: int) -> None:
+        with anyio.fail_after(10):
+            while len(self._waiting) < count:
+                registered = self._registered
+                await registered.wait()
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for deadline, wake in list(self._waiting):
+            if deadline <= self.now:
+                self._waiting.remove((deadline, wake))
+                wake.set()

@@ -1,0 +1,188 @@
+"""Reading a session's settings from the profile, credentials files, the TTY prompt, the unit."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from opencm.actions.api import ConnectionType
+from opencm.errors import InputError, RefusedError
+from opencm.links.api import DialEntry
+from opencm.profile.model import ServiceProfile, load_profile
+from opencm.session.config import session_config
+from opencm.session.credentials import read_credentials_file
+from opencm.session.prompt import Choice, TtyPrompt
+from tests.session.conftest import build_profile, points_of, recorded
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_servers_links_and_modem_become_dial_entries(tmp_path: Path) -> None:
+    profile, _ = build_profile(
+        tmp_path,
+        opencm=["Netns=ocmtest1", "ModemLocalIP=10.64.0.2", "ModemPeerIP=10.64.0.1"],
+        cm=["AutoReconnect=1"],
+    )
+    config = session_config(profile)
+    assert config.supported_types == (ConnectionType.DIRECT, ConnectionType.DOUBLE)
+    assert config.default_type is ConnectionType.DIRECT
+    assert (config.redial_count, config.redial_delay, config.auto_reconnect) == (2, 5.0, True)
+    assert (config.dun, config.tunnel_dun) == ("Contoso Dial", "CONTOSO Tunnel")
+    assert config.tunnel_entries == (
+        DialEntry(
+            "Main",
+            "openvpn",
+            {
+                "config": str(tmp_path / "CONTOSO" / "main.ovpn"),
+                "netns": "ocmtest1",
+            },
+        ),
+        DialEntry(
+            "Backup",
+            "openvpn",
+            {
+                "config": str(tmp_path / "CONTOSO" / "backup.ovpn"),
+                "netns": "ocmtest1",
+            },
+        ),
+    )
+    assert config.dial_entries == (
+        DialEntry(
+            "Contoso Dial",
+            "modem",
+            {
+                "device": "/dev/ttyS9",
+                "init": "AT&F",
+                "baud": "115200",
+                "numbers": "5550100;5550101",
+                "local_ip": "10.64.0.2",
+                "peer_ip": "10.64.0.1",
+                "netns": "ocmtest1",
+            },
+        ),
+    )
+    assert [e.name for e in config.entries_for("tunnel", "Backup")] == ["Backup", "Main"]
+    assert config.addresses == {"Main": "main.contoso.test", "Backup": "backup.contoso.test"}
+
+
+def test_defaults_follow_cmak(tmp_path: Path) -> None:
+    profile, _ = build_profile(tmp_path, cm=[], servers=("Only",), modem=False)
+    text = (
+        profile.cms_path.read_text().replace("RedialCount=2\n", "").replace("RedialDelay=5\n", "")
+    )
+    profile.cms_path.write_text(text)
+    config = session_config(_reload(profile))
+    assert (config.redial_count, config.redial_delay, config.auto_reconnect) == (3, 5.0, False)
+    assert config.dial_entries == ()
+    with pytest.raises(InputError, match=r"\[opencm\] ModemDevice: dial-up needs a modem"):
+        config.check_type(ConnectionType.DOUBLE)
+
+
+def _reload(profile: ServiceProfile) -> ServiceProfile:
+    assert profile.cmp_path is not None
+    return load_profile(profile.cmp_path)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["Link&Main=pptp"], r"Link&Main: expected one of openvpn, wireguard, networkmanager"),
+        (["ModemBaud=-3"], r"\[opencm\] ModemBaud: expected an integer >= 1, got -3"),
+    ],
+)
+def test_bad_keys_name_the_file_line_and_key(
+    tmp_path: Path, lines: list[str], message: str
+) -> None:
+    profile, _ = build_profile(tmp_path, opencm=lines, servers=("Main",))
+    # The test's key comes after the kit's in the file; put it first so it is the one read.
+    text = profile.cms_path.read_bytes().replace(
+        b"[opencm]\r\n", b"[opencm]\r\n" + "\r\n".join(lines).encode() + b"\r\n", 1
+    )
+    profile.cms_path.write_bytes(text)
+    with pytest.raises(InputError, match=message) as caught:
+        session_config(_reload(profile))
+    assert caught.value.line is not None and str(profile.cms_path) in str(caught.value)
+
+
+def test_a_credentials_file_must_be_private(tmp_path: Path) -> None:
+    path = tmp_path / "creds"
+    path.write_text("# for the boot unit\nusername=jo brown\npassword=p=a ss\n")
+    path.chmod(0o644)
+    with pytest.raises(RefusedError, match=r"readable by others .*chmod 600"):
+        read_credentials_file(path)
+    path.chmod(0o600)
+    creds = read_credentials_file(path)
+    assert (creds.username, creds.password, creds.domain) == ("jo brown", "p=a ss", None)
+    path.write_text("user=x\n")
+    with pytest.raises(InputError, match=r"creds:1: expected one of username="):
+        read_credentials_file(path)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("typed", "choice"), [("s\n", Choice.STAY_ONLINE), ("x\nd\n", Choice.DISCONNECT_NOW)]
+)
+async def test_tty_prompt(typed: str, choice: Choice) -> None:
+    out = io.StringIO()
+    assert await TtyPrompt(io.StringIO(typed), out).ask("Contoso VPN", 30) is choice
+    assert "[s] Stay online  [d] Disconnect now  (disconnects in 30 s)" in out.getvalue()
+
+
+def test_foreground_connect_with_a_bad_entry_fails_cleanly_and_runs_on_error(
+    tmp_path: Path,
+) -> None:
+    missing_ns = f"ocmsessnone{os.getpid()}"
+    _, record = build_profile(
+        tmp_path, opencm=[f"LogDir={tmp_path / 'logs'}", f"Netns={missing_ns}"]
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opencm",
+            "connect",
+            str(tmp_path / "CONTOSO.cmp"),
+            "--foreground",
+            "--unattended",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1, result.stderr
+    status = json.loads(result.stdout)
+    # The real OpenVPN dialer refuses the entry: RAS's ERROR_INVALID_PARAMETER, not retried.
+    assert status["outcome"] == "failed" and status["error"]["code"] == 87
+    assert status["error"]["source"] == "openvpn"
+    assert "Traceback" not in result.stderr
+    assert points_of(record) == ["pre-init", "pre-connect", "pre-tunnel", "on-error"]
+    errors = [row for row in recorded(record) if row["point"] == "on-error"]
+    assert (errors[0]["ErrorCode"], errors[0]["LastErrorSource"]) == ("87", "openvpn")
+    assert (tmp_path / "logs" / "CONTOSO.log").exists()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_the_daemon_unit_verifies(tmp_path: Path) -> None:
+    unit = tmp_path / "opencm.service"
+    text = (ROOT / "data" / "systemd" / "opencm.service").read_text()
+    # verify checks that ExecStart's program exists: point it at this interpreter.
+    unit.write_text(text.replace("/usr/bin/env opencm", f"{sys.executable} -m opencm"))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
+    problems = [line for line in result.stderr.splitlines() if "opencm.service" in line]
+    assert result.returncode == 0 and problems == [], result.stderr

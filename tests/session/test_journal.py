@@ -1,0 +1,149 @@
+"""Crash-safe teardown: the journal of a session that died, and the recovery that follows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from opencm.actions.api import ActionPoint, ConnectionType, RunContext
+from opencm.actions.libhost import LibraryHost
+from opencm.session.config import session_config
+from opencm.session.journal import Journal, JournalEntry, ProcessMark, end_process, recover
+from opencm.session.machine import State
+from opencm.session.runner import Session
+from tests.session.conftest import build_profile, engine_for, points_of, recorded, wait_state
+from tests.session.doubles import Dialers, FakeClock, ScriptedDialer, up
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def reap() -> Iterator[list[subprocess.Popen[bytes]]]:
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(5)
+
+
+async def _die_while_connected(
+    tmp_path: Path, host: LibraryHost, reap: list[subprocess.Popen[bytes]]
+) -> tuple[Journal, Path, int]:
+    """Connect with a real child process as the link, then vanish without any teardown."""
+    profile, record = build_profile(tmp_path)
+    journal = Journal(tmp_path / "state" / "journal")
+    dialer = ScriptedDialer("openvpn", [up(with_process=True)])
+    session = Session(
+        session_config(profile),
+        engine_for(profile, host),
+        connection_type=ConnectionType.DIRECT,
+        dialer_lookup=Dialers([dialer]),
+        clock=FakeClock(auto=True),
+        interactive=False,
+        journal=journal,
+    )
+    async with anyio.create_task_group() as group:
+        group.start_soon(session.run)
+        await wait_state(session, State.CONNECTED)
+        group.cancel_scope.cancel()  # the daemon is gone: no disconnect, no hang-up
+    (pending,) = journal.pending()
+    assert pending.data["disconnect"] == "armed"
+    (link,) = pending.data["links"]
+    pid = int(link["handle"]["pid"])
+    assert link["processes"][0]["pid"] == pid
+    assert dialer.processes[0].poll() is None  # the 'link' outlived its session
+    reap.extend(dialer.processes)
+    return journal, record, pid
+
+
+def _disconnect_runner(profile_root: Path, host: LibraryHost):  # type: ignore[no-untyped-def]
+    async def run(entry: JournalEntry, reason: str) -> None:
+        from opencm.profile.model import load_profile
+
+        profile = load_profile(entry.data["profile"])
+        macros = {**entry.data["macros"], "DisconnectReason": reason}
+        context = RunContext(
+            macros=macros,
+            connection_type=ConnectionType(entry.data["connection_type"]),
+            interactive=False,
+            profile_dir=profile.profile_dir,
+        )
+        result = engine_for(profile, host).run_point(ActionPoint.DISCONNECT, context)
+        for action in result.results:
+            if action.process is not None:
+                action.process.wait(10)
+
+    return run
+
+
+async def test_recovery_runs_the_disconnect_actions_once_and_ends_the_link_process(
+    tmp_path: Path, host: LibraryHost, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    journal, record, pid = await _die_while_connected(tmp_path, host, reap)
+    assert "disconnect" not in points_of(record)
+    run = _disconnect_runner(tmp_path, host)
+    reports = await recover(journal, "opencm-restarted", run)
+    assert [r.ran_disconnect for r in reports] == [True]
+    assert reports[0].processes[pid] in ("terminated", "killed")
+    rows = [row for row in recorded(record) if row["point"] == "disconnect"]
+    assert [row["DisconnectReason"] for row in rows] == ["opencm-restarted"]
+    assert rows[0]["TunnelRasEntry"] == "Main" and rows[0]["ClientIPAddress"] == "10.8.0.6"
+    assert ProcessMark.of(pid) is None
+    assert journal.pending() == []
+    # A second start finds nothing to do.
+    assert await recover(journal, "opencm-restarted", run) == []
+    assert points_of(record).count("disconnect") == 1
+
+
+async def test_a_recovery_that_crashed_mid_way_never_runs_the_actions_again(
+    tmp_path: Path, host: LibraryHost, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    journal, record, pid = await _die_while_connected(tmp_path, host, reap)
+    (entry,) = journal.pending()
+    assert entry.claim_disconnect()  # the first recovery claimed them, then died
+    reports = await recover(journal, "opencm-restarted", _disconnect_runner(tmp_path, host))
+    assert reports[0].ran_disconnect is False
+    assert "not run again" in reports[0].note
+    assert "disconnect" not in points_of(record)
+    assert reports[0].processes[pid] in ("terminated", "killed")  # cleanup still happens
+
+
+def test_a_reused_pid_is_not_killed(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        mark = ProcessMark.of(process.pid)
+        assert mark is not None and mark.still_ours()
+        impostor = ProcessMark(process.pid, str(int(mark.start_time) + 1), mark.cmdline)
+        assert end_process(impostor) == "gone"
+        assert process.poll() is None
+        assert end_process(mark) == "terminated"
+        assert process.wait(5) != 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_an_orderly_disconnect_leaves_no_journal(tmp_path: Path, host: LibraryHost) -> None:
+    profile, record = build_profile(tmp_path)
+    journal = Journal(tmp_path / "journal")
+    session = Session(
+        session_config(profile),
+        engine_for(profile, host),
+        dialer_lookup=Dialers([ScriptedDialer("openvpn")]),
+        interactive=False,
+        journal=journal,
+    )
+    async with anyio.create_task_group() as group:
+        group.start_soon(session.run)
+        await wait_state(session, State.CONNECTED)
+        assert [e.data["disconnect"] for e in journal.pending()] == ["armed"]
+        session.disconnect()
+    assert journal.pending() == []
+    assert points_of(record).count("disconnect") == 1
