@@ -163,6 +163,13 @@ class OpenVPNDialer:
             await self._close(link_id, link)
             raise
         link.up = True
+        if process.returncode is not None:  # it died between CONNECTED and now
+            self._report_down(
+                link,
+                link.cause,
+                reason=DownReason.PROCESS_EXITED,
+                detail=f"openvpn exited ({process.returncode}) right after connecting",
+            )
         if link.interface is None:
             link.interface = await _interface_with_address(netns, state.local_ip)
         return LinkInfo(
