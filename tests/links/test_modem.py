@@ -291,3 +291,18 @@ def test_hang_up_from_a_fresh_dialer_ends_the_carrier(lab: Lab) -> None:
         await crashed.hang_up(link)  # only to close this test's port; the carrier is gone
 
     asyncio.run(scenario())
+
+
+def test_ppp_is_used_only_where_the_kernel_has_it() -> None:
+    try:
+        fd = os.open("/dev/ppp", os.O_RDWR)
+    except OSError:
+        kernel_ppp = False
+    else:
+        os.close(fd)
+        kernel_ppp = True
+    from shutil import which
+
+    from opencm.links.modem import ppp_available
+
+    assert ppp_available() == (kernel_ppp and which("pppd") is not None)

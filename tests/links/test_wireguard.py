@@ -196,3 +196,21 @@ def test_stale_socket_of_a_killed_wireguard_go_is_reclaimed(
         assert not await asyncio.to_thread(Path(f"/var/run/wireguard/{lab.prefix}k.sock").exists)
 
     asyncio.run(scenario())
+
+
+def test_hang_up_from_a_fresh_dialer_ends_wireguard_go(
+    lab: Lab, pair: NetnsPair, peer: WireGuardPeer
+) -> None:
+    entry = DialEntry(
+        "WG", "wireguard", {"config": str(peer.client_config_path), "netns": pair.client_ns}
+    )
+
+    async def scenario() -> None:
+        crashed = WireGuardDialer()
+        link = await crashed.dial(entry, Credentials(), lambda down: None)
+        await WireGuardDialer().hang_up(link)
+        assert int(link.handle["pid"]) not in netns_pids(pair.client_ns)
+        assert link.interface not in interfaces(pair.client_ns)
+        await crashed.hang_up(link)  # only to end this test's watcher tasks
+
+    asyncio.run(scenario())
