@@ -157,7 +157,7 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == "", done.stderr  # warnings count as failures here
     text = UNIT.read_text()
-    assert "ExecStart=/usr/bin/env opencm connect %I --unattended --foreground" in text
+    assert "ExecStart=/usr/bin/env opencm connect %I --unattended --foreground --logon" in text
     # The check is real: a broken unit fails it.
     (tmp_path / UNIT.name).write_text(text.replace("Restart=on-failure", "Restart=sometimes"))
     broken = subprocess.run(

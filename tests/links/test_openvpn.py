@@ -121,6 +121,25 @@ def test_server_shutdown_is_reported_with_its_cause(
     assert "server-pushed-connection-reset" in downs.events[0].detail
 
 
+def test_tcp_server_killed_is_a_connection_reset(
+    lab: Lab, pair: NetnsPair, shared_pki: Pki
+) -> None:
+    need_root_and("openvpn")
+    server = start_openvpn_server(lab, pair, shared_pki, proto="tcp-server")
+    dialer = OpenVPNDialer()
+    downs = DownRecorder()
+
+    async def scenario() -> None:
+        link = await dialer.dial(entry_for(server, pair), Credentials(), downs)
+        lab.kill(server.process, signal.SIGKILL)
+        await asyncio.wait_for(downs.seen.wait(), 10)
+        await dialer.hang_up(link)
+
+    asyncio.run(scenario())
+    assert downs.events[0].reason is DownReason.PEER_GONE
+    assert "connection-reset" in downs.events[0].detail
+
+
 def test_client_process_killed_is_process_exited(
     lab: Lab, pair: NetnsPair, server: OpenVPNServer
 ) -> None:
@@ -261,3 +280,29 @@ def test_hang_up_from_a_fresh_dialer_ends_the_client_by_pid(
         await crashed.hang_up(link)  # only to close this test's sockets; the link is gone
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("client\nscript-security 2\nup /tmp/evil.sh\n", 3, "'up' is not allowed"),
+        ("client\n--plugin /tmp/evil.so\n", 2, "'plugin' is not allowed"),
+        ("client\nlog /etc/passwd\n", 2, "'log' is not allowed"),
+        ("client\ndaemon\n", 2, "'daemon' is not allowed"),
+        ("client\nauth-user-pass /etc/shadow\n", 2, "must not name a file"),
+    ],
+)
+def test_configs_that_would_run_code_as_root_are_refused(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    config = tmp_path / "c.ovpn"
+    config.write_text(text)
+    with pytest.raises(InputError, match=message) as error:
+        OpenVPNDialer().edit_entry(DialEntry("E", "openvpn", {"config": str(config)}))
+    assert error.value.line == line and error.value.path == config
+
+
+def test_inline_blocks_and_comments_are_not_directives(tmp_path: Path) -> None:
+    config = tmp_path / "c.ovpn"
+    config.write_text("client\n# up /tmp/x\n; log /x\nauth-user-pass\n<ca>\nup\nlog x\n</ca>\n")
+    OpenVPNDialer().edit_entry(DialEntry("E", "openvpn", {"config": str(config)}))

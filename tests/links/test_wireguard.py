@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -169,3 +170,29 @@ def test_no_handshake_times_out(lab: Lab, pair: NetnsPair, peer: WireGuardPeer) 
 
     asyncio.run(scenario())
     assert netns_pids(pair.client_ns) == []
+
+
+def test_stale_socket_of_a_killed_wireguard_go_is_reclaimed(
+    lab: Lab, pair: NetnsPair, peer: WireGuardPeer
+) -> None:
+    dialer = WireGuardDialer()
+    entry = DialEntry(
+        "WG",
+        "wireguard",
+        {
+            "config": str(peer.client_config_path),
+            "netns": pair.client_ns,
+            "interface": lab.prefix + "k",
+        },
+    )
+
+    async def scenario() -> None:
+        link = await dialer.dial(entry, Credentials(), lambda down: None)
+        os.kill(int(link.handle["pid"]), signal.SIGKILL)  # the socket file stays behind
+        await dialer.hang_up(link)
+        again = await dialer.dial(entry, Credentials(), lambda down: None)
+        await asyncio.to_thread(lab.ping, pair.client_ns, peer.tunnel_ip)
+        await dialer.hang_up(again)
+        assert not await asyncio.to_thread(Path(f"/var/run/wireguard/{lab.prefix}k.sock").exists)
+
+    asyncio.run(scenario())

@@ -14,7 +14,7 @@ import pytest
 
 from opencm.actions.api import ConnectionType
 from opencm.errors import InputError, RefusedError
-from opencm.links.api import DialEntry
+from opencm.links.api import Credentials, DialEntry
 from opencm.profile.model import ServiceProfile, load_profile
 from opencm.session.config import session_config
 from opencm.session.credentials import read_credentials_file
@@ -186,3 +186,84 @@ def test_the_daemon_unit_verifies(tmp_path: Path) -> None:
     )
     problems = [line for line in result.stderr.splitlines() if "opencm.service" in line]
     assert result.returncode == 0 and problems == [], result.stderr
+
+
+def test_a_logon_run_runs_only_allow_listed_actions(tmp_path: Path) -> None:
+    _, record = build_profile(
+        tmp_path, opencm=[f"LogDir={tmp_path / 'logs'}", f"Netns=ocmsessnone{os.getpid()}"]
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "opencm", "connect", str(tmp_path / "CONTOSO.cmp"),
+         "--foreground", "--logon", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        # An allow list that does not exist: logon actions are off.
+        env={**os.environ, "OPENCM_LOGON_ALLOW": str(tmp_path / "none.allow")},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert points_of(record) == []
+    log = [
+        json.loads(line) for line in (tmp_path / "logs" / "CONTOSO.log").read_text().splitlines()
+    ]
+    skipped = [line for line in log if line["kind"] == "action"]
+    assert [line["point"] for line in skipped] == [
+        "pre-init",
+        "pre-connect",
+        "pre-tunnel",
+        "on-error",
+    ]
+    assert all("logon allow list" in line["skipped"] for line in skipped)
+
+
+def test_credentials_come_from_the_file_the_saved_store_or_the_prompt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opencm.cli.session_cmd import gather_credentials
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    build_profile(tmp_path / "p", opencm=["Credentials=password"])
+    cmp = tmp_path / "p" / "CONTOSO.cmp"
+    with pytest.raises(InputError, match=r"needs a user name and password: pass --credentials"):
+        gather_credentials(cmp, None, interactive=False, save=False)
+    secret = tmp_path / "secret"
+    secret.write_text("username=jo\npassword=pw\n")
+    secret.chmod(0o600)
+    assert gather_credentials(cmp, secret, interactive=False, save=True).username == "jo"
+    stored = tmp_path / "config" / "opencm" / "credentials" / "CONTOSO.conf"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    # Saved: the next connect needs neither a file nor a prompt.
+    again = gather_credentials(cmp, None, interactive=False, save=False)
+    assert (again.username, again.password) == ("jo", "pw")
+    stored.unlink()
+    monkeypatch.setattr("click.prompt", lambda text, **kw: "typed-" + text.split()[0].lower())
+    typed = gather_credentials(cmp, None, interactive=True, save=False)
+    assert (typed.username, typed.password) == ("typed-user", "typed-password")
+
+
+def test_a_profile_that_forbids_saving_is_not_saved(tmp_path: Path) -> None:
+    from opencm.session import credentials
+
+    profile, _ = build_profile(tmp_path, cm=["HideRememberPassword=1"])
+    with pytest.raises(RefusedError, match="does not allow saving"):
+        credentials.save(profile, Credentials(username="a", password="b"))
+    assert credentials.load_saved(profile) is None
+
+
+def test_an_offered_type_and_entry_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    _, record = build_profile(tmp_path, tunnels=False)
+    for extra, message in (
+        (["--type", "direct"], "does not offer direct connections (it offers: dialup)"),
+        (["--entry", "Nowhere"], "no dial entry named 'Nowhere'"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "opencm", "connect", str(tmp_path), "--foreground",
+             "--unattended", *extra],
+            capture_output=True, text=True, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and "CONTOSO.cms" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert points_of(record) == []

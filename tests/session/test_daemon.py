@@ -270,3 +270,18 @@ def test_the_stay_online_question_is_answered_through_the_daemon(
             time.sleep(0.02)
     assert (after["state"], after["prompt"]) == ("connected", False)
     assert daemon.cli("disconnect").returncode == 0
+
+
+@pytest.mark.anyio
+async def test_a_users_own_daemon_refuses_other_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opencm.errors import RefusedError
+    from opencm.session.daemon import Daemon
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    own = Daemon(tmp_path / "s.sock", tmp_path / "state")
+    answers = [answer async for answer in own._handle({"op": "status"}, 1000)]
+    assert answers == [{"ok": True, "sessions": []}]
+    with pytest.raises(RefusedError, match="serves uid 1000 only"):
+        [answer async for answer in own._handle({"op": "status"}, 1001)]

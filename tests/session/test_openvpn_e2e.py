@@ -21,7 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from opencm.links.lab import Lab, LabError, OpenVPNServer, start_openvpn_server
+from opencm.links.lab import (
+    Lab,
+    LabError,
+    NetnsPair,
+    OpenVPNServer,
+    start_modem_emulator,
+    start_openvpn_server,
+)
 from opencm.session.journal import ProcessMark
 from tests.session.conftest import SECTIONS, build_profile, recorded
 from tests.session.daemons import REAL, ROOT, DaemonProcess
@@ -218,6 +225,11 @@ def test_foreground_connect_over_real_openvpn_and_ctrl_c_disconnects_in_order(
             assert line, f"the session ended early: {seen}"
             seen.append(line.strip())
         setup.lab.ping(setup.client_ns, setup.server.tunnel_ip)
+        # The monitored app starts asynchronously: let it record itself before Ctrl-C.
+        deadline = time.monotonic() + 10
+        while "monitored" not in [row["point"] for row in recorded(setup.record)]:
+            assert time.monotonic() < deadline, "the monitored app never started"
+            time.sleep(0.02)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         # The monitored app still runs (CM leaves it) and holds the pipes: end it, then read.
@@ -231,3 +243,104 @@ def test_foreground_connect_over_real_openvpn_and_ctrl_c_disconnects_in_order(
     status = json.loads(out)
     assert (status["outcome"], status["disconnect_reason"]) == ("disconnected", "user-disconnect")
     assert [row["point"] for row in recorded(setup.record)][-1] == "disconnect"
+
+
+def test_double_dial_modem_then_openvpn_over_the_line(tmp_path: Path) -> None:
+    """Dial-up on the project's pty modem emulator (BUSY, then CONNECT on the next number), IP
+    over the line, then OpenVPN over it, all driven by the session through the real daemon."""
+    with Lab() as lab:
+        server_ns, client_ns = lab.netns("s"), lab.netns("c")
+        try:
+            modem = start_modem_emulator(
+                lab, {"5551000": "BUSY", "5553000": "CONNECT 28800"}, far_ns=server_ns
+            )
+            # The server waits on every address of its namespace: the line's end appears only
+            # once the call is up.
+            pair = NetnsPair(server_ns, client_ns, modem.far_ip, modem.near_ip, "", "")
+            server = start_openvpn_server(lab, pair, lab.pki(), listen_ip="0.0.0.0")
+        except LabError as error:
+            pytest.skip(f"the modem/OpenVPN lab cannot run here: {error}")
+        profile_dir = tmp_path / "profile"
+        _, record = build_profile(
+            profile_dir,
+            points=[p for p in SECTIONS if p != "monitored"],
+            opencm=[
+                f"Netns={client_ns}",
+                f"ModemLocalIP={modem.near_ip}",
+                f"ModemPeerIP={modem.far_ip}",
+            ],
+            servers=("Main",),
+        )
+        text = server.client_config_text.replace("remote 0.0.0.0 ", f"remote {modem.far_ip} ")
+        (profile_dir / "CONTOSO" / "main.ovpn").write_text(text)
+        cms = profile_dir / "CONTOSO" / "CONTOSO.cms"
+        cms.write_bytes(
+            cms.read_bytes()
+            .replace(b"ModemDevice=/dev/ttyS9", f"ModemDevice={modem.device}".encode())
+            .replace(b"DialNumbers=5550100;5550101", b"DialNumbers=5551000;5553000")
+        )
+        daemon = DaemonProcess(tmp_path, REAL)
+        daemon.start()
+        try:
+            result = daemon.cli(
+                "connect", str(profile_dir), "--type", "double", "--unattended", "--json"
+            )
+            assert result.returncode == 0, result.stderr
+            status = json.loads(result.stdout)
+            assert [link["stage"] for link in status["links"]] == ["dial", "tunnel"]
+            lab.ping(client_ns, server.tunnel_ip)
+            assert daemon.cli("disconnect").returncode == 0
+        finally:
+            daemon.stop()
+        events = modem.events()
+    rows = recorded(record)
+    assert [row["point"] for row in rows] == [
+        "pre-init",
+        "pre-connect",
+        "pre-dial",
+        "pre-tunnel",
+        "post-connect",
+        "disconnect",
+    ]
+    pre_tunnel, post = rows[3], rows[4]
+    assert (pre_tunnel["ConnectionType"], pre_tunnel["DialRasEntry"]) == ("2", "Contoso Dial")
+    assert pre_tunnel["ClientIPAddress"] == modem.near_ip
+    assert post["TunnelServerAddress"] == modem.far_ip
+    assert post["ServerIPAddress"] == server.tunnel_ip
+    # The first number was busy; the modem dialer went on to the next one.
+    assert events.index("5551000") < events.index("BUSY") < events.index("5553000"), events
+
+
+def test_cancel_while_openvpn_is_connecting_runs_on_cancel_and_nothing_after_it(
+    setup: Setup,
+) -> None:
+    setup.lab.kill(setup.server.process)  # nobody answers: the client keeps trying
+    connecting = setup.daemon.popen_cli("connect", str(setup.profile_dir), "--unattended", "--json")
+    try:
+        deadline = time.monotonic() + 20
+        while not [s for s in setup.sessions() if s["state"] == "tunnelling"]:
+            assert time.monotonic() < deadline, "never reached tunnelling"
+            time.sleep(0.05)
+        time.sleep(0.5)  # openvpn is up and retrying
+        assert subprocess.run(
+            ["ip", "netns", "pids", setup.client_ns], capture_output=True, text=True, check=True
+        ).stdout.split(), "openvpn runs in the client namespace"
+        cancelled = setup.daemon.cli("cancel")
+        assert cancelled.returncode == 0, cancelled.stderr
+        out, err = connecting.communicate(timeout=30)
+    finally:
+        if connecting.poll() is None:
+            connecting.kill()
+            connecting.communicate()
+    assert connecting.returncode == 4, err
+    assert json.loads(out)["outcome"] == "cancelled"
+    assert [row["point"] for row in recorded(setup.record)] == [
+        "pre-init",
+        "pre-connect",
+        "pre-tunnel",
+        "on-cancel",
+    ]
+    leftover = subprocess.run(
+        ["ip", "netns", "pids", setup.client_ns], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert leftover == [], "the cancelled openvpn was ended"

@@ -122,7 +122,8 @@ def connect(
 ) -> int:
     """Connect PROFILE (a .cmp, .cms, profile folder or installed short name)."""
     path = resolve_profile(profile)
-    interactive = not unattended and sys.stdin.isatty()
+    # A logon/boot run has nobody at the screen by definition.
+    interactive = not unattended and not logon and sys.stdin.isatty()
     credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
     if foreground:
         return anyio.run(

@@ -527,10 +527,17 @@ async def _escape_and_hang_up(line: SerialLine, guard: float) -> None:
 
 
 async def _abort_call(line: SerialLine) -> None:
-    """A failed or cancelled dial: any key aborts the ringing, ATH puts the modem on hook."""
-    with contextlib.suppress(DialError, OSError):
+    """A failed or cancelled dial: any key aborts the ringing; closing the port (DTR) follows.
+
+    The modem gets half a second to answer the keystroke, so that it has read it before the
+    port closes; a modem that is slower still hangs up on the DTR drop.
+    """
+    with contextlib.suppress(DialError, OSError, TimeoutError):
         line.write(b"\r")
-        line.write(b"ATH0\r")
+        async with asyncio.timeout(0.5):
+            while (text := await line.read_line(0.5)) is not None:
+                if hayes.parse_result(text) is not None:
+                    break
     line.close()
 
 

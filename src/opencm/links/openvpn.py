@@ -129,6 +129,9 @@ class OpenVPNDialer:
             "openvpn", "--config", str(config),
             "--management", str(socket_path), "unix",
             "--management-hold", "--management-query-passwords",
+            # After the config, so that it wins: OpenVPN may run its own helpers (ip) but no
+            # scripts; opencm's custom actions take their place.
+            "--script-security", "1",
         ]  # fmt: skip
         if remote:
             argv += ["--remote", *remote.split()]
@@ -160,6 +163,13 @@ class OpenVPNDialer:
             await self._close(link_id, link)
             raise
         link.up = True
+        if process.returncode is not None:  # it died between CONNECTED and now
+            self._report_down(
+                link,
+                link.cause,
+                reason=DownReason.PROCESS_EXITED,
+                detail=f"openvpn exited ({process.returncode}) right after connecting",
+            )
         if link.interface is None:
             link.interface = await _interface_with_address(netns, state.local_ip)
         return LinkInfo(
@@ -213,6 +223,7 @@ class OpenVPNDialer:
         path = Path(config).expanduser().absolute()
         if not path.is_file():
             raise InputError("no such OpenVPN config file", path=path, field=f"{entry.name}.config")
+        check_config(path)
         settings["config"] = str(path)
         if settings.get("netns"):
             proc.check_netns_name(settings["netns"], field=f"{entry.name}.netns")
@@ -394,6 +405,59 @@ class OpenVPNDialer:
         link.tasks.cancel_all(keep=link.teardown)
         self._links.pop(link_id, None)
         shutil.rmtree(link.rundir, ignore_errors=True)
+
+
+#: Directives a config must not contain, because opencm runs openvpn as root: they run programs
+#: or load code (scripts, plug-ins, another ``ip``), write files anywhere (logs, status, PID
+#: files), read files whose content goes to the server (credentials files), or take away the
+#: control opencm needs (daemon mode, another management interface, other config files).
+FORBIDDEN_DIRECTIVES = frozenset(
+    {
+        "plugin", "up", "down", "route-up", "route-pre-down", "ipchange", "tls-verify",
+        "client-connect", "client-disconnect", "learn-address", "auth-user-pass-verify",
+        "iproute", "daemon", "management", "management-client", "log", "log-append",
+        "status", "writepid", "config", "cd", "chroot", "http-proxy-user-pass",
+    }
+)  # fmt: skip
+
+
+def check_config(path: Path) -> None:
+    """Refuse a config that would let its author run code or touch files as root.
+
+    ``auth-user-pass`` is allowed only without a file (opencm answers over the management
+    socket); inline ``<ca>…</ca>`` blocks are skipped.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        raise InputError(f"cannot read the OpenVPN config: {error.strerror}", path=path) from None
+    inline: str | None = None
+    for number, raw in enumerate(lines, 1):
+        text = raw.strip()
+        if inline is not None:
+            if text == f"</{inline}>":
+                inline = None
+            continue
+        if text.startswith("<") and text.endswith(">") and not text.startswith("</"):
+            inline = text[1:-1]
+            continue
+        words = text.split()
+        if not words or words[0][0] in "#;":
+            continue
+        directive = words[0].removeprefix("--").lower()
+        if directive in FORBIDDEN_DIRECTIVES:
+            raise InputError(
+                f"'{directive}' is not allowed: opencm runs OpenVPN as root (use custom actions "
+                "for scripts; see docs/dialers.md)",
+                path=path,
+                line=number,
+            )
+        if directive == "auth-user-pass" and len(words) > 1:
+            raise InputError(
+                "'auth-user-pass' must not name a file: opencm passes the credentials itself",
+                path=path,
+                line=number,
+            )
 
 
 def _auth_error(link: _Link) -> DialError:

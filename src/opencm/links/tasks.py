@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
 from opencm.links.api import LinkDown, LinkDownCallback
 
+_log = logging.getLogger(__name__)
+
 
 async def notify(callback: LinkDownCallback, down: LinkDown) -> None:
-    """Call ``on_down`` (plain function or coroutine function)."""
-    result = callback(down)
-    if inspect.isawaitable(result):
-        await result
+    """Call ``on_down`` (plain function or coroutine function); its own errors are logged, since
+    nobody awaits this task to see them."""
+    try:
+        result = callback(down)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        _log.exception("the on_down callback failed for %s", down)
 
 
 class TaskSet:

@@ -31,6 +31,7 @@ only after 15 s or more. :class:`DeadPeerDetector` implements that rule on an in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import shutil
 import tempfile
@@ -228,7 +229,7 @@ class WireGuardDialer:
             )
         config = parse_config(Path(settings["config"]))
         interface = settings.get("interface") or f"ocmwg{secrets.token_hex(2)}"
-        if (UAPI_DIR / f"{interface}.sock").exists():
+        if await _uapi_in_use(interface):
             raise DialError(
                 f"{entry.name}: WireGuard interface {interface} is already in use",
                 code=codes.PORT_NOT_AVAILABLE,
@@ -404,9 +405,28 @@ class WireGuardDialer:
 
     async def _teardown(self, link: _Link) -> None:
         await proc.end(link.process)
+        # wireguard-go removes its socket on SIGTERM, not when it was killed outright.
+        with contextlib.suppress(OSError):
+            (UAPI_DIR / f"{link.interface}.sock").unlink()
         link.tasks.cancel_all(keep=link.teardown)
         self._links.pop(link.rundir.name, None)
         shutil.rmtree(link.rundir, ignore_errors=True)
+
+
+async def _uapi_in_use(interface: str) -> bool:
+    """True when a live wireguard-go answers on the interface's socket; a stale one is removed."""
+    path = UAPI_DIR / f"{interface}.sock"
+    if not path.exists():
+        return False
+    try:
+        _, writer = await asyncio.open_unix_connection(str(path))
+    except ConnectionRefusedError:
+        path.unlink(missing_ok=True)  # left by a wireguard-go that was killed
+        return False
+    except OSError:
+        return True
+    writer.close()
+    return True
 
 
 async def _run(argv: list[str]) -> None:

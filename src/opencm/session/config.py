@@ -154,7 +154,8 @@ def _dial_entries(profile: ServiceProfile, dun: str, netns: str | None) -> list[
             number.strip()
             for number in (profile.cms.get(OPENCM, "DialNumbers") or "").split(";")
             if number.strip()
-        ),
+        )
+        or ";".join(_phonebook_numbers(profile)),
     }
     # Without PPP in the kernel the modem dialer carries IP over the line itself and needs
     # both ends' addresses.
@@ -167,6 +168,37 @@ def _dial_entries(profile: ServiceProfile, dun: str, netns: str | None) -> list[
     if netns:
         settings["netns"] = netns
     return [DialEntry(name=dun, dialer="modem", settings=settings)]
+
+
+def _phonebook_numbers(profile: ServiceProfile) -> list[str]:
+    """The dial order from the profile's phone book: the chosen POP, then its alternates.
+
+    The user's choices (what CM's dialog asks) are ``[opencm] PopCountry``, ``PopRegion``,
+    ``PopServiceType`` and ``PopIndex``; ``DialPrefix`` (an outside line, say ``9,``) goes in
+    front of every number. Same selection as ``opencm pops``.
+    """
+    from opencm.phonebook.select import dial_numbers, read_offered, select
+    from opencm.profile.isp import read_isp_filters
+
+    if profile.phonebook_path() is None:
+        return []
+
+    def choice(key: str) -> str | None:
+        return (profile.cms.get(OPENCM, key) or "").strip() or None
+
+    view = read_offered(profile)
+    country = choice("PopCountry")
+    index = choice("PopIndex")
+    chosen = select(
+        view.pops,
+        read_isp_filters(profile.cms),
+        country=int(country) if country and country.isdigit() else None,
+        region=choice("PopRegion"),
+        service_type=choice("PopServiceType"),
+    )
+    prefix = choice("DialPrefix") or ""
+    first = int(index) if index and index.isdigit() else None
+    return [prefix + number for number in dial_numbers(chosen, first=first)]
 
 
 def session_config(profile: ServiceProfile) -> SessionConfig:

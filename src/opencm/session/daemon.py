@@ -147,7 +147,11 @@ class Daemon:
                 print(
                     f"opencm daemon: recovered session {report.session}: {report.note}", flush=True
                 )
-            self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            # The system daemon's folder is open to all (peer credentials decide); a user's own
+            # daemon keeps its socket to that user.
+            self.socket_path.parent.mkdir(
+                parents=True, exist_ok=True, mode=0o755 if os.geteuid() == 0 else 0o700
+            )
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
             listener = await anyio.create_unix_listener(self.socket_path)
@@ -209,6 +213,9 @@ class Daemon:
                     return
 
     async def _handle(self, request: dict[str, Any], uid: int) -> AsyncIterator[dict[str, Any]]:
+        if os.geteuid() != 0 and uid not in (0, os.geteuid()):
+            # A user's own daemon serves that user only: it would run others' actions as them.
+            raise RefusedError(f"this opencm daemon serves uid {os.geteuid()} only")
         op = request.get("op")
         if op == "hello":
             yield {"ok": True, "version": PROTOCOL_VERSION, "uid": uid}

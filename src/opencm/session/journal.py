@@ -154,6 +154,7 @@ class Journal:
         connection_type: int,
         interactive: bool,
         owner_uid: int,
+        macros: Mapping[str, str] | None = None,
     ) -> JournalEntry:
         entry = JournalEntry(
             self.directory / f"{session_id}.json",
@@ -164,7 +165,7 @@ class Journal:
                 "connection_type": connection_type,
                 "interactive": interactive,
                 "owner_uid": owner_uid,
-                "macros": {},
+                "macros": dict(macros or {}),
                 "links": [],
                 "disconnect": "idle",
             },

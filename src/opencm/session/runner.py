@@ -326,6 +326,7 @@ class Session:
             await self._bring_up("tunnel")
             self.machine.fire(Event.LINK_UP)
         elif state is State.POST_CONNECT:
+            await self._phonebook_update()
             await self._run_point(ActionPoint.POST_CONNECT)
             self._arm_disconnect()
             self.machine.fire(Event.ACTIONS_DONE)
@@ -552,6 +553,7 @@ class Session:
     def _journal(self) -> None:
         if self.journal is None:
             return
+        macros = self._context().macros
         if self._journal_entry is None:
             profile = self.config.profile.cmp_path or self.config.profile.cms_path
             self._journal_entry = self.journal.open(
@@ -560,10 +562,12 @@ class Session:
                 connection_type=int(self.connection_type),
                 interactive=self.interactive,
                 owner_uid=self.owner_uid,
+                macros=macros,
             )
+            return
         if self._journal_entry.data["disconnect"] == "done":
             self._journal_entry.data["disconnect"] = "idle"  # reconnecting after a drop
-        self._journal_entry.set_macros(self._context().macros)
+        self._journal_entry.set_macros(macros)
 
     def _arm_disconnect(self) -> None:
         if self._journal_entry is not None:
@@ -595,6 +599,14 @@ class Session:
             timeout=self.action_timeout,
             logon=self.logon,
         )
+
+    async def _phonebook_update(self) -> None:
+        """The built-in first post-connect action (seed 002): bounded, never fails the attempt."""
+        from opencm.pbs.autoupdate import auto_update, has_phonebook_service
+
+        if has_phonebook_service(self.config.profile):
+            result = await anyio.to_thread.run_sync(auto_update, self.config.profile)
+            self.log.write("phonebook-update", result=result.result, message=result.message)
 
     async def _run_point(self, point: ActionPoint, extra: Mapping[str, str] | None = None) -> None:
         """Run one point (in a worker thread: libraries block) and wait for what it started."""

@@ -1,0 +1,62 @@
+"""The command table: every command resolves, help lists them, and commands load lazily."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+from click.testing import CliRunner
+
+from opencm.cli.main import COMMANDS, cli
+
+
+def test_every_command_resolves_and_help_lists_it() -> None:
+    context = click.Context(cli)
+    for name in COMMANDS:
+        command = cli.get_command(context, name)
+        assert isinstance(command, click.Command), name
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    listed = result.output.split("Commands:")[1]
+    for name in COMMANDS:
+        assert f"\n  {name} " in listed, name
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    probe = (
+        "import json, sys\n"
+        "from opencm.cli.main import main\n"
+        "try:\n"
+        "    main(['connect', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('opencm.cli.'))),"
+        " file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = json.loads(done.stderr.strip().splitlines()[-1])
+    assert "opencm.cli.session_cmd" in loaded
+    for heavy in ("opencm.cli.phonebook_cmd", "opencm.cli.pbs_cmd", "opencm.cli.kit_cmd"):
+        assert heavy not in loaded
+
+
+def test_profile_check_still_reports_action_problems_when_loaded_alone(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.actions.conftest import make_profile
+
+    root = Path(str(tmp_path))
+    make_profile(root, {"Connect Actions": ["0=true", "2=true"]})
+    probe = (
+        "import sys\nfrom opencm.cli.main import main\n"
+        f"main(['profile', 'check', {str(root / 'CONTOSO.cmp')!r}])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    assert "gap" in (done.stdout + done.stderr)
