@@ -75,7 +75,7 @@ async def session_once(profile: Path, server: OpenVPNServer, netns: str, state: 
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(session.run)
-            elapsed = await first_reply(netns, server.tunnel_ip, started)
+            elapsed = await anyio.to_thread.run_sync(first_reply, netns, server.tunnel_ip, started)
             while True:
                 changed = session.changed
                 if session.state.value == "connected":
@@ -95,7 +95,7 @@ async def cli_once(profile: Path, server: OpenVPNServer, netns: str, socket: Pat
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=ROOT,
     )  # fmt: skip
     try:
-        return await first_reply(netns, server.tunnel_ip, started)
+        return await asyncio.to_thread(first_reply, netns, server.tunnel_ip, started)
     finally:
         if await client.wait() != 0:
             raise RuntimeError("opencm connect failed")
