@@ -83,10 +83,12 @@ def build_delta(
     an index among the new lines only is added, among the old lines only is deleted, among
     both is changed (POP indexes are unique within a book).
     """
-    old_lines = set(_lines(base_pbk))
-    new_lines = set(_lines(pbk))
-    came = {_key(line): line for line in new_lines.difference(old_lines)}
-    gone = {_key(line) for line in old_lines.difference(new_lines)}
+    old_lines = set(base_pbk.split(b"\r\n"))
+    new_lines = set(pbk.split(b"\r\n"))
+    old_lines.discard(b"")
+    new_lines.discard(b"")
+    came = {_key(line): line for line in (b.decode("latin-1") for b in new_lines - old_lines)}
+    gone = {_key(line.decode("latin-1")) for line in old_lines - new_lines}
     delta = Delta(book, base, version, sha256(base_pbk), sha256(base_pbr), sha256(pbk), sha256(pbr))
     delta.deleted = sorted(int(key) for key in gone.difference(came))
     for key, line in came.items():
@@ -204,7 +206,7 @@ def apply_delta(delta: Delta, base_pbk: bytes, base_pbr: bytes) -> tuple[bytes, 
         if found:
             raise InputError(f"the delta adds POP {index}, which the base has")
         lines.insert(at, line)
-    pbk = "".join(line + "\r\n" for line in lines).encode("latin-1")
+    pbk = ("\r\n".join(lines) + "\r\n" if lines else "").encode("latin-1")
     pbr = base_pbr if delta.regions is None else format_pbr(delta.regions)
     if sha256(pbk) != delta.pbk_sha256 or sha256(pbr) != delta.pbr_sha256:
         raise RefusedError(
