@@ -282,3 +282,28 @@ def test_request_url_accepts_a_server_or_the_endpoint() -> None:
     assert request_url("http://h:8080/x/PBServer.dll", "A", 0).startswith(
         "http://h:8080/x/PBServer.dll?"
     )
+
+
+def test_a_redirect_to_the_service_is_followed(keys: Keys, tmp_path: Path, world: World) -> None:
+    target = world.server.url
+
+    class Moved(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(301)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Moved)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        profile = write_profile(tmp_path / "Cm", url, keys.public_line, 8, world.book)
+        result = auto_update(profile)
+        assert (result.result, result.version) == ("applied", 10), result.message
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
