@@ -17,6 +17,7 @@ Absolute times depend on what else the machine runs: the load average is printed
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import shutil
@@ -189,19 +190,7 @@ def main() -> int:
 
 
 def _renamed(pop: Pop) -> Pop:
-    return Pop(
-        pop.index,
-        pop.country,
-        pop.region,
-        pop.name[:25] + " x",
-        pop.area,
-        pop.access,
-        pop.min_speed,
-        pop.max_speed,
-        pop.reserved,
-        pop.flags,
-        pop.dun,
-    )
+    return dataclasses.replace(pop, name=pop.name[:25] + " x")
 
 
 if __name__ == "__main__":

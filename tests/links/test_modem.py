@@ -24,7 +24,7 @@ from opencm.links.lab import (
 )
 from opencm.links.modem import DialPlan, ModemDialer, SerialLine, dial_numbers, pppd_argv
 from opencm.links.openvpn import OpenVPNDialer
-from tests.links.conftest import interfaces, need_root_and, netns_pids
+from tests.links.conftest import DownRecorder, interfaces, need_root_and, netns_pids
 
 
 @pytest.fixture
@@ -152,22 +152,17 @@ def test_carrier_loss_is_reported(lab: Lab) -> None:
     server_ns, client_ns = lab.netns("s"), lab.netns("c")
     modem = start_modem_emulator(lab, {"5553000": "CONNECT 28800"}, far_ns=server_ns)
     dialer = ModemDialer()
-    seen = asyncio.Event()
-    downs: list[LinkDown] = []
-
-    def on_down(down: LinkDown) -> None:
-        downs.append(down)
-        seen.set()
+    downs = DownRecorder()
 
     async def scenario() -> None:
         entry = modem_entry(modem, client_ns, numbers="5553000")
-        link = await dialer.dial(entry, Credentials(), on_down)
+        link = await dialer.dial(entry, Credentials(), downs)
         os.kill(modem.emulator.pid, signal.SIGUSR1)  # the line goes dead
-        await asyncio.wait_for(seen.wait(), 10)
+        await asyncio.wait_for(downs.seen.wait(), 10)
         await dialer.hang_up(link)
 
     asyncio.run(scenario())
-    assert downs == [LinkDown(DownReason.CARRIER_LOST, "the modem reported NO CARRIER")]
+    assert downs.events == [LinkDown(DownReason.CARRIER_LOST, "the modem reported NO CARRIER")]
 
 
 def test_double_dial_openvpn_over_the_modem_line(lab: Lab, shared_pki: Pki) -> None:

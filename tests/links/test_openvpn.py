@@ -11,10 +11,16 @@ import pytest
 
 from opencm.errors import InputError
 from opencm.links import codes
-from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason, LinkDown
+from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason
 from opencm.links.lab import Lab, NetnsPair, OpenVPNServer, Pki, start_openvpn_server
 from opencm.links.openvpn import OpenVPNDialer
-from tests.links.conftest import interfaces, need_root_and, netns_pids
+from tests.links.conftest import (
+    DownRecorder,
+    interfaces,
+    need_root_and,
+    netns_pids,
+    wait_until_gone,
+)
 
 
 @pytest.fixture
@@ -26,16 +32,6 @@ def server(lab: Lab, pair: NetnsPair, shared_pki: Pki) -> OpenVPNServer:
 def entry_for(server: OpenVPNServer, pair: NetnsPair, **extra: str) -> DialEntry:
     settings = {"config": str(server.client_config_path), "netns": pair.client_ns, **extra}
     return DialEntry("Corp VPN", "openvpn", settings)
-
-
-class DownRecorder:
-    def __init__(self) -> None:
-        self.events: list[LinkDown] = []
-        self.seen = asyncio.Event()
-
-    async def __call__(self, down: LinkDown) -> None:
-        self.events.append(down)
-        self.seen.set()
 
 
 def test_dialer_satisfies_the_contract() -> None:
@@ -88,11 +84,7 @@ def test_server_killed_mid_session_reports_peer_gone(
         # The client config says ping 1 / ping-restart 2: the drop shows within a few seconds.
         await asyncio.wait_for(downs.seen.wait(), 15)
         assert time.monotonic() - started < 15
-        for _ in range(100):
-            if int(link.handle["pid"]) not in netns_pids(pair.client_ns):
-                break
-            await asyncio.sleep(0.05)
-        assert int(link.handle["pid"]) not in netns_pids(pair.client_ns)
+        await wait_until_gone(int(link.handle["pid"]), pair.client_ns)
         await dialer.hang_up(link)
 
     asyncio.run(scenario())
