@@ -201,12 +201,15 @@ def test_cancel_while_ringing_aborts_the_call(plain_lab: Lab) -> None:
     modem = start_modem_emulator(plain_lab, {"5551000": "SILENT"})
     entry = DialEntry(
         "E", "modem", {"device": str(modem.device), "numbers": "5551000", "carrier": "slip",
-                       "local_ip": "10.0.0.2", "peer_ip": "10.0.0.1"},
+                       "local_ip": "10.0.0.2", "peer_ip": "10.0.0.1",
+                       # Generous: on a loaded machine the init dialogue alone can take seconds,
+                       # and this test is about the cancel, not about timeouts.
+                       "command_timeout": "30"},
     )  # fmt: skip
 
     async def scenario() -> None:
         task = asyncio.create_task(ModemDialer().dial_dialog(entry, Credentials(), print))
-        for _ in range(200):
+        for _ in range(1000):
             if "dial 5551000" in modem.events():
                 break
             await asyncio.sleep(0.02)
