@@ -31,6 +31,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -180,19 +181,95 @@ def check_same(nginx: Started, other: Started, books: int) -> int:
 
 
 def wrk(port: int, duration: int, close: bool, books: int) -> dict[str, float]:
-    def argv(seconds: int) -> list[str]:
-        command = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "-s", str(MIX)]
-        if close:
-            command += ["-H", "Connection: close"]
-        return [*command, f"http://127.0.0.1:{port}", "--", str(books)]
-
-    subprocess.run(argv(2), capture_output=True, check=True)  # warm-up
-    out = subprocess.run(argv(duration), capture_output=True, text=True)
+    command = ["wrk", "-t2", "-c64", f"-d{duration}s", "--latency", "-s", str(MIX)]
+    if close:
+        command += ["-H", "Connection: close"]
+    argv = [*command, f"http://127.0.0.1:{port}", "--", str(books)]
+    out = subprocess.run(argv, capture_output=True, text=True)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         raise SystemExit(f"wrk printed no RESULT line:\n{out.stdout}\n{out.stderr}")
     result: dict[str, float] = json.loads(line[len("RESULT ") :])
     return result
+
+
+@dataclass
+class Run:
+    result: dict[str, float]
+    cpu_us_per_request: float
+    steal_s: float
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def steal_seconds() -> float:
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(target: Started, duration: int, close: bool, books: int) -> Run:
+    wrk(target.port, 2, close, books)  # warm-up
+    tree = process_tree(target.process.pid)
+    cpu, steal = cpu_seconds(tree), steal_seconds()
+    result = wrk(target.port, duration, close, books)
+    used = cpu_seconds(tree) - cpu
+    return Run(result, used / (result["requests"] or 1) * 1e6, steal_seconds() - steal)
+
+
+def report(
+    args: argparse.Namespace,
+    runs: dict[tuple[str, str], list[Run]],
+    everyone: list[Started],
+    rss: dict[str, tuple[float, int]],
+) -> None:
+    print()
+    print(
+        f"wrk -t2 -c64 -d{args.duration}s x {args.rounds} rounds (order rotated), 60/30/10 "
+        f"none/delta/full over {args.books} books, opencm --workers {args.workers}; "
+        "wrk and the servers share the CPUs"
+    )
+    print(
+        f"{'mode':<15} {'server':<16} {'req/s':>9} {'p99 ms':>8} {'ratio':>6} "
+        f"{'CPU us/req':>10} {'errors':>7} {'steal s':>7}"
+    )
+    verdicts = []
+    for mode in ("keep-alive", "new connection"):
+        base = runs[(mode, "nginx")]
+        for target in everyone:
+            mine = runs[(mode, target.name)]
+            ratios = [m.result["rps"] / b.result["rps"] for m, b in zip(mine, base, strict=True)]
+            ratio = statistics.median(ratios)
+            rps = statistics.median(r.result["rps"] for r in mine)
+            p99 = statistics.median(r.result["p99_ms"] for r in mine)
+            cpu = statistics.median(r.cpu_us_per_request for r in mine)
+            errors = sum(int(v) for r in mine for k, v in r.result.items() if k.startswith("err_"))
+            steal = sum(r.steal_s for r in mine)
+            print(
+                f"{mode:<15} {target.name:<16} {rps:>9.0f} {p99:>8.2f} {ratio:>6.2f} "
+                f"{cpu:>10.0f} {errors:>7} {steal:>7.1f}"
+            )
+            if target.name != "nginx":
+                goal = 0.6 if mode == "keep-alive" else 0.5
+                ok = ratio >= goal and p99 <= 5
+                verdicts.append(
+                    f"{target.name} {mode}: {'meets' if ok else 'misses'} target "
+                    f"(ratio {ratio:.2f} vs >= {goal}, p99 {p99:.1f} ms vs <= 5 ms)"
+                )
+    print()
+    for name, (megabytes, count) in rss.items():
+        print(f"RSS {name}: {megabytes:.1f} MB in {count} processes ({args.books} books loaded)")
+        verdicts.append(f"{name} RSS: {'meets' if megabytes <= 150 else 'misses'} (<= 150 MB)")
+    print()
+    print("\n".join(verdicts))
 
 
 def process_tree(pid: int) -> list[int]:
@@ -259,6 +336,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--books", type=int, default=100)
     parser.add_argument("--servers", default="uvicorn,granian")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists()):
@@ -277,36 +355,16 @@ def main() -> None:
             wrong = check_same(nginx, server, args.books)
             print(f"check {server.name}: {wrong} of {args.books * (CURRENT + 1)} answers differ")
         rss = {server.name: rss_mb(server.process.pid) for server in servers}
-        rows = []
-        for close in (False, True):
-            mode = "new connection" if close else "keep-alive"
-            base = wrk(nginx.port, args.duration, close, args.books)
-            rows.append((mode, nginx.name, base, 1.0))
-            for server in servers:
-                result = wrk(server.port, args.duration, close, args.books)
-                rows.append((mode, server.name, result, result["rps"] / base["rps"]))
-        print()
-        print(f"wrk -t2 -c64 -d{args.duration}s, 60/30/10 none/delta/full over {args.books} books,"
-              f" opencm --workers {args.workers}; client and servers share the CPUs")  # fmt: skip
-        print(f"{'mode':<15} {'server':<16} {'req/s':>9} {'p99 ms':>8} {'ratio':>6} {'errors':>7}")
-        for mode, name, result, ratio in rows:
-            errors = sum(int(result[k]) for k in result if k.startswith("err_"))
-            print(f"{mode:<15} {name:<16} {result['rps']:>9.0f} {result['p99_ms']:>8.2f} "
-                  f"{ratio:>6.2f} {errors:>7}")  # fmt: skip
-        print()
-        for name, (megabytes, count) in rss.items():
-            print(
-                f"RSS {name}: {megabytes:.1f} MB in {count} processes ({args.books} books loaded)"
-            )
-        print()
-        for mode, name, result, ratio in rows:
-            if name == "nginx":
-                continue
-            target = 0.6 if mode == "keep-alive" else 0.5
-            verdict = "meets" if ratio >= target and result["p99_ms"] <= 5 else "misses"
-            print(f"{name} {mode}: {verdict} target (ratio >= {target}, p99 <= 5 ms)")
-        for name, (megabytes, _) in rss.items():
-            print(f"{name} RSS: {'meets' if megabytes <= 150 else 'misses'} target (<= 150 MB)")
+        everyone = [nginx, *servers]
+        runs: dict[tuple[str, str], list[Run]] = {}
+        for round_ in range(args.rounds):
+            for close in (False, True):
+                mode = "new connection" if close else "keep-alive"
+                shift = round_ % len(everyone)  # rotate the order each round
+                for target in everyone[shift:] + everyone[:shift]:
+                    run = measure(target, args.duration, close, args.books)
+                    runs.setdefault((mode, target.name), []).append(run)
+        report(args, runs, everyone, rss)
     finally:
         for server in reversed(started):
             killed = stop(server)

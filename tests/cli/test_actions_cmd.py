@@ -61,7 +61,8 @@ def test_plan_json_schema(tmp_path: Path) -> None:
     assert [p["point"] for p in document["points"]] == [p.value for p in ActionPoint]
     assert [p["section"] for p in document["points"]] == [p.section for p in ActionPoint]
     for point in document["points"]:
-        assert set(point) == {"point", "section", "not_reached", "actions"}
+        assert set(point) == {"point", "section", "not_reached", "builtin", "actions"}
+        assert point["builtin"] == []  # no PhoneBookURL
         for action in point["actions"]:
             assert set(action) == set(ACTION_KEYS)
             for key, kind in ACTION_KEYS.items():
@@ -100,6 +101,23 @@ def test_plan_says_which_points_a_connection_type_never_reaches(tmp_path: Path) 
         document = plan_json(str(cmp), "--type", kind)
         got = {p["point"]: p["not_reached"] for p in document["points"] if p["not_reached"]}
         assert got == not_reached, kind
+
+
+def test_plan_shows_the_built_in_phone_book_update_first_at_post_connect(tmp_path: Path) -> None:
+    make_profile(
+        tmp_path,
+        {"opencm": ["PhoneBookURL=http://127.0.0.1:9/pbserver/pbserver.dll"]},
+    )
+    document = plan_json(str(tmp_path / "CONTOSO.cmp"))
+    builtins = {p["point"]: p["builtin"] for p in document["points"] if p["builtin"]}
+    assert builtins == {
+        "post-connect": [
+            "Automatically download phone-book updates from"
+            " http://127.0.0.1:9/pbserver/pbserver.dll"
+        ]
+    }
+    result = CliRunner().invoke(cli, ["actions", "plan", str(tmp_path / "CONTOSO.cmp")])
+    assert "first built-in   Automatically download phone-book updates" in result.output
 
 
 def test_plan_unattended_and_type(tmp_path: Path) -> None:

@@ -77,13 +77,9 @@ def test_cmp_and_cms_have_cmaks_shape(kit_dir: Path) -> None:
     assert get("ISP", "FilterA&") == "NosurchargeSignon"
     assert get("Service Types", "ISDN MultiCast") == "MultiCastISDN"
     assert [(e.key, e.value) for e in cms.entries("Connect Actions")] == [
-        # Seed 000: with a PBS, the phone-book update is the first post-connect action.
-        ("0", "python:pbupdate %ServiceDir%"),
-        ("0&Flags", "16"),
-        ("0&Description", "Automatically download phone-book updates"),
-        ("1", "CONTOSO\\routes.sh %ServiceName% %Profile%"),
-        ("1&Flags", "48"),  # non-interactive 0x10 | included 0x20, as in the real Azure line
-        ("1&Description", "to update your routing table"),
+        ("0", "CONTOSO\\routes.sh %ServiceName% %Profile%"),
+        ("0&Flags", "48"),  # non-interactive 0x10 | included 0x20, as in the real Azure line
+        ("0&Description", "to update your routing table"),
     ]
     assert [(e.key, e.value) for e in cms.entries("Pre-Init Actions")] == [
         ("0", "logger -t opencm starting"),
@@ -238,12 +234,12 @@ def test_a_hand_added_action_after_the_kits_survives(kit_dir: Path) -> None:
     result = build_kit(kit_dir)
     _edit(
         result.cms_path,
-        b"1&Description=to update your routing table\r\n",
-        b"1&Description=to update your routing table\r\n2=notify-send hello\r\n",
+        b"0&Description=to update your routing table\r\n",
+        b"0&Description=to update your routing table\r\n1=notify-send hello\r\n",
     )
     rebuilt = build_kit(kit_dir)
     assert rebuilt.conflicts == []
-    assert IniFile.load(rebuilt.cms_path).get("Connect Actions", "2") == "notify-send hello"
+    assert IniFile.load(rebuilt.cms_path).get("Connect Actions", "1") == "notify-send hello"
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from opencm.links.api import LinkDown
 from opencm.links.lab import Lab, NetnsPair, Pki, generate_pki, missing_tools
 
 
@@ -61,3 +63,24 @@ def interfaces(netns: str) -> list[str]:
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+class DownRecorder:
+    """An ``on_down`` callback that keeps what it was told and wakes a waiting test."""
+
+    def __init__(self) -> None:
+        self.events: list[LinkDown] = []
+        self.seen = asyncio.Event()
+
+    async def __call__(self, down: LinkDown) -> None:
+        self.events.append(down)
+        self.seen.set()
+
+
+async def wait_until_gone(pid: int, netns: str) -> None:
+    """Wait up to five seconds for ``pid`` to leave ``netns``; fail the test if it does not."""
+    for _ in range(100):
+        if pid not in netns_pids(netns):
+            break
+        await asyncio.sleep(0.05)
+    assert pid not in netns_pids(netns)

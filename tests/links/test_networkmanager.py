@@ -26,6 +26,7 @@ from opencm.links.networkmanager import (
     SETTINGS_PATH,
     NetworkManagerDialer,
 )
+from tests.links.conftest import DownRecorder
 
 MOCK_IFACE = "org.freedesktop.DBus.Mock"
 
@@ -182,17 +183,12 @@ def test_unknown_connection_lists_the_known_ones(nm_bus: str) -> None:
 )
 def test_drop_is_reported(nm_bus: str, how: str, reason: DownReason, detail: str) -> None:
     dialer = NetworkManagerDialer(bus_address=nm_bus)
-    seen = asyncio.Event()
-    downs: list[LinkDown] = []
-
-    def on_down(down: LinkDown) -> None:
-        downs.append(down)
-        seen.set()
+    downs = DownRecorder()
 
     async def scenario() -> None:
         device, _ = await add_vpn(nm_bus, "Corp VPN")
         entry = DialEntry("NM", "networkmanager", {"connection": "Corp VPN", "device": "eth0"})
-        link = await dialer.dial(entry, Credentials(), on_down)
+        link = await dialer.dial(entry, Credentials(), downs)
         active = link.handle["active"]
         if how == "state":  # NM says: deactivated, reason 3 (device disconnected)
             await call(
@@ -217,11 +213,12 @@ def test_drop_is_reported(nm_bus: str, how: str, reason: DownReason, detail: str
                 "ss",
                 [device, active],
             )
-        await asyncio.wait_for(seen.wait(), 10)
+        await asyncio.wait_for(downs.seen.wait(), 10)
         await dialer.hang_up(link)
 
     asyncio.run(scenario())
-    assert len(downs) == 1 and downs[0].reason is reason and detail in downs[0].detail
+    assert len(downs.events) == 1
+    assert downs.events[0].reason is reason and detail in downs.events[0].detail
 
 
 def test_edit_entry() -> None:

@@ -11,10 +11,16 @@ import pytest
 
 from opencm.errors import InputError
 from opencm.links import codes
-from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason, LinkDown
+from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason
 from opencm.links.lab import Lab, NetnsPair, OpenVPNServer, Pki, start_openvpn_server
 from opencm.links.openvpn import OpenVPNDialer
-from tests.links.conftest import interfaces, need_root_and, netns_pids
+from tests.links.conftest import (
+    DownRecorder,
+    interfaces,
+    need_root_and,
+    netns_pids,
+    wait_until_gone,
+)
 
 
 @pytest.fixture
@@ -26,16 +32,6 @@ def server(lab: Lab, pair: NetnsPair, shared_pki: Pki) -> OpenVPNServer:
 def entry_for(server: OpenVPNServer, pair: NetnsPair, **extra: str) -> DialEntry:
     settings = {"config": str(server.client_config_path), "netns": pair.client_ns, **extra}
     return DialEntry("Corp VPN", "openvpn", settings)
-
-
-class DownRecorder:
-    def __init__(self) -> None:
-        self.events: list[LinkDown] = []
-        self.seen = asyncio.Event()
-
-    async def __call__(self, down: LinkDown) -> None:
-        self.events.append(down)
-        self.seen.set()
 
 
 def test_dialer_satisfies_the_contract() -> None:
@@ -88,11 +84,7 @@ def test_server_killed_mid_session_reports_peer_gone(
         # The client config says ping 1 / ping-restart 2: the drop shows within a few seconds.
         await asyncio.wait_for(downs.seen.wait(), 15)
         assert time.monotonic() - started < 15
-        for _ in range(100):
-            if int(link.handle["pid"]) not in netns_pids(pair.client_ns):
-                break
-            await asyncio.sleep(0.05)
-        assert int(link.handle["pid"]) not in netns_pids(pair.client_ns)
+        await wait_until_gone(int(link.handle["pid"]), pair.client_ns)
         await dialer.hang_up(link)
 
     asyncio.run(scenario())
@@ -119,6 +111,25 @@ def test_server_shutdown_is_reported_with_its_cause(
     asyncio.run(scenario())
     assert downs.events[0].reason is DownReason.PEER_GONE
     assert "server-pushed-connection-reset" in downs.events[0].detail
+
+
+def test_tcp_server_killed_is_a_connection_reset(
+    lab: Lab, pair: NetnsPair, shared_pki: Pki
+) -> None:
+    need_root_and("openvpn")
+    server = start_openvpn_server(lab, pair, shared_pki, proto="tcp-server")
+    dialer = OpenVPNDialer()
+    downs = DownRecorder()
+
+    async def scenario() -> None:
+        link = await dialer.dial(entry_for(server, pair), Credentials(), downs)
+        lab.kill(server.process, signal.SIGKILL)
+        await asyncio.wait_for(downs.seen.wait(), 10)
+        await dialer.hang_up(link)
+
+    asyncio.run(scenario())
+    assert downs.events[0].reason is DownReason.PEER_GONE
+    assert "connection-reset" in downs.events[0].detail
 
 
 def test_client_process_killed_is_process_exited(
@@ -261,3 +272,29 @@ def test_hang_up_from_a_fresh_dialer_ends_the_client_by_pid(
         await crashed.hang_up(link)  # only to close this test's sockets; the link is gone
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("client\nscript-security 2\nup /tmp/evil.sh\n", 3, "'up' is not allowed"),
+        ("client\n--plugin /tmp/evil.so\n", 2, "'plugin' is not allowed"),
+        ("client\nlog /etc/passwd\n", 2, "'log' is not allowed"),
+        ("client\ndaemon\n", 2, "'daemon' is not allowed"),
+        ("client\nauth-user-pass /etc/shadow\n", 2, "must not name a file"),
+    ],
+)
+def test_configs_that_would_run_code_as_root_are_refused(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    config = tmp_path / "c.ovpn"
+    config.write_text(text)
+    with pytest.raises(InputError, match=message) as error:
+        OpenVPNDialer().edit_entry(DialEntry("E", "openvpn", {"config": str(config)}))
+    assert error.value.line == line and error.value.path == config
+
+
+def test_inline_blocks_and_comments_are_not_directives(tmp_path: Path) -> None:
+    config = tmp_path / "c.ovpn"
+    config.write_text("client\n# up /tmp/x\n; log /x\nauth-user-pass\n<ca>\nup\nlog x\n</ca>\n")
+    OpenVPNDialer().edit_entry(DialEntry("E", "openvpn", {"config": str(config)}))

@@ -164,7 +164,8 @@ def test_cli_list_and_check(plugins: Path, tmp_path: Path) -> None:
     result = run_cli(plugins, "list", "--json", "--allow-list", str(listed))
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)["dialers"]}
-    assert rows["openvpn"]["builtin"] and rows["openvpn"]["allowed"]
+    for name in ("openvpn", "wireguard", "modem", "networkmanager"):
+        assert rows[name]["builtin"] and rows[name]["allowed"], name
     assert rows["acme"]["allowed"] and not rows["acme"]["builtin"]
     assert rows["acme"]["distribution"] == "acme-dialers"
 
@@ -187,3 +188,17 @@ def test_cli_list_and_check(plugins: Path, tmp_path: Path) -> None:
         "loaded": True,
         "class": "OpenVPNDialer",
     }
+
+
+def test_plugin_that_fails_to_import_is_a_clear_error(
+    plugins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (plugins / "broken_dialer.py").write_text("raise RuntimeError('missing libfoo')\n")
+    dist = plugins / "broken_dialer-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-dialer\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[opencm.dialers]\nbroken = broken_dialer:Dialer\n")
+    listed = allow_list(tmp_path / "etc", "broken\n")
+    with pytest.raises(InputError, match=r"'broken'.*failed to load.*missing libfoo"):
+        registry.load_dialer("broken", allow_list=listed)
+    sys.modules.pop("broken_dialer", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -13,7 +14,13 @@ from opencm.links import codes
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason, LinkDown
 from opencm.links.lab import Lab, NetnsPair, WireGuardPeer, start_wireguard_server
 from opencm.links.wireguard import DeadPeerDetector, WireGuardDialer, parse_config
-from tests.links.conftest import interfaces, need_root_and, netns_pids
+from tests.links.conftest import (
+    DownRecorder,
+    interfaces,
+    need_root_and,
+    netns_pids,
+    wait_until_gone,
+)
 
 
 class FakeClock:
@@ -121,12 +128,7 @@ def test_up_ping_down(lab: Lab, pair: NetnsPair, peer: WireGuardPeer) -> None:
 
 def test_dead_peer_is_detected(lab: Lab, pair: NetnsPair, peer: WireGuardPeer) -> None:
     dialer = WireGuardDialer(poll_interval=0.25)
-    seen = asyncio.Event()
-    downs: list[LinkDown] = []
-
-    def on_down(down: LinkDown) -> None:
-        downs.append(down)
-        seen.set()
+    downs = DownRecorder()
 
     entry = DialEntry(
         "WG",
@@ -135,23 +137,19 @@ def test_dead_peer_is_detected(lab: Lab, pair: NetnsPair, peer: WireGuardPeer) -
     )
 
     async def scenario() -> None:
-        link = await dialer.dial(entry, Credentials(), on_down)
+        link = await dialer.dial(entry, Credentials(), downs)
         await asyncio.to_thread(lab.ping, pair.client_ns, peer.tunnel_ip)
         await asyncio.sleep(1.5)
-        assert downs == []  # keepalives both ways: alive
+        assert downs.events == []  # keepalives both ways: alive
         lab.kill(peer.process, signal.SIGKILL)
-        await asyncio.wait_for(seen.wait(), 15)
-        for _ in range(100):
-            if int(link.handle["pid"]) not in netns_pids(pair.client_ns):
-                break
-            await asyncio.sleep(0.05)
-        assert int(link.handle["pid"]) not in netns_pids(pair.client_ns)
+        await asyncio.wait_for(downs.seen.wait(), 15)
+        await wait_until_gone(int(link.handle["pid"]), pair.client_ns)
         await dialer.hang_up(link)
 
     asyncio.run(scenario())
-    assert len(downs) == 1
-    assert downs[0].reason is DownReason.PEER_GONE
-    assert "rx stalled" in downs[0].detail
+    assert len(downs.events) == 1
+    assert downs.events[0].reason is DownReason.PEER_GONE
+    assert "rx stalled" in downs.events[0].detail
 
 
 def test_no_handshake_times_out(lab: Lab, pair: NetnsPair, peer: WireGuardPeer) -> None:
@@ -169,3 +167,47 @@ def test_no_handshake_times_out(lab: Lab, pair: NetnsPair, peer: WireGuardPeer) 
 
     asyncio.run(scenario())
     assert netns_pids(pair.client_ns) == []
+
+
+def test_stale_socket_of_a_killed_wireguard_go_is_reclaimed(
+    lab: Lab, pair: NetnsPair, peer: WireGuardPeer
+) -> None:
+    dialer = WireGuardDialer()
+    entry = DialEntry(
+        "WG",
+        "wireguard",
+        {
+            "config": str(peer.client_config_path),
+            "netns": pair.client_ns,
+            "interface": lab.prefix + "k",
+        },
+    )
+
+    async def scenario() -> None:
+        link = await dialer.dial(entry, Credentials(), lambda down: None)
+        os.kill(int(link.handle["pid"]), signal.SIGKILL)  # the socket file stays behind
+        await dialer.hang_up(link)
+        again = await dialer.dial(entry, Credentials(), lambda down: None)
+        await asyncio.to_thread(lab.ping, pair.client_ns, peer.tunnel_ip)
+        await dialer.hang_up(again)
+        assert not await asyncio.to_thread(Path(f"/var/run/wireguard/{lab.prefix}k.sock").exists)
+
+    asyncio.run(scenario())
+
+
+def test_hang_up_from_a_fresh_dialer_ends_wireguard_go(
+    lab: Lab, pair: NetnsPair, peer: WireGuardPeer
+) -> None:
+    entry = DialEntry(
+        "WG", "wireguard", {"config": str(peer.client_config_path), "netns": pair.client_ns}
+    )
+
+    async def scenario() -> None:
+        crashed = WireGuardDialer()
+        link = await crashed.dial(entry, Credentials(), lambda down: None)
+        await WireGuardDialer().hang_up(link)
+        assert int(link.handle["pid"]) not in netns_pids(pair.client_ns)
+        assert link.interface not in interfaces(pair.client_ns)
+        await crashed.hang_up(link)  # only to end this test's watcher tasks
+
+    asyncio.run(scenario())

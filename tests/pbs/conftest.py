@@ -82,7 +82,7 @@ def release_files(
     return files
 
 
-def publish(keys: Keys, store: Path, book: str, version: int, window: int = 4) -> dict[str, bytes]:
+def publish(keys: Keys, store: Path, book: str, version: int, window: int = 5) -> dict[str, bytes]:
     bases = [b for b in range(max(1, version - window), version)]
     files = release_files(keys, book, version, bases)
     publish_release(store, book, version, files)

@@ -3,60 +3,51 @@
 from __future__ import annotations
 
 import http.server
+import itertools
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cabarchive import CabArchive
 
-from opencm.fsutil import atomic_write
 from opencm.pbs.autoupdate import auto_update, pbupdate_action
 from opencm.pbs.client import fetch_update, request_url
 from opencm.pbs.store import publish_release
+from opencm.phonebook.pbk import Pop, format_pbk
+from opencm.phonebook.pbr import format_pbr
+from opencm.phonebook.release import Snapshot, build_release, full_cab
+from opencm.phonebook.update import apply_update, installed_version
 from opencm.signing import generate_keypair, load_secret_key
-from tests.pbs.conftest import (
-    Keys,
-    Server,
-    book_texts,
-    free_port,
-    make_cab,
-    publish,
-    release_files,
-    wait_until,
-)
+from tests.pbs.conftest import Keys, Server, free_port, start_server, wait_until
 
 
-class CabInstaller:
-    """A stand-in for opencm.phonebook.update (being written on another branch) that obeys the
-    same contract: read ``<BOOK>.ver``; apply a verified cab by replacing the files it holds,
-    each by temp + rename, refusing a delta whose base is not the installed version."""
-
-    def __init__(self) -> None:
-        self.applied: list[tuple[str, int | None, int]] = []
-
-    def installed_version(self, service_dir: Path, book: str) -> int | None:
-        try:
-            return int((service_dir / f"{book}.ver").read_text().strip())
-        except FileNotFoundError:
-            return None
-
-    def apply_update(
-        self, service_dir: Path, book: str, cab: bytes, *, kind: str, base: int | None, version: int
-    ) -> object:
-        if kind == "delta" and base != self.installed_version(service_dir, book):
-            raise ValueError("delta base mismatch")
-        archive = CabArchive(cab)
-        for name in archive:
-            atomic_write(service_dir / name, archive[name].buf)
-        self.applied.append((kind, base, version))
-        return None
+def snapshot(book: str, version: int) -> Snapshot:
+    """The real phone book ``book`` at ``version``: POPs come and go and numbers change."""
+    pops = [
+        Pop(index, 1, 1 + index % 2, f"City {index}", "20", f"555{version:03d}{index:02d}")
+        for index in range(1, 4 + version % 3)
+    ]
+    return Snapshot(version, format_pbk(pops), format_pbr(["North", "South"]), len(pops))
 
 
-def write_profile(root: Path, url: str, key_line: str, installed: int | None) -> Path:
-    """An installed profile: Cm/CONTOSO.cmp, Cm/CONTOSO/CONTOSO.cms and the WORLD phone book."""
+def real_release(keys: Keys, book: str, version: int) -> dict[str, bytes]:
+    """A release as ``opencm phonebook post`` makes it (the phone-book engineer's code)."""
+    previous = {v: snapshot(book, v) for v in range(1, version)}
+    return build_release(book, snapshot(book, version), previous, keys.secret)
+
+
+def install(service: Path, book: str, version: int) -> None:
+    snap = snapshot(book, version)
+    apply_update(service, book, full_cab(book, snap), kind="full", base=None, version=version)
+
+
+def write_profile(
+    root: Path, url: str, key_line: str, installed: int | None, book: str = "WORLD"
+) -> Path:
+    """An installed profile: Cm/CONTOSO.cmp, Cm/CONTOSO/CONTOSO.cms and its phone book."""
     service = root / "CONTOSO"
     service.mkdir(parents=True)
     (root / "CONTOSO.cmp").write_text(
@@ -64,80 +55,99 @@ def write_profile(root: Path, url: str, key_line: str, installed: int | None) ->
     )
     (service / "CONTOSO.cms").write_text(
         "[Connection Manager]\r\nServiceName=Contoso\r\n"
-        "[ISP]\r\nPBFile=CONTOSO\\WORLD.pbk\r\nRegionFile=CONTOSO\\WORLD.pbr\r\n"
+        f"[ISP]\r\nPBFile=CONTOSO\\{book}.pbk\r\nRegionFile=CONTOSO\\{book}.pbr\r\n"
         f"[opencm]\r\nPhoneBookURL={url}\r\nPhoneBookKey={key_line}\r\n",
         encoding="ascii",
     )
     if installed is not None:
-        for name, data in book_texts("WORLD", installed).items():
-            (service / name).write_bytes(data)
+        install(service, book, installed)
     return root / "CONTOSO.cmp"
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
+def files_of(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-@pytest.fixture
-def world(
-    keys: Keys, tmp_path: Path, server_factory: Callable[..., Server]
+@dataclass
+class World:
+    """A book of its own, at version 10, on the module's server."""
+
+    server: Server
+    data: Path
+    book: str
+
+
+@pytest.fixture(scope="module")
+def pbs_server(
+    keys: Keys, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, Path]]:
-    data = tmp_path / "store"
-    publish(keys, data, "WORLD", 10)
-    yield server_factory(data), data
+    data = tmp_path_factory.mktemp("store")
+    server = start_server(data, tmp_path_factory.mktemp("log"), poll=0.05)
+    yield server, data
+    server.stop()
+
+
+_books = itertools.count(1)
+
+
+@pytest.fixture
+def world(keys: Keys, pbs_server: tuple[Server, Path]) -> World:
+    server, data = pbs_server
+    book = f"BOOK{next(_books)}"
+    publish_release(data, book, 10, real_release(keys, book, 10))
+    wait_until(lambda: fetch_update(server.url, book, 10, keys.public).status == "none")
+    return World(server, data, book)
 
 
 @pytest.mark.parametrize(("installed", "kind"), [(7, "delta"), (9, "delta"), (3, "full")])
 def test_an_update_is_verified_and_applied(
-    keys: Keys, tmp_path: Path, world: tuple[Server, Path], installed: int, kind: str
+    keys: Keys, tmp_path: Path, world: World, installed: int, kind: str
 ) -> None:
-    server, _ = world
-    profile = write_profile(tmp_path / "Cm", server.endpoint, keys.public_line, installed)
-    installer = CabInstaller()
-    result = auto_update(profile, installer=installer)
+    book = world.book
+    profile = write_profile(
+        tmp_path / "Cm", world.server.endpoint, keys.public_line, installed, book
+    )
+    result = auto_update(profile)
     assert result.result == "applied", result.message
-    assert (result.book, result.installed, result.version) == ("WORLD", installed, 10)
-    assert installer.applied == [(kind, installed if kind == "delta" else None, 10)]
+    assert (result.book, result.installed, result.version) == (book, installed, 10)
+    assert result.outcome is not None
+    assert result.outcome.status == kind
     service = tmp_path / "Cm" / "CONTOSO"
-    assert (service / "WORLD.ver").read_text() == "10\n"
-    assert (service / "WORLD.pbk").read_bytes() == book_texts("WORLD", 10)["WORLD.pbk"]
+    assert installed_version(service, book) == 10
+    assert (service / f"{book}.pbk").read_bytes() == snapshot(book, 10).pbk
+    assert (service / f"{book}.pbr").read_bytes() == snapshot(book, 10).pbr
     # Asked again, the book is current.
-    assert auto_update(profile, installer=installer).result == "current"
+    assert auto_update(profile).result == "current"
 
 
-def test_no_installed_book_gets_the_full_book(
-    keys: Keys, tmp_path: Path, world: tuple[Server, Path]
-) -> None:
-    server, _ = world
-    profile = write_profile(tmp_path / "Cm", server.url, keys.public_line, None)
-    result = auto_update(profile, installer=CabInstaller())
+def test_no_installed_book_gets_the_full_book(keys: Keys, tmp_path: Path, world: World) -> None:
+    profile = write_profile(tmp_path / "Cm", world.server.url, keys.public_line, None, world.book)
+    result = auto_update(profile)
     assert (result.result, result.installed, result.version) == ("applied", 0, 10)
+    assert installed_version(tmp_path / "Cm" / "CONTOSO", world.book) == 10
 
 
-def _tampered(keys: Keys) -> dict[str, bytes]:
-    files = release_files(keys, "WORLD", 11, [7, 8, 9, 10])
-    cab = bytearray(files["full.cab"])
-    cab[-3] ^= 0x55
-    files["full.cab"] = bytes(cab)
-    delta = bytearray(files["delta-7.cab"])
-    delta[-3] ^= 0x55
-    files["delta-7.cab"] = bytes(delta)
+def _tampered(keys: Keys, book: str) -> dict[str, bytes]:
+    files = real_release(keys, book, 11)
+    for name in ("full.cab", "delta-7.cab"):
+        cab = bytearray(files[name])
+        cab[-3] ^= 0x55
+        files[name] = bytes(cab)
     return files
 
 
-def _wrong_book(keys: Keys) -> dict[str, bytes]:
-    return release_files(keys, "WORLD", 11, [7, 8, 9, 10], sign_book="OTHER")
+def _wrong_book(keys: Keys, book: str) -> dict[str, bytes]:
+    return real_release(keys, "OTHER", 11)
 
 
-def _other_key(keys: Keys) -> dict[str, bytes]:
+def _other_key(keys: Keys, book: str) -> dict[str, bytes]:
     secret, _ = generate_keypair()
-    other = Keys(load_secret_key(secret), keys.public, keys.public_line)
-    return release_files(other, "WORLD", 11, [7, 8, 9, 10])
+    return real_release(Keys(load_secret_key(secret), keys.public, keys.public_line), book, 11)
 
 
-def _rollback(keys: Keys) -> dict[str, bytes]:
-    # The server says 11, but the cabs are properly signed releases of version 6 / base 5.
-    old = release_files(keys, "WORLD", 6, [5])
+def _rollback(keys: Keys, book: str) -> dict[str, bytes]:
+    # The server says 11, but the cabs are properly signed releases of version 6 (bases 1-5).
+    old = real_release(keys, book, 6)
     return {
         "full.cab": old["full.cab"],
         "full.cab.minisig": old["full.cab.minisig"],
@@ -146,8 +156,8 @@ def _rollback(keys: Keys) -> dict[str, bytes]:
     }
 
 
-def _wrong_base(keys: Keys) -> dict[str, bytes]:
-    files = release_files(keys, "WORLD", 11, [6])
+def _wrong_base(keys: Keys, book: str) -> dict[str, bytes]:
+    files = {k: v for k, v in real_release(keys, book, 11).items() if "delta-7" not in k}
     files["delta-7.cab"] = files.pop("delta-6.cab")
     files["delta-7.cab.minisig"] = files.pop("delta-6.cab.minisig")
     return files
@@ -170,26 +180,27 @@ def _wrong_base(keys: Keys) -> dict[str, bytes]:
 def test_bad_releases_are_refused_and_the_old_book_stays(
     keys: Keys,
     tmp_path: Path,
-    world: tuple[Server, Path],
-    release: Callable[[Keys], dict[str, bytes]],
+    world: World,
+    release: Callable[[Keys, str], dict[str, bytes]],
     installed: int,
     words: str,
 ) -> None:
-    server, data = world
-    publish_release(data, "WORLD", 11, release(keys))
-    profile = write_profile(tmp_path / "Cm", server.endpoint, keys.public_line, installed)
-    before = snapshot(tmp_path / "Cm" / "CONTOSO")
-    wait_until(lambda: fetch_update(server.url, "WORLD", 10, keys.public).status != "none")
-    result = auto_update(profile, installer=CabInstaller())
+    server, book = world.server, world.book
+    publish_release(world.data, book, 11, release(keys, book))
+    profile = write_profile(tmp_path / "Cm", server.endpoint, keys.public_line, installed, book)
+    before = files_of(tmp_path / "Cm" / "CONTOSO")
+    wait_until(lambda: fetch_update(server.url, book, 10, keys.public).status != "none")
+    result = auto_update(profile)
     assert result.result == "refused", result.message
     assert words in result.message
-    assert snapshot(tmp_path / "Cm" / "CONTOSO") == before
+    assert files_of(tmp_path / "Cm" / "CONTOSO") == before
+    assert installed_version(tmp_path / "Cm" / "CONTOSO", book) == installed
 
 
 class _Unsigned(http.server.BaseHTTPRequestHandler):
     """A server that answers with a cab but no signature (a real HTTP server on 127.0.0.1)."""
 
-    cab = make_cab(book_texts("WORLD", 11))
+    cab = full_cab("WORLD", snapshot("WORLD", 11))
 
     def do_GET(self) -> None:
         self.send_response(200)
@@ -211,11 +222,11 @@ def test_an_unsigned_update_is_refused(keys: Keys, tmp_path: Path) -> None:
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}"
         profile = write_profile(tmp_path / "Cm", url, keys.public_line, 7)
-        before = snapshot(tmp_path / "Cm" / "CONTOSO")
-        result = auto_update(profile, installer=CabInstaller())
+        before = files_of(tmp_path / "Cm" / "CONTOSO")
+        result = auto_update(profile)
         assert result.result == "refused"
         assert "no signature" in result.message
-        assert snapshot(tmp_path / "Cm" / "CONTOSO") == before
+        assert files_of(tmp_path / "Cm" / "CONTOSO") == before
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -224,11 +235,11 @@ def test_an_unsigned_update_is_refused(keys: Keys, tmp_path: Path) -> None:
 def test_server_down_keeps_the_book_and_returns(keys: Keys, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/pbserver/pbserver.dll"  # nothing listens there
     profile = write_profile(tmp_path / "Cm", url, keys.public_line, 7)
-    before = snapshot(tmp_path / "Cm" / "CONTOSO")
-    result = auto_update(profile, installer=CabInstaller(), timeout=2)
+    before = files_of(tmp_path / "Cm" / "CONTOSO")
+    result = auto_update(profile, timeout=2)
     assert result.result == "failed"
     assert "cannot reach" in result.message
-    assert snapshot(tmp_path / "Cm" / "CONTOSO") == before
+    assert files_of(tmp_path / "Cm" / "CONTOSO") == before
 
 
 def test_a_server_that_never_answers_does_not_hold_the_connection(
@@ -240,18 +251,18 @@ def test_a_server_that_never_answers_does_not_hold_the_connection(
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         profile = write_profile(tmp_path / "Cm", url, keys.public_line, 7)
         started = time.monotonic()
-        result = auto_update(profile, installer=CabInstaller(), timeout=1.0)
+        result = auto_update(profile, timeout=1.0)
         elapsed = time.monotonic() - started
     assert result.result == "failed"
     assert "within 1 s" in result.message
     assert elapsed < 3.0  # the bound (1 s) plus start-up slack, far below a stuck connect
-    assert (tmp_path / "Cm" / "CONTOSO" / "WORLD.ver").read_text() == "7\n"
+    assert installed_version(tmp_path / "Cm" / "CONTOSO", "WORLD") == 7
 
 
 def test_server_errors_and_unknown_books_keep_the_book(
-    keys: Keys, tmp_path: Path, world: tuple[Server, Path]
+    keys: Keys, tmp_path: Path, pbs_server: tuple[Server, Path]
 ) -> None:
-    server, _ = world
+    server, _ = pbs_server
     outcome = fetch_update(server.url, "NOSUCH", 1, keys.public_line, timeout=3)
     assert outcome.status == "failed"
     assert "404" in outcome.reason
@@ -259,7 +270,7 @@ def test_server_errors_and_unknown_books_keep_the_book(
 
 def test_profiles_without_a_phone_book_service_are_skipped(tmp_path: Path) -> None:
     profile = write_profile(tmp_path / "Cm", "", "", 7)
-    assert auto_update(profile, installer=CabInstaller()).result == "skipped"
+    assert auto_update(profile).result == "skipped"
     assert pbupdate_action(None, None, "", 0) == -1
 
 
@@ -271,3 +282,28 @@ def test_request_url_accepts_a_server_or_the_endpoint() -> None:
     assert request_url("http://h:8080/x/PBServer.dll", "A", 0).startswith(
         "http://h:8080/x/PBServer.dll?"
     )
+
+
+def test_a_redirect_to_the_service_is_followed(keys: Keys, tmp_path: Path, world: World) -> None:
+    target = world.server.url
+
+    class Moved(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(301)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Moved)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        profile = write_profile(tmp_path / "Cm", url, keys.public_line, 8, world.book)
+        result = auto_update(profile)
+        assert (result.result, result.version) == ("applied", 10), result.message
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

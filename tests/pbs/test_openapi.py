@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.pbs.conftest import Keys, publish, start_server
+from tests.pbs.conftest import SERVERS, Keys, publish, start_server
 
 
 @schemathesis.serializer("application/x-tar")
@@ -19,12 +19,14 @@ def _raw_bytes(context: Any, value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-@pytest.fixture(scope="module")
-def api_schema(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+@pytest.fixture(scope="module", params=SERVERS)
+def api_schema(
+    request: pytest.FixtureRequest, keys: Keys, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
     data = tmp_path_factory.mktemp("store")
     publish(keys, data, "WORLD", 10)
     publish(keys, data, "A", 2)
-    server = start_server(data, tmp_path_factory.mktemp("log"))
+    server = start_server(data, tmp_path_factory.mktemp("log"), server=request.param)
     try:
         yield schemathesis.openapi.from_url(server.url + "/openapi.json")
     finally:

@@ -76,6 +76,8 @@ def test_endpoint_path_ignores_case() -> None:
     assert not is_endpoint("/pbserver/pbserver.dll/")
 
 
-def test_the_delta_window_is_four() -> None:
-    # Documented in docs/pbs-protocol.md: exactly five behind gets the full book.
-    assert DELTA_WINDOW == 4
+def test_the_delta_window_is_the_pbas() -> None:
+    # Documented in docs/pbs-protocol.md: exactly five behind gets the delta the PBA made.
+    from opencm.phonebook.release import WINDOW
+
+    assert DELTA_WINDOW == WINDOW == 5

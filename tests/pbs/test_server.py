@@ -47,7 +47,8 @@ def ask(served: Served, version: int | str, book: str = "WORLD", **kw: object) -
         (9, "delta", "delta-9.cab"),
         (7, "delta", "delta-7.cab"),
         (6, "delta", "delta-6.cab"),
-        (5, "full", "full.cab"),  # exactly five behind: the full book (docs/pbs-protocol.md)
+        (5, "delta", "delta-5.cab"),  # exactly five behind: the PBA's delta (docs/pbs-protocol.md)
+        (4, "full", "full.cab"),
         (3, "full", "full.cab"),
         (0, "full", "full.cab"),
     ],

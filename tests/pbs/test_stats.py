@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from opencm.cli.main import cli
+from opencm.pbs.stats import StatsFiles, read_totals
 from tests.pbs.conftest import SERVERS, Keys, Server, publish, wait_until
 
 
@@ -89,3 +91,34 @@ def test_counts_add_up_over_workers_and_restarts(
     assert httpx2.get(again.endpoint + "?pb=WORLD&pbver=1", timeout=5).status_code == 200
     assert metrics(again)[("WORLD", "delta")] == 40
     assert metrics(again)[("WORLD", "full")] == 1
+
+
+def test_files_of_finished_processes_are_folded_into_an_archive(tmp_path: Path) -> None:
+    host = socket.gethostname()
+    stats_dir = tmp_path / ".stats"
+    stats_dir.mkdir()
+
+    def write(name: str, full: int) -> None:
+        row = {"full": full, "delta": 1, "none": 2, "error": 0}
+        (stats_dir / name).write_text(json.dumps({"books": {"WORLD": row}}))
+
+    write(f"{host}-101-1.json", 5)  # finished
+    write(f"{host}-102-1.json", 7)  # finished
+    write(f"{host}-103-1.json", 11)  # still running
+    write("otherhost-101-1.json", 13)  # another replica's: not ours to judge
+    files = StatsFiles(tmp_path)
+    before = read_totals(tmp_path)
+    assert before["WORLD"]["full"] == 36
+    assert files.compact(alive=lambda pid: pid == 103) == 2
+    assert read_totals(tmp_path) == before
+    assert sorted(p.name for p in stats_dir.glob("*.json")) == sorted(
+        [f"{host}-103-1.json", "otherhost-101-1.json", f"{host}-archive.json"]
+    )
+    # A compaction interrupted after writing the archive never counts twice.
+    write(f"{host}-104-1.json", 17)
+    assert files.compact(alive=lambda pid: pid == 103) == 1
+    write(f"{host}-104-1.json", 17)  # as if the delete had not happened
+    assert read_totals(tmp_path)["WORLD"]["full"] == 36 + 17
+    assert files.compact(alive=lambda pid: pid == 103) == 0
+    assert not (stats_dir / f"{host}-104-1.json").exists()
+    assert read_totals(tmp_path)["WORLD"]["full"] == 36 + 17

@@ -168,3 +168,12 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(keys: Keys, admin: Admin) -
         cli, ["pbs", "token", "add", "pba-host", "--data", str(admin.data)]
     )
     assert duplicate.exit_code != 0
+
+
+def test_a_refused_new_book_leaves_nothing_behind(keys: Keys, admin: Admin) -> None:
+    files = release_files(keys, "NEWBOOK", 1, [])
+    del files["full.cab.minisig"]
+    response = admin.put("NEWBOOK", 1, tar_of(files))
+    assert response.status_code == 400
+    assert "no signature" in response.json()["error"]
+    assert not (admin.data / "NEWBOOK").exists()

@@ -17,6 +17,7 @@ from opencm.pbs.store import load_current
 from opencm.phonebook.cabinet import read_cab
 from opencm.phonebook.release import verify_release_file
 from opencm.phonebook.update import apply_update, installed_version
+from opencm.phonebook.workspace import Workspace
 from opencm.signing import load_public_key
 from tests.phonebook.pbs_double import serve
 
@@ -36,7 +37,7 @@ class Runner:
             got = 0
         out, err = self.capsys.readouterr()
         assert got == code, out + err
-        return out if code == 0 else err
+        return out if code == 0 else out + err
 
     def json(self, *args: str) -> Any:
         return json.loads(self(*args, "--json"))
@@ -251,3 +252,55 @@ def test_export_released_writes_the_version_file_the_kit_reads(pb: Runner, tmp_p
     pb("export", "WORLD", str(tmp_path / "kit"), "--released")
     assert read_version_file((tmp_path / "kit" / "WORLD.ver").read_bytes()) == 1
     assert (tmp_path / "kit" / "WORLD.pbk").read_bytes() == b"1,1,0,,,5550100,0,0,0,0,\r\n"
+
+
+def test_check_lists_ms_cpsp_problems_with_file_and_line(pb: Runner, tmp_path: Path) -> None:
+    pbk = tmp_path / "OLD.pbk"
+    pbk.write_bytes(b"1,1,0,A,1,5550100,0,0,0,0,\r\n2,,0,B,1,5550101,0,0,0,0,\r\n")
+    (tmp_path / "old.PBR").write_bytes(b"0\r\n")
+    out = pb("check", str(pbk), code=1)
+    assert f"{pbk}:2: Country Code: the country code is missing [cpsp-country-missing" in out
+    assert "1 POPs in effect, 1 problems" in out
+    report = json.loads(pb("check", str(pbk), "--json", code=1))
+    assert report["pops"] == 1
+    assert report["problems"][0]["rule"] == "cpsp-country-missing"
+    pbk.write_bytes(b"1,1,0,A,1,5550100,0,0,0,0,\r\n")
+    assert "1 POPs in effect, 0 problems" in pb("check", str(pbk))
+
+
+def test_two_commands_at_once_on_one_workspace(tmp_path: Path) -> None:
+    env = {**os.environ, "OPENCM_PBA_WORKSPACE": str(tmp_path / "ws")}
+    command = [sys.executable, "-m", "opencm", "phonebook"]
+    subprocess.run([*command, "create", "WORLD"], env=env, check=True, capture_output=True)
+    files = []
+    for number, start in enumerate((1, 5001)):
+        path = tmp_path / f"part{number}.txt"
+        path.write_text(
+            "".join(
+                f"{i}, 1, 0, P{i}, 1, 555{i:04d}, 0, 0, 0, 0,\n" for i in range(start, start + 3000)
+            )
+        )
+        files.append(path)
+    procs = [
+        subprocess.Popen(
+            [*command, "import", "WORLD", str(path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for path in files
+    ]
+    procs.append(
+        subprocess.Popen(
+            [*command, "region", "add", "WORLD", "North"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    )
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    with Workspace(tmp_path / "ws") as ws:
+        assert ws.book("WORLD").pops == 6000 and ws.regions("WORLD") == ["North"]
+        assert ws.db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opencm.errors import InputError, RefusedError
 from opencm.phonebook import limits
-from opencm.phonebook.importer import import_file
+from opencm.phonebook.importer import COLUMNS, _Planner, import_file
 from opencm.phonebook.pbk import Pop
 from opencm.phonebook.workspace import Workspace
 
@@ -253,3 +255,42 @@ def test_pbk_import_is_strict_where_a_client_would_drop_entries(
     with pytest.raises(InputError, match="no region 'Atlantis'"):
         import_file(ws, "WORLD", pbk)
     assert ws.book("WORLD").pops == 0
+
+
+_PRINTABLE = st.characters(min_codepoint=32, max_codepoint=126, exclude_characters=",")
+
+
+def _mostly(valid: list[str], invalid: list[str]) -> st.SearchStrategy[str]:
+    """Mostly valid values, so that whole lines are often valid and both paths are compared."""
+    return st.sampled_from(valid * 6 + invalid)
+
+
+_COLUMNS = [
+    _mostly(["1", "42", "007"], ["0", "", "x1"]),
+    _mostly(["1", "44"], ["", "0", "US"]),
+    _mostly(["0", "1", "2", ""], ["3", "N"]),
+    st.text(_PRINTABLE, max_size=32),
+    _mostly(["425", "", "1234567890"], ["42-5", "12345678901", "4 2", "x"]),
+    st.text("0123456789#*- ", max_size=37),
+    _mostly(["", "0", "9600"], ["-1", "x"]),
+    _mostly(["", "0", "56000"], ["1.5"]),
+    _mostly(["", "0", "2"], ["-0"]),
+    _mostly(["", "0", "96", "254"], ["97", "256", "x"]),
+    st.text(_PRINTABLE | st.just("\t"), max_size=52),
+]
+_LINE_FIELDS = st.tuples(*_COLUMNS).map(list) | st.tuples(*_COLUMNS[:10]).map(list)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_LINE_FIELDS, st.sampled_from([",", ", ", " , "]))
+def test_fast_path_agrees_with_the_field_by_field_rules(fields: list[str], sep: str) -> None:
+    line = sep.join(fields).strip()
+    fast = _Planner(Path("f.txt"), ["North", "South"])
+    slow = _Planner(Path("f.txt"), ["North", "South"])
+    taken = fast.add_plain(line, 1)
+    try:
+        slow.add(dict(zip(COLUMNS, line.split(","), strict=False)), 1)
+    except InputError:
+        assert not taken, line
+        return
+    assert fast.plan.upserts == slow.plan.upserts or not taken, line

@@ -233,3 +233,14 @@ def test_minisign_tool_accepts_release_signatures(tmp_path: Path, keys: Keys) ->
     )
     assert result.returncode == 0, result.stderr
     assert "opencm-phonebook book=WORLD version=1 kind=full" in result.stdout
+
+
+def test_older_full_book_is_refused_same_version_reinstalls(tmp_path: Path) -> None:
+    v1 = snapshot(1, [Pop(1, 1, 0, "A", "1", "1")], [])
+    v2 = snapshot(2, [Pop(1, 1, 0, "B", "1", "1")], [])
+    install_full(tmp_path, "WORLD", v2)
+    with pytest.raises(RefusedError, match="version 2 is installed; refusing to go back"):
+        install_full(tmp_path, "WORLD", v1)
+    (tmp_path / "WORLD.pbk").write_bytes(b"damaged")
+    install_full(tmp_path, "WORLD", v2)
+    assert (tmp_path / "WORLD.pbk").read_bytes() == v2.pbk

@@ -118,6 +118,9 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         try:
             yield Setup(lab, server, pair.client_ns, profile_dir, record, stop_file, daemon)
         finally:
+            # CM leaves monitored applications running after a drop or a crash (they are
+            # the user's programs); the test ends its own by letting it see its stop file.
+            stop_file.touch()
             if daemon.process is not None and daemon.process.poll() is None:
                 daemon.stop()
 

@@ -143,6 +143,7 @@ def plan(
                         "point": point.value,
                         "section": point.section,
                         "not_reached": point_not_reached(point, context.connection_type),
+                        "builtin": _builtins(loaded, point),
                         "actions": [action.to_json() for action in planned],
                     }
                     for point, planned in plans
@@ -160,10 +161,24 @@ def plan(
         not_reached = point_not_reached(point, context.connection_type)
         if not_reached and planned:
             click.echo(f"  (not reached: {not_reached}; with --type it would run as below)")
+        for builtin in _builtins(loaded, point):
+            click.echo(f"  first {'built-in':<10} {builtin}")
         if not planned:
             click.echo("  (no actions)")
         for action in planned:
             _echo_planned(action)
+
+
+def _builtins(loaded: ServiceProfile, point: ActionPoint) -> list[str]:
+    """What the session runs at ``point`` before the profile's own actions.
+
+    Seed 002: a profile that names a Phone Book Service gets "Automatically download
+    phone-book updates" as its first post-connect action (opencm.pbs.autoupdate).
+    """
+    if point is not ActionPoint.POST_CONNECT:
+        return []
+    url = (loaded.cms.get("opencm", "PhoneBookURL") or "").strip()
+    return [f"Automatically download phone-book updates from {url}"] if url else []
 
 
 def _echo_planned(action: PlannedAction) -> None:

@@ -6,7 +6,7 @@ import ipaddress
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,14 +15,22 @@ from urllib.parse import urlsplit
 import click
 
 from opencm.cli.output import emit_json, warn
-from opencm.errors import InputError, RefusedError
+from opencm.errors import EXIT_PROBLEMS, InputError, RefusedError
 from opencm.fsutil import atomic_write
 from opencm.phonebook.cabinet import read_cab
 from opencm.phonebook.importer import import_file
-from opencm.phonebook.pbk import Pop
+from opencm.phonebook.pbk import Pop, parse_pbk
+from opencm.phonebook.pbr import parse_pbr
 from opencm.phonebook.post import is_url, normalize_target, post_to_directory, post_to_service
+from opencm.phonebook.problems import Problem
 from opencm.phonebook.release import Snapshot, build_release
-from opencm.phonebook.workspace import Workspace, default_directory, pop_as_json
+from opencm.phonebook.workspace import (
+    Book,
+    ReleaseInfo,
+    Workspace,
+    default_directory,
+    pop_as_json,
+)
 from opencm.signing import generate_keypair, load_secret_key
 
 PATH = click.Path(path_type=Path)
@@ -30,6 +38,7 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 KEY_NAME = "pba.key"
 PUB_NAME = "pba.pub"
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
@@ -47,12 +56,43 @@ def phonebook(ctx: click.Context, workspace_dir: Path | None) -> None:
     ctx.obj = workspace_dir or default_directory()
 
 
-@contextmanager
-def _open(ctx: click.Context) -> Iterator[Workspace]:
+def _root(ctx: click.Context) -> Path:
+    """The workspace folder the group was given (or its default)."""
     root = ctx.find_object(Path)
     assert root is not None
-    with Workspace(root) as workspace:
+    return root
+
+
+@contextmanager
+def _open(ctx: click.Context) -> Iterator[Workspace]:
+    with Workspace(_root(ctx)) as workspace:
         yield workspace
+
+
+def _emit(as_json: bool, data: Any, text: str) -> None:
+    """One result: ``data`` as JSON for scripts, or ``text`` for people."""
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(text)
+
+
+def _print_rows(
+    rows: Sequence[_T],
+    as_json: bool,
+    *,
+    as_dict: Callable[[_T], Any],
+    line: Callable[[_T], str],
+    empty: str | None = None,
+) -> None:
+    """A listing: a JSON array for scripts, or a line a row (and ``empty`` when there are none)."""
+    if as_json:
+        emit_json([as_dict(row) for row in rows])
+        return
+    for row in rows:
+        click.echo(line(row))
+    if not rows and empty is not None:
+        click.echo(empty)
 
 
 def _pop_line(pop: Pop, regions: list[str]) -> str:
@@ -64,13 +104,13 @@ def _pop_line(pop: Pop, regions: list[str]) -> str:
 
 
 def _print_pops(pops: list[Pop], regions: list[str], as_json: bool) -> None:
-    if as_json:
-        emit_json([pop_as_json(pop) for pop in pops])
-        return
-    for pop in pops:
-        click.echo(_pop_line(pop, regions))
-    if not pops:
-        click.echo("(no POPs)")
+    _print_rows(
+        pops,
+        as_json,
+        as_dict=pop_as_json,
+        line=lambda pop: _pop_line(pop, regions),
+        empty="(no POPs)",
+    )
 
 
 # -- books -----------------------------------------------------------------------------------
@@ -84,10 +124,7 @@ def create(ctx: click.Context, name: str, as_json: bool) -> None:
     """Create an empty phone book NAME (≤ 8 letters, digits or '_', not all digits)."""
     with _open(ctx) as ws:
         book = ws.create_book(name)
-    if as_json:
-        emit_json(book.as_json())
-    else:
-        click.echo(f"Created phone book {book.name}")
+    _emit(as_json, book.as_json(), f"Created phone book {book.name}")
 
 
 @phonebook.command("list")
@@ -97,17 +134,21 @@ def list_books(ctx: click.Context, as_json: bool) -> None:
     """List the phone books of the workspace."""
     with _open(ctx) as ws:
         books = ws.books()
-    if as_json:
-        emit_json([book.as_json() for book in books])
-        return
-    for book in books:
-        posted = f"posted v{book.posted_version}" if book.posted else "not posted"
-        click.echo(
-            f"{book.name:<8}  version {book.version:>5}  {book.pops:>6} POPs  "
-            f"{book.regions:>4} regions  {posted}"
-        )
-    if not books:
-        click.echo("(no phone books; create one with 'opencm phonebook create NAME')")
+    _print_rows(
+        books,
+        as_json,
+        as_dict=lambda book: book.as_json(),
+        line=_book_line,
+        empty="(no phone books; create one with 'opencm phonebook create NAME')",
+    )
+
+
+def _book_line(book: Book) -> str:
+    posted = f"posted v{book.posted_version}" if book.posted else "not posted"
+    return (
+        f"{book.name:<8}  version {book.version:>5}  {book.pops:>6} POPs  "
+        f"{book.regions:>4} regions  {posted}"
+    )
 
 
 @phonebook.command("show")
@@ -146,10 +187,7 @@ def undo(ctx: click.Context, name: str, as_json: bool) -> None:
     """Revert the newest change to NAME that is not yet released."""
     with _open(ctx) as ws:
         command = ws.undo(name)
-    if as_json:
-        emit_json({"book": name, "undone": command})
-    else:
-        click.echo(f"Undone: {command}")
+    _emit(as_json, {"book": name, "undone": command}, f"Undone: {command}")
 
 
 # -- POPs ------------------------------------------------------------------------------------
@@ -204,10 +242,7 @@ def pop_add(ctx: click.Context, /, book: str, index: int, as_json: bool, **value
     with _open(ctx) as ws:
         pop = ws.add_pop(book, Pop(index=index, **_changes(ws, book, values)))
         regions = ws.regions(book)
-    if as_json:
-        emit_json(pop_as_json(pop))
-    else:
-        click.echo(_pop_line(pop, regions))
+    _emit(as_json, pop_as_json(pop), _pop_line(pop, regions))
 
 
 @pop_group.command("edit")
@@ -224,10 +259,7 @@ def pop_edit(ctx: click.Context, /, book: str, index: int, as_json: bool, **valu
             raise InputError("nothing to change: give at least one field option")
         pop = ws.edit_pop(book, index, **changes)
         regions = ws.regions(book)
-    if as_json:
-        emit_json(pop_as_json(pop))
-    else:
-        click.echo(_pop_line(pop, regions))
+    _emit(as_json, pop_as_json(pop), _pop_line(pop, regions))
 
 
 @pop_group.command("delete")
@@ -323,11 +355,12 @@ def region_list(ctx: click.Context, book: str, as_json: bool) -> None:
     """List the regions of BOOK with their numbers."""
     with _open(ctx) as ws:
         names = ws.regions(book)
-    if as_json:
-        emit_json([{"id": number, "name": name} for number, name in enumerate(names, 1)])
-        return
-    for number, name in enumerate(names, 1):
-        click.echo(f"{number:>5}  {name}")
+    _print_rows(
+        list(enumerate(names, 1)),
+        as_json,
+        as_dict=lambda region: {"id": region[0], "name": region[1]},
+        line=lambda region: f"{region[0]:>5}  {region[1]}",
+    )
 
 
 # -- import / export -------------------------------------------------------------------------
@@ -366,10 +399,11 @@ def import_cmd(
         "deleted": deleted,
         "seconds": round(elapsed, 3),
     }
-    if as_json:
-        emit_json(result)
-    else:
-        click.echo(f"{name}: {added} added, {changed} changed, {deleted} deleted ({elapsed:.2f} s)")
+    _emit(
+        as_json,
+        result,
+        f"{name}: {added} added, {changed} changed, {deleted} deleted ({elapsed:.2f} s)",
+    )
 
 
 @phonebook.command("export")
@@ -400,6 +434,58 @@ def export(ctx: click.Context, name: str, directory: Path, released: bool) -> No
     click.echo(f"Wrote {', '.join(sorted(members))} ({what}) to {directory}")
 
 
+@phonebook.command("check")
+@click.argument("pbk", type=FILE)
+@JSON
+def check(pbk: Path, as_json: bool) -> None:
+    """Read an MS-CPSP phone book (and the .pbr beside it) as a client would; list problems.
+
+    Exit 0 when clean, 1 when a rule fired (each named with file, line, field and effect).
+    """
+    pbr_path = next(
+        (
+            p
+            for p in pbk.parent.iterdir()
+            if p.name.casefold() == pbk.with_suffix(".pbr").name.casefold()
+        ),
+        None,
+    )
+    problems: list[Problem] = []
+    region_count = None
+    regions = None
+    if pbr_path is not None:
+        regions = parse_pbr(pbr_path.read_bytes(), pbr_path)
+        problems += regions.problems
+        region_count = len(regions.names)
+    read = parse_pbk(pbk.read_bytes(), pbk, region_count=region_count)
+    problems += read.problems
+    pops = 0 if regions is not None and regions.voids_phone_book else len(read.pops)
+    if as_json:
+        emit_json(
+            {
+                "pops": pops,
+                "problems": [
+                    {
+                        "rule": p.rule,
+                        "path": str(p.path),
+                        "line": p.line,
+                        "field": p.field,
+                        "effect": p.effect.value,
+                        "message": p.message,
+                    }
+                    for p in problems
+                ],
+            }
+        )
+    else:
+        for problem in problems:
+            click.echo(str(problem))
+        click.echo(f"{pops} POPs in effect, {len(problems)} problems")
+    if problems:
+        ctx = click.get_current_context()
+        ctx.exit(EXIT_PROBLEMS)
+
+
 # -- releases, keys, posting -----------------------------------------------------------------
 
 
@@ -412,8 +498,7 @@ def _key_paths(root: Path) -> tuple[Path, Path]:
 @click.pass_context
 def keygen(ctx: click.Context, force: bool) -> None:
     """Make the administrator's signing key pair in the workspace (secret key mode 0600)."""
-    root = ctx.find_object(Path)
-    assert root is not None
+    root = _root(ctx)
     root.mkdir(parents=True, exist_ok=True)
     secret_path, public_path = _key_paths(root)
     if not force:
@@ -437,9 +522,7 @@ def keygen(ctx: click.Context, force: bool) -> None:
 @click.pass_context
 def release(ctx: click.Context, name: str, key_path: Path | None, as_json: bool) -> None:
     """Make the next version of NAME: the full cab and deltas from the last five versions."""
-    root = ctx.find_object(Path)
-    assert root is not None
-    key_path = key_path or _key_paths(root)[0]
+    key_path = key_path or _key_paths(_root(ctx))[0]
     if not key_path.exists():
         raise InputError("no signing key; run 'opencm phonebook keygen' first", path=key_path)
     secret = load_secret_key(key_path)
@@ -475,16 +558,20 @@ def history(ctx: click.Context, name: str, as_json: bool) -> None:
     """List NAME's releases."""
     with _open(ctx) as ws:
         releases = ws.history(name)
-    if as_json:
-        emit_json([info.as_json() for info in releases])
-        return
-    for info in releases:
-        click.echo(
-            f"v{info.version:<5} {info.created}  {info.pops:>6} POPs  +{info.added} "
-            f"~{info.changed} -{info.deleted}  {'posted ' + info.posted if info.posted else ''}"
-        )
-    if not releases:
-        click.echo("(no releases)")
+    _print_rows(
+        releases,
+        as_json,
+        as_dict=lambda info: info.as_json(),
+        line=_release_line,
+        empty="(no releases)",
+    )
+
+
+def _release_line(info: ReleaseInfo) -> str:
+    return (
+        f"v{info.version:<5} {info.created}  {info.pops:>6} POPs  +{info.added} "
+        f"~{info.changed} -{info.deleted}  {'posted ' + info.posted if info.posted else ''}"
+    )
 
 
 @phonebook.command("post")
@@ -525,10 +612,7 @@ def post(
             result = post_to_directory(Path(chosen), book.name, book.version, files)
         ws.set_post_target(name, chosen, force=force)
         ws.mark_posted(name, book.version)
-    if as_json:
-        emit_json(result)
-    else:
-        click.echo(f"Posted {book.name} version {book.version} to {chosen}")
+    _emit(as_json, result, f"Posted {book.name} version {book.version} to {chosen}")
 
 
 def _token(token_file: Path | None) -> str:

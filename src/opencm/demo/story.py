@@ -376,6 +376,13 @@ class Demo:
         expect("type=1" in post and "service=Contoso VPN" in post, f"macros not expanded: {post}")
 
     def updated(self) -> None:
+        log = self.work / "logs" / "CONTOSO.log"
+        events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        updates = [e for e in events if e.get("kind") == "phonebook-update"]
+        expect(len(updates) == 1, f"the session log has {len(updates)} phone-book updates")
+        print(indent(f"session log: phonebook-update {updates[0].get('result')}: "
+                     f"{updates[0].get('message')}"))  # fmt: skip
+        expect(updates[0].get("result") == "applied", f"the update was {updates[0]}")
         version = (self.service_dir / f"{BOOK}.ver").read_text().split()[0]
         expect(version == "2", f"the installed phone book is version {version}, expected 2")
         pops = json.loads(self.opencm("pops", self.installed, "--region", "Oregon", "--json"))

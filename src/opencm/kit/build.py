@@ -52,16 +52,6 @@ EMPTY_SECTIONS = ("Animated Logo", "Animation Actions", "Menu Options")
 OPENCM = "opencm"
 CM = "Connection Manager"
 
-#: Seed 000: a profile set up to download phone-book updates gets this as its *first*
-#: post-connect action (CMAK's "Automatically download phone-book updates"). opencm's version is
-#: the built-in Python action ``pbupdate`` (``opencm.pbs.autoupdate``); flags 0x10: it never
-#: talks to the user, so it runs unattended too.
-PHONEBOOK_UPDATE_ACTION = (
-    "python:pbupdate %ServiceDir%",
-    0x10,
-    "Automatically download phone-book updates",
-)
-
 
 @dataclass
 class BuildResult:
@@ -156,24 +146,13 @@ def desired_cms(spec: KitSpec, files: _Files) -> Desired:
     cms.section(EMPTY_SECTIONS[1])
     for point in ActionPoint:
         pairs: list[tuple[str, str]] = []
-        lines = [
-            (
-                action_line(spec, action.program, action.parameters, action.include),
-                action.flags,
-                action.description,
-            )
-            for action in spec.actions
-            if action.point is point
-        ]
-        for action in spec.actions:
-            if action.point is point and action.include:
+        for index, action in enumerate(a for a in spec.actions if a.point is point):
+            if action.include:
                 files.add(action.program, f"action program {action.program}")
-        if point is ActionPoint.POST_CONNECT and book is not None and book.pbs_url:
-            lines.insert(0, PHONEBOOK_UPDATE_ACTION)
-        for index, (line, flags, description) in enumerate(lines):
+            line = action_line(spec, action.program, action.parameters, action.include)
             pairs.append((str(index), line))
-            pairs.append((f"{index}&Flags", str(flags)))
-            pairs.append((f"{index}&Description", description))
+            pairs.append((f"{index}&Flags", str(action.flags)))
+            pairs.append((f"{index}&Description", action.description))
         cms.section(point.section, *pairs)
     cms.section(EMPTY_SECTIONS[2])
 

@@ -210,9 +210,8 @@ def attempts(numbers: Sequence[str], redial_count: int) -> Iterator[tuple[int, s
 
 
 def split_numbers(value: str) -> list[str]:
-    """``"5551000; 5552000"`` → the numbers in order; only dial characters are kept valid."""
-    numbers = [item.strip() for item in value.split(";") if item.strip()]
-    return numbers
+    """``"5551000; 5552000"`` → the numbers in order (check each with :func:`is_dialable`)."""
+    return [item.strip() for item in value.split(";") if item.strip()]
 
 
 _DIALABLE = re.compile(r"[0-9*#,WwPpTt+ ()-]+")

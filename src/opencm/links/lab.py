@@ -130,6 +130,8 @@ class Lab:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="opencm-lab-")))
     namespaces: list[str] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: Machine-wide files our processes make and may leave behind when killed (UAPI sockets).
+    leftovers: list[Path] = field(default_factory=list)
     #: Second octet of every 10.x address this lab hands out.
     octet: int = field(default_factory=lambda: 16 + secrets.randbelow(230))
     _next_net: int = 0
@@ -258,6 +260,9 @@ class Lab:
                 end_process(int(pid), grace=1.0)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         self.namespaces.clear()
+        for path in self.leftovers:
+            with contextlib.suppress(OSError):
+                path.unlink()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- PKI ------------------------------------------------------------------------------------
@@ -500,6 +505,7 @@ def start_wireguard_server(
         ["wireguard-go", "-f", ifname], netns=pair.server_ns, log_name=f"{ifname}.log"
     )
     socket_path = Path(f"/var/run/wireguard/{ifname}.sock")
+    lab.leftovers.append(socket_path)
     deadline = time.monotonic() + ready_timeout
     while not socket_path.exists():
         if process.poll() is not None or time.monotonic() > deadline:

@@ -57,7 +57,9 @@ from opencm.links.api import (
     LinkDownCallback,
     LinkInfo,
 )
-from opencm.links.tasks import TaskSet
+from opencm.links.base import NoDialogDialer
+from opencm.links.settings import check_netns, check_settings, existing_netns
+from opencm.links.tasks import TaskSet, close_once
 
 SETTINGS = (
     "device", "numbers", "init", "baud", "netns", "local_ip", "peer_ip", "interface", "carrier",
@@ -259,8 +261,12 @@ class _Link:
     teardown: asyncio.Task[None] | None = None
 
 
-class ModemDialer:
-    """The ``modem`` built-in dialer (see the module documentation for its settings)."""
+class ModemDialer(NoDialogDialer):
+    """The ``modem`` built-in dialer (see the module documentation for its settings).
+
+    The modem dialogue needs nothing from the user (cancelling ``dial`` aborts the call), and
+    the dialer stores nothing per entry.
+    """
 
     name = "modem"
 
@@ -281,13 +287,7 @@ class ModemDialer:
     ) -> LinkInfo:
         entry = self.edit_entry(entry)
         settings = dict(entry.settings)
-        netns = settings.get("netns") or None
-        if netns and not proc.netns_exists(netns):
-            raise DialError(
-                f"{entry.name}: network namespace {netns!r} does not exist",
-                code=codes.BAD_ENTRY,
-                retryable=False,
-            )
+        netns = existing_netns(entry)
         use_ppp = _choose_ppp(settings.get("carrier") or "auto")
         if not use_ppp and not (settings.get("local_ip") and settings.get("peer_ip")):
             raise DialError(
@@ -338,31 +338,18 @@ class ModemDialer:
             },
         )
 
-    async def dial_dialog(
-        self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
-    ) -> LinkInfo:
-        """The modem dialogue needs nothing from the user; cancelling aborts the call."""
-        return await self.dial(entry, credentials, on_down)
-
     async def hang_up(self, link: LinkInfo) -> None:
         state = self._links.get(link.handle.get("id", ""))
         if state is not None:
             await self._close(link.handle["id"], state)
             return
-        pid = link.handle.get("pid", "")
-        if pid.isdigit():  # the daemon restarted: end the carrier; closing its port drops DTR
-            carrier = "pppd" if link.handle.get("carrier") == "ppp" else "opencm.links.slip"
-            await proc.end_pid(int(pid), carrier)
+        # The daemon restarted: end the carrier by its PID; closing its port drops DTR.
+        carrier = "pppd" if link.handle.get("carrier") == "ppp" else "opencm.links.slip"
+        await proc.end_orphan(link.handle, carrier)
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
-        settings = dict(entry.settings)
+        settings = check_settings(entry, SETTINGS)
         where = entry.name
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise InputError(
-                f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(SETTINGS)}",
-                field=f"{where}.{unknown[0]}",
-            )
         if not settings.get("device", "").strip():
             raise InputError(
                 "a modem entry needs 'device' (the serial port)", field=f"{where}.device"
@@ -396,8 +383,7 @@ class ModemDialer:
                         f"{settings[key]!r} is not a number between {low} and {high}",
                         field=f"{where}.{key}",
                     ) from None
-        if settings.get("netns"):
-            proc.check_netns_name(settings["netns"], field=f"{where}.netns")
+        check_netns(entry, settings)
         if settings.get("carrier", "auto") not in ("auto", "ppp", "slip"):
             raise InputError("carrier must be auto, ppp or slip", field=f"{where}.carrier")
         if settings.get("dial_mode", "tone") not in ("tone", "pulse"):
@@ -406,9 +392,6 @@ class ModemDialer:
             if settings.get(key):
                 _check_ipv4(settings[key], f"{where}.{key}")
         return replace(entry, settings=settings)
-
-    def entry_deleted(self, entry: DialEntry) -> None:
-        """Nothing to forget: the modem dialer stores nothing per entry."""
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -495,10 +478,7 @@ class ModemDialer:
                 link.tasks.spawn(self._close(link_id, link))
 
     async def _close(self, link_id: str, link: _Link) -> None:
-        link.closing = True
-        if link.teardown is None:
-            link.teardown = asyncio.ensure_future(self._teardown(link_id, link))
-        await asyncio.shield(link.teardown)
+        await close_once(link, lambda: self._teardown(link_id, link))
 
     async def _teardown(self, link_id: str, link: _Link) -> None:
         await proc.end(link.carrier)
@@ -527,10 +507,17 @@ async def _escape_and_hang_up(line: SerialLine, guard: float) -> None:
 
 
 async def _abort_call(line: SerialLine) -> None:
-    """A failed or cancelled dial: any key aborts the ringing, ATH puts the modem on hook."""
-    with contextlib.suppress(DialError, OSError):
+    """A failed or cancelled dial: any key aborts the ringing; closing the port (DTR) follows.
+
+    The modem gets half a second to answer the keystroke, so that it has read it before the
+    port closes; a modem that is slower still hangs up on the DTR drop.
+    """
+    with contextlib.suppress(DialError, OSError, TimeoutError):
         line.write(b"\r")
-        line.write(b"ATH0\r")
+        async with asyncio.timeout(0.5):
+            while (text := await line.read_line(0.5)) is not None:
+                if hayes.parse_result(text) is not None:
+                    break
     line.close()
 
 

@@ -37,6 +37,8 @@ from opencm.links.api import (
     LinkDownCallback,
     LinkInfo,
 )
+from opencm.links.base import NoDialogDialer
+from opencm.links.settings import check_seconds, check_settings
 from opencm.links.tasks import TaskSet
 
 SETTINGS = ("connection", "device", "timeout")
@@ -88,8 +90,13 @@ class _Link:
     down_reported: bool = False
 
 
-class NetworkManagerDialer:
-    """The ``networkmanager`` built-in dialer (see the module documentation)."""
+class NetworkManagerDialer(NoDialogDialer):
+    """The ``networkmanager`` built-in dialer (see the module documentation).
+
+    NetworkManager's own secret agent asks the user if it must, so ``dial_dialog`` is ``dial``;
+    and nothing is forgotten when an entry goes: the NM connection itself belongs to
+    NetworkManager, not to opencm.
+    """
 
     name = "networkmanager"
 
@@ -137,12 +144,6 @@ class NetworkManagerDialer:
         link.tasks.spawn(self._monitor(link, signals))
         return info
 
-    async def dial_dialog(
-        self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
-    ) -> LinkInfo:
-        """NetworkManager's own secret agent asks the user if it must; same as :meth:`dial`."""
-        return await self.dial(entry, credentials, on_down)
-
     async def hang_up(self, link: LinkInfo) -> None:
         active = link.handle.get("active", "")
         state = self._links.pop(active, None)
@@ -160,32 +161,15 @@ class NetworkManagerDialer:
             bus.disconnect()
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
-        settings = dict(entry.settings)
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise InputError(
-                f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(SETTINGS)}",
-                field=f"{entry.name}.{unknown[0]}",
-            )
+        settings = check_settings(entry, SETTINGS)
         if not settings.get("connection", "").strip():
             raise InputError(
                 "a NetworkManager entry needs 'connection' (an NM connection id or UUID)",
                 field=f"{entry.name}.connection",
             )
         settings["connection"] = settings["connection"].strip()
-        if settings.get("timeout"):
-            try:
-                if float(settings["timeout"]) <= 0:
-                    raise ValueError
-            except ValueError:
-                raise InputError(
-                    f"{settings['timeout']!r} is not a positive number of seconds",
-                    field=f"{entry.name}.timeout",
-                ) from None
+        check_seconds(entry, settings, ["timeout"])
         return replace(entry, settings=settings)
-
-    def entry_deleted(self, entry: DialEntry) -> None:
-        """Nothing to forget: the NM connection itself belongs to NetworkManager, not to opencm."""
 
     # -- internals -----------------------------------------------------------------------------
 

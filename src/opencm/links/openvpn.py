@@ -47,7 +47,15 @@ from opencm.links.api import (
     LinkDownCallback,
     LinkInfo,
 )
-from opencm.links.tasks import TaskSet
+from opencm.links.base import NoDialogDialer
+from opencm.links.settings import (
+    check_netns,
+    check_seconds,
+    check_settings,
+    config_file,
+    existing_netns,
+)
+from opencm.links.tasks import TaskSet, close_once
 
 SETTINGS = ("config", "netns", "remote", "timeout")
 DEFAULT_TIMEOUT = 30.0
@@ -90,8 +98,12 @@ class _Link:
         return " | ".join(list(self.log)[-lines:])
 
 
-class OpenVPNDialer:
-    """The ``openvpn`` built-in dialer (see the module documentation for its settings)."""
+class OpenVPNDialer(NoDialogDialer):
+    """The ``openvpn`` built-in dialer (see the module documentation for its settings).
+
+    It needs no dialog of its own (the session asks for credentials beforehand) and keeps no
+    per-entry state beyond a running link.
+    """
 
     name = "openvpn"
 
@@ -107,13 +119,7 @@ class OpenVPNDialer:
     ) -> LinkInfo:
         entry = self.edit_entry(entry)
         settings = entry.settings
-        netns = settings.get("netns") or None
-        if netns and not proc.netns_exists(netns):
-            raise DialError(
-                f"{entry.name}: network namespace {netns!r} does not exist",
-                code=codes.BAD_ENTRY,
-                retryable=False,
-            )
+        netns = existing_netns(entry)
         if shutil.which("openvpn") is None:
             raise DialError("openvpn is not installed", code=codes.BAD_ENTRY, retryable=False)
         base = self._runtime_dir
@@ -129,6 +135,9 @@ class OpenVPNDialer:
             "openvpn", "--config", str(config),
             "--management", str(socket_path), "unix",
             "--management-hold", "--management-query-passwords",
+            # After the config, so that it wins: OpenVPN may run its own helpers (ip) but no
+            # scripts; opencm's custom actions take their place.
+            "--script-security", "1",
         ]  # fmt: skip
         if remote:
             argv += ["--remote", *remote.split()]
@@ -160,6 +169,13 @@ class OpenVPNDialer:
             await self._close(link_id, link)
             raise
         link.up = True
+        if process.returncode is not None:  # it died between CONNECTED and now
+            self._report_down(
+                link,
+                link.cause,
+                reason=DownReason.PROCESS_EXITED,
+                detail=f"openvpn exited ({process.returncode}) right after connecting",
+            )
         if link.interface is None:
             link.interface = await _interface_with_address(netns, state.local_ip)
         return LinkInfo(
@@ -177,12 +193,6 @@ class OpenVPNDialer:
             },
         )
 
-    async def dial_dialog(
-        self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
-    ) -> LinkInfo:
-        """OpenVPN needs no dialog of its own: the session asks for credentials beforehand."""
-        return await self.dial(entry, credentials, on_down)
-
     async def hang_up(self, link: LinkInfo) -> None:
         link_id = link.handle.get("id", "")
         state = self._links.get(link_id)
@@ -190,47 +200,22 @@ class OpenVPNDialer:
             await self._close(link_id, state)
             return
         # Not ours in this process (the daemon restarted): end the client by its PID.
-        pid = link.handle.get("pid", "")
-        if pid.isdigit():
-            await proc.end_pid(int(pid), "openvpn")
-        rundir = link.handle.get("rundir")
-        if rundir and Path(rundir).name.startswith("ovpn-"):
-            shutil.rmtree(rundir, ignore_errors=True)
+        await proc.end_orphan(link.handle, "openvpn", rundir_prefix="ovpn-")
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
-        settings = dict(entry.settings)
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise InputError(
-                f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(SETTINGS)}",
-                field=f"{entry.name}.{unknown[0]}",
-            )
-        config = settings.get("config", "").strip()
-        if not config:
-            raise InputError(
-                "an OpenVPN entry needs 'config' (the .ovpn file)", field=f"{entry.name}.config"
-            )
-        path = Path(config).expanduser().absolute()
-        if not path.is_file():
-            raise InputError("no such OpenVPN config file", path=path, field=f"{entry.name}.config")
+        settings = check_settings(entry, SETTINGS)
+        path = config_file(
+            entry,
+            needs="an OpenVPN entry needs 'config' (the .ovpn file)",
+            no_such="no such OpenVPN config file",
+        )
+        check_config(path)
         settings["config"] = str(path)
-        if settings.get("netns"):
-            proc.check_netns_name(settings["netns"], field=f"{entry.name}.netns")
+        check_netns(entry, settings)
         if settings.get("remote"):
             _check_remote(settings["remote"], f"{entry.name}.remote")
-        if settings.get("timeout"):
-            try:
-                if float(settings["timeout"]) <= 0:
-                    raise ValueError
-            except ValueError:
-                raise InputError(
-                    f"{settings['timeout']!r} is not a positive number of seconds",
-                    field=f"{entry.name}.timeout",
-                ) from None
+        check_seconds(entry, settings, ["timeout"])
         return replace(entry, settings=settings)
-
-    def entry_deleted(self, entry: DialEntry) -> None:
-        """Nothing to forget: the dialer keeps no per-entry state beyond a running link."""
 
     # -- extras the session may use ------------------------------------------------------------
 
@@ -375,10 +360,7 @@ class OpenVPNDialer:
         link.tasks.notify(link.on_down, down)
 
     async def _close(self, link_id: str, link: _Link) -> None:
-        link.closing = True
-        if link.teardown is None:
-            link.teardown = asyncio.ensure_future(self._teardown(link_id, link))
-        await asyncio.shield(link.teardown)
+        await close_once(link, lambda: self._teardown(link_id, link))
 
     async def _teardown(self, link_id: str, link: _Link) -> None:
         process = link.process
@@ -394,6 +376,59 @@ class OpenVPNDialer:
         link.tasks.cancel_all(keep=link.teardown)
         self._links.pop(link_id, None)
         shutil.rmtree(link.rundir, ignore_errors=True)
+
+
+#: Directives a config must not contain, because opencm runs openvpn as root: they run programs
+#: or load code (scripts, plug-ins, another ``ip``), write files anywhere (logs, status, PID
+#: files), read files whose content goes to the server (credentials files), or take away the
+#: control opencm needs (daemon mode, another management interface, other config files).
+FORBIDDEN_DIRECTIVES = frozenset(
+    {
+        "plugin", "up", "down", "route-up", "route-pre-down", "ipchange", "tls-verify",
+        "client-connect", "client-disconnect", "learn-address", "auth-user-pass-verify",
+        "iproute", "daemon", "management", "management-client", "log", "log-append",
+        "status", "writepid", "config", "cd", "chroot", "http-proxy-user-pass",
+    }
+)  # fmt: skip
+
+
+def check_config(path: Path) -> None:
+    """Refuse a config that would let its author run code or touch files as root.
+
+    ``auth-user-pass`` is allowed only without a file (opencm answers over the management
+    socket); inline ``<ca>…</ca>`` blocks are skipped.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        raise InputError(f"cannot read the OpenVPN config: {error.strerror}", path=path) from None
+    inline: str | None = None
+    for number, raw in enumerate(lines, 1):
+        text = raw.strip()
+        if inline is not None:
+            if text == f"</{inline}>":
+                inline = None
+            continue
+        if text.startswith("<") and text.endswith(">") and not text.startswith("</"):
+            inline = text[1:-1]
+            continue
+        words = text.split()
+        if not words or words[0][0] in "#;":
+            continue
+        directive = words[0].removeprefix("--").lower()
+        if directive in FORBIDDEN_DIRECTIVES:
+            raise InputError(
+                f"'{directive}' is not allowed: opencm runs OpenVPN as root (use custom actions "
+                "for scripts; see docs/dialers.md)",
+                path=path,
+                line=number,
+            )
+        if directive == "auth-user-pass" and len(words) > 1:
+            raise InputError(
+                "'auth-user-pass' must not name a file: opencm passes the credentials itself",
+                path=path,
+                line=number,
+            )
 
 
 def _auth_error(link: _Link) -> DialError:

@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from opencm.errors import InputError
@@ -108,3 +109,17 @@ async def end_pid(pid: int, program: str, *, grace: float = 3.0) -> None:
     if pid_runs(pid, program):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+async def end_orphan(
+    handle: Mapping[str, str], program: str, *, rundir_prefix: str | None = None
+) -> None:
+    """Hang up a link this process does not hold (the daemon restarted): end ``program`` by the
+    PID in the link's handle and remove its run folder, when the handle names one of ours
+    (its name starts with ``rundir_prefix``)."""
+    pid = handle.get("pid", "")
+    if pid.isdigit():
+        await end_pid(int(pid), program)
+    rundir = handle.get("rundir")
+    if rundir_prefix and rundir and Path(rundir).name.startswith(rundir_prefix):
+        shutil.rmtree(rundir, ignore_errors=True)

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Coroutine
-from typing import Any
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from opencm.links.api import LinkDown, LinkDownCallback
 
+_log = logging.getLogger(__name__)
+
 
 async def notify(callback: LinkDownCallback, down: LinkDown) -> None:
-    """Call ``on_down`` (plain function or coroutine function)."""
-    result = callback(down)
-    if inspect.isawaitable(result):
-        await result
+    """Call ``on_down`` (plain function or coroutine function); its own errors are logged, since
+    nobody awaits this task to see them."""
+    try:
+        result = callback(down)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        _log.exception("the on_down callback failed for %s", down)
 
 
 class TaskSet:
@@ -41,3 +48,22 @@ class TaskSet:
         for task in list(self._tasks):
             if task is not current and task is not keep:
                 task.cancel()
+
+
+class Closable(Protocol):
+    """A link's state as :func:`close_once` needs it."""
+
+    closing: bool
+    teardown: asyncio.Task[None] | None
+
+
+async def close_once(link: Closable, teardown: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Mark ``link`` closing and run its teardown once, however many callers ask for it.
+
+    Every caller waits for the same teardown; it is shielded so that a cancelled hang-up does not
+    abandon a half-done teardown.
+    """
+    link.closing = True
+    if link.teardown is None:
+        link.teardown = asyncio.ensure_future(teardown())
+    await asyncio.shield(link.teardown)

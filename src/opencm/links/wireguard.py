@@ -31,6 +31,7 @@ only after 15 s or more. :class:`DeadPeerDetector` implements that rule on an in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import shutil
 import tempfile
@@ -49,7 +50,15 @@ from opencm.links.api import (
     LinkDownCallback,
     LinkInfo,
 )
-from opencm.links.tasks import TaskSet
+from opencm.links.base import NoDialogDialer
+from opencm.links.settings import (
+    check_netns,
+    check_seconds,
+    check_settings,
+    config_file,
+    existing_netns,
+)
+from opencm.links.tasks import TaskSet, close_once
 
 SETTINGS = ("config", "netns", "interface", "dead_peer_after", "timeout")
 UAPI_DIR = Path("/var/run/wireguard")
@@ -192,8 +201,12 @@ class _Link:
     teardown: asyncio.Task[None] | None = None
 
 
-class WireGuardDialer:
-    """The ``wireguard`` built-in dialer (see the module documentation for its settings)."""
+class WireGuardDialer(NoDialogDialer):
+    """The ``wireguard`` built-in dialer (see the module documentation for its settings).
+
+    WireGuard authenticates with keys only, so there is nothing to ask the user; and nothing to
+    forget when an entry goes: the keys live in the entry's config file, which the admin owns.
+    """
 
     name = "wireguard"
 
@@ -214,13 +227,7 @@ class WireGuardDialer:
     ) -> LinkInfo:
         entry = self.edit_entry(entry)
         settings = entry.settings
-        netns = settings.get("netns") or None
-        if netns and not proc.netns_exists(netns):
-            raise DialError(
-                f"{entry.name}: network namespace {netns!r} does not exist",
-                code=codes.BAD_ENTRY,
-                retryable=False,
-            )
+        netns = existing_netns(entry)
         missing = [tool for tool in ("wireguard-go", "wg", "ip") if shutil.which(tool) is None]
         if missing:
             raise DialError(
@@ -228,7 +235,7 @@ class WireGuardDialer:
             )
         config = parse_config(Path(settings["config"]))
         interface = settings.get("interface") or f"ocmwg{secrets.token_hex(2)}"
-        if (UAPI_DIR / f"{interface}.sock").exists():
+        if await _uapi_in_use(interface):
             raise DialError(
                 f"{entry.name}: WireGuard interface {interface} is already in use",
                 code=codes.PORT_NOT_AVAILABLE,
@@ -275,64 +282,32 @@ class WireGuardDialer:
             },
         )
 
-    async def dial_dialog(
-        self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
-    ) -> LinkInfo:
-        """WireGuard authenticates with keys only: nothing to ask, same as :meth:`dial`."""
-        return await self.dial(entry, credentials, on_down)
-
     async def hang_up(self, link: LinkInfo) -> None:
         state = self._links.get(link.handle.get("id", ""))
         if state is not None:
             await self._close(state)
             return
-        pid = link.handle.get("pid", "")
-        if pid.isdigit():
-            await proc.end_pid(int(pid), "wireguard-go")
-        rundir = link.handle.get("rundir")
-        if rundir and Path(rundir).name.startswith("wg-"):
-            shutil.rmtree(rundir, ignore_errors=True)
+        # Not ours in this process (the daemon restarted): end wireguard-go by its PID.
+        await proc.end_orphan(link.handle, "wireguard-go", rundir_prefix="wg-")
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
-        settings = dict(entry.settings)
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise InputError(
-                f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(SETTINGS)}",
-                field=f"{entry.name}.{unknown[0]}",
-            )
-        config = settings.get("config", "").strip()
-        if not config:
-            raise InputError(
-                "a WireGuard entry needs 'config' (the .conf file)", field=f"{entry.name}.config"
-            )
-        path = Path(config).expanduser().absolute()
-        if not path.is_file():
-            raise InputError("no such WireGuard config", path=path, field=f"{entry.name}.config")
+        settings = check_settings(entry, SETTINGS)
+        path = config_file(
+            entry,
+            needs="a WireGuard entry needs 'config' (the .conf file)",
+            no_such="no such WireGuard config",
+        )
         parse_config(path)
         settings["config"] = str(path)
-        if settings.get("netns"):
-            proc.check_netns_name(settings["netns"], field=f"{entry.name}.netns")
+        check_netns(entry, settings)
         name = settings.get("interface", "")
         if name and (len(name) > 15 or not name.replace("-", "").replace("_", "").isalnum()):
             raise InputError(
                 f"{name!r} is not an interface name (up to 15 letters, digits, '-', '_')",
                 field=f"{entry.name}.interface",
             )
-        for key in ("dead_peer_after", "timeout"):
-            if settings.get(key):
-                try:
-                    if float(settings[key]) <= 0:
-                        raise ValueError
-                except ValueError:
-                    raise InputError(
-                        f"{settings[key]!r} is not a positive number of seconds",
-                        field=f"{entry.name}.{key}",
-                    ) from None
+        check_seconds(entry, settings, ["dead_peer_after", "timeout"])
         return replace(entry, settings=settings)
-
-    def entry_deleted(self, entry: DialEntry) -> None:
-        """Nothing to forget: keys live in the entry's config file, which the admin owns."""
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -397,16 +372,32 @@ class WireGuardDialer:
         link.tasks.notify(link.on_down, LinkDown(reason, detail))
 
     async def _close(self, link: _Link) -> None:
-        link.closing = True
-        if link.teardown is None:
-            link.teardown = asyncio.ensure_future(self._teardown(link))
-        await asyncio.shield(link.teardown)
+        await close_once(link, lambda: self._teardown(link))
 
     async def _teardown(self, link: _Link) -> None:
         await proc.end(link.process)
+        # wireguard-go removes its socket on SIGTERM, not when it was killed outright.
+        with contextlib.suppress(OSError):
+            (UAPI_DIR / f"{link.interface}.sock").unlink()
         link.tasks.cancel_all(keep=link.teardown)
         self._links.pop(link.rundir.name, None)
         shutil.rmtree(link.rundir, ignore_errors=True)
+
+
+async def _uapi_in_use(interface: str) -> bool:
+    """True when a live wireguard-go answers on the interface's socket; a stale one is removed."""
+    path = UAPI_DIR / f"{interface}.sock"
+    if not path.exists():
+        return False
+    try:
+        _, writer = await asyncio.open_unix_connection(str(path))
+    except ConnectionRefusedError:
+        path.unlink(missing_ok=True)  # left by a wireguard-go that was killed
+        return False
+    except OSError:
+        return True
+    writer.close()
+    return True
 
 
 async def _run(argv: list[str]) -> None:

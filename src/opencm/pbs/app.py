@@ -28,7 +28,16 @@ from opencm.pbs import rsgi, store
 from opencm.pbs.catalog import Catalog, Headers, Payload
 from opencm.pbs.openapi import openapi_document
 from opencm.pbs.query import PbsQuery, QueryError, is_endpoint, parse_query
-from opencm.pbs.stats import DELTA, ERROR, FULL, NONE, UNKNOWN, Counters, StatsFiles
+from opencm.pbs.stats import (
+    DELTA,
+    ERROR,
+    FULL,
+    NONE,
+    UNKNOWN,
+    Counters,
+    StatsFiles,
+    add_totals,
+)
 from opencm.pbs.stats import prometheus_text as _prometheus_text
 
 log = logging.getLogger("opencm.pbs")
@@ -97,6 +106,10 @@ class PbsApp:
         self._openapi = json.dumps(openapi_document()).encode()
         for change in self.catalog.refresh():
             log.info("pbs: serving %s", change)
+        try:
+            self.stats_files.compact()
+        except OSError as error:
+            log.warning("pbs: cannot tidy the statistics files: %s", error)
 
     # ---- ASGI entry --------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -184,8 +197,6 @@ class PbsApp:
             )
 
     def _metrics(self) -> tuple[bytes, bytes]:
-        from opencm.pbs.stats import add_totals
-
         totals = add_totals([self.stats_files.read_all(exclude_own=True), self.counters.totals()])
         versions = {name: table.version for name, table in self.catalog.tables.items()}
         return _prometheus_text(totals, versions), b"text/plain; version=0.0.4; charset=utf-8"
@@ -257,6 +268,7 @@ class PbsApp:
                 raise InputError(f"the store spells this book {existing!r}", field="book")
         files = upload.unpack_release(body)
         upload.check_signed_for(files, book, version)
+        store.build_manifest(book, version, files)  # refuse before any folder is made
         release = store.publish_release(self.data_dir, book, version, files)
         self.catalog.refresh()
         return release

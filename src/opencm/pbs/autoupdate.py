@@ -9,7 +9,9 @@ refused update, an installer error) the installed book stays as it was, the outc
 and returned, and the connection goes on: this never raises and never waits longer than
 ``timeout`` for the network.
 
-In a profile it runs as ``0=python:pbupdate %ServiceDir%`` (``pbupdate_action`` below).
+The session runs it before the profile's own post-connect actions whenever the profile has a
+``PhoneBookURL`` (``opencm.session.runner``); ``0=python:pbupdate %ServiceDir%``
+(``pbupdate_action`` below) runs it as an ordinary action too.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from opencm.errors import OpencmError
+from opencm.errors import OpencmError, RefusedError
 from opencm.pbs.client import UpdateOutcome, fetch_update
+from opencm.profile.model import ServiceProfile, load_profile
 
 log = logging.getLogger("opencm.pbs.autoupdate")
 SECTION = "opencm"
@@ -68,26 +71,39 @@ class AutoUpdateResult:
     outcome: UpdateOutcome | None = None
 
 
+def has_phonebook_service(profile: ServiceProfile) -> bool:
+    """Whether the profile asks for automatic phone-book updates (it names a PBS URL)."""
+    return bool((profile.cms.get(SECTION, "PhoneBookURL") or "").strip())
+
+
 def auto_update(
-    profile_or_service_dir: str | Path,
+    profile_or_service_dir: str | Path | ServiceProfile,
     *,
     timeout: float = 5.0,
     installer: BookInstaller | None = None,
 ) -> AutoUpdateResult:
     """Bring the profile's phone book up to date if its service has a newer one."""
-    result = _auto_update(Path(profile_or_service_dir), timeout, installer or PhonebookInstaller())
+    target = (
+        profile_or_service_dir
+        if isinstance(profile_or_service_dir, ServiceProfile)
+        else Path(profile_or_service_dir)
+    )
+    result = _auto_update(target, timeout, installer or PhonebookInstaller())
     level = logging.INFO if result.result in ("applied", "current", "skipped") else logging.WARNING
     log.log(level, "phone-book update: %s: %s", result.result, result.message)
     return result
 
 
-def _auto_update(target: Path, timeout: float, installer: BookInstaller) -> AutoUpdateResult:
-    from opencm.profile.model import load_profile
-
-    try:
-        profile = load_profile(target)
-    except OpencmError as error:
-        return AutoUpdateResult("failed", f"cannot read the profile: {error}")
+def _auto_update(
+    target: Path | ServiceProfile, timeout: float, installer: BookInstaller
+) -> AutoUpdateResult:
+    if isinstance(target, ServiceProfile):
+        profile = target
+    else:
+        try:
+            profile = load_profile(target)
+        except OpencmError as error:
+            return AutoUpdateResult("failed", f"cannot read the profile: {error}")
     url = (profile.cms.get(SECTION, "PhoneBookURL") or "").strip()
     key = (profile.cms.get(SECTION, "PhoneBookKey") or "").strip()
     pbk = profile.phonebook_path()
@@ -120,6 +136,8 @@ def _auto_update(target: Path, timeout: float, installer: BookInstaller) -> Auto
             base=outcome.base,
             version=outcome.version,
         )
+    except RefusedError as error:
+        return done("refused", f"{outcome.reason} refused, {book} {installed} kept: {error}")
     except (OpencmError, OSError, ImportError) as error:
         return done("failed", f"applying {outcome.reason} failed, {book} {installed} kept: {error}")
     return done("applied", f"{book} updated: {outcome.reason}", outcome.version)

@@ -29,8 +29,9 @@ from opencm.pbs import store
 
 log = logging.getLogger("opencm.pbs")
 
-#: A client at most this many versions behind gets a delta; 5 or more behind gets the full book.
-DELTA_WINDOW = 4
+#: A client at most this many versions behind gets a delta (the PBA makes deltas from the five
+#: previous versions, docs/pbs-protocol.md); further behind, or a missing delta: the full book.
+DELTA_WINDOW = 5
 CAB_TYPE = b"application/vnd.ms-cab-compressed"
 CACHE_CONTROL = b"public, no-cache"
 

@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx2
 import minisign
 
+from opencm import __version__
 from opencm.errors import OpencmError, RefusedError
 from opencm.signing import load_public_key, verify
 
@@ -124,7 +125,15 @@ def _fetch(
     deadline = time.monotonic() + timeout
     try:
         with (
-            httpx2.Client(timeout=timeout, transport=transport, follow_redirects=False) as client,
+            # Redirects (http -> https, a moved service) are followed: what arrives is
+            # verified by its signature, not trusted for where it came from.
+            httpx2.Client(
+                timeout=timeout,
+                transport=transport,
+                follow_redirects=True,
+                max_redirects=3,
+                headers={"User-Agent": f"opencm/{__version__}"},
+            ) as client,
             client.stream("GET", request_url(url, book, installed)) as response,
         ):
             if response.status_code == 204:

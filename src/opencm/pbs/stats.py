@@ -8,17 +8,21 @@ scanner cannot grow the table without bound.
 Each server process keeps its counters in memory and flushes them about once a second to
 ``DATA/.stats/<host>-<pid>-<start>.json`` (temp + rename). ``opencm pbs stats`` and ``/metrics``
 add up every file there, so the numbers cover all workers and all replicas sharing the data
-folder, and they survive restarts (a restarted worker starts a new file).
+folder, and they survive restarts (a restarted worker starts a new file; at start-up the files
+of finished processes on this host are folded into ``<host>-archive.json``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from opencm.fsutil import atomic_write
 
@@ -28,6 +32,7 @@ KIND_INDEX = {"full": FULL, "delta": DELTA, "none": NONE, "error": ERROR}
 #: The bucket for errors that name no phone book this server knows.
 UNKNOWN = "(unknown)"
 STATS_DIR = ".stats"
+ARCHIVE_SUFFIX = "-archive.json"
 
 Totals = dict[str, dict[str, int]]
 
@@ -77,22 +82,87 @@ class StatsFiles:
         counters.changed = False
 
     def read_all(self, *, exclude_own: bool = False) -> Totals:
-        parts: list[Mapping[str, Mapping[str, int]]] = []
         try:
             files = sorted(self.directory.glob("*.json"))
         except OSError:
             return {}
-        for path in files:
-            if exclude_own and path == self.own:
-                continue
-            try:
-                raw = json.loads(path.read_text("utf-8"))
-            except (OSError, ValueError):
-                continue  # a file another process is replacing right now; next read has it
-            books = raw.get("books") if isinstance(raw, dict) else None
-            if isinstance(books, dict):
-                parts.append({str(k): v for k, v in books.items() if isinstance(v, dict)})
+        loaded = {path.name: _load(path) for path in files}
+        absorbed = {name for raw in loaded.values() if raw is not None for name in raw["absorbed"]}
+        parts = [
+            raw["books"]
+            for name, raw in loaded.items()
+            if raw is not None
+            and name not in absorbed
+            and not (exclude_own and name == self.own.name)
+        ]
         return add_totals(parts)
+
+    def compact(self, alive: Callable[[int], bool] | None = None) -> int:
+        """Fold the files of this host's finished processes into ``<host>-archive.json``.
+
+        Without this, every restart would leave files behind for ever. The archive lists the
+        names it absorbed, so a crash between writing it and deleting them never counts twice.
+        Returns how many files were folded in.
+        """
+        is_alive = alive or _pid_alive
+        host = socket.gethostname()
+        archive_path = self.directory / f"{host}{ARCHIVE_SUFFIX}"
+        if not self.directory.is_dir():
+            return 0
+        with _locked(self.directory / ".lock"):
+            archive = _load(archive_path) or {"books": {}, "absorbed": []}
+            for name in archive.get("absorbed", []):  # left over from an interrupted compaction
+                (self.directory / name).unlink(missing_ok=True)
+            dead: list[tuple[Path, Mapping[str, Mapping[str, int]]]] = []
+            for path in sorted(self.directory.glob(f"{host}-*.json")):
+                pid_text = path.name[len(host) + 1 :].split("-")[0]
+                if path in (archive_path, self.own) or not pid_text.isdigit():
+                    continue
+                raw = _load(path)
+                if raw is not None and not is_alive(int(pid_text)):
+                    dead.append((path, raw["books"]))
+            if not dead:
+                return 0
+            books = add_totals([archive["books"], *(books for _, books in dead)])
+            body = {"books": books, "absorbed": [path.name for path, _ in dead]}
+            atomic_write(archive_path, (json.dumps(body) + "\n").encode(), mode=0o644)
+            for path, _ in dead:
+                path.unlink(missing_ok=True)
+            return len(dead)
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    """A stats file as {"books": …, "absorbed": […]}, or None while it cannot be read."""
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None  # a file another process is replacing right now; the next read has it
+    if not isinstance(raw, dict) or not isinstance(raw.get("books"), dict):
+        return None
+    books = {str(k): v for k, v in raw["books"].items() if isinstance(v, dict)}
+    absorbed = raw.get("absorbed", [])
+    names = [str(n) for n in absorbed] if isinstance(absorbed, list) else []
+    return {"books": books, "absorbed": names}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def read_totals(data_dir: Path) -> Totals:

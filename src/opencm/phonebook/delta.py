@@ -23,6 +23,7 @@ byte the full book of ``version``.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,30 +62,37 @@ class Delta:
         return len(self.deleted) + len(self.added) + len(self.changed)
 
 
-def _index_lines(pbk: bytes) -> dict[int, str]:
-    """Canonical book → {POP index: line}."""
-    text = pbk.decode("latin-1")
-    result: dict[int, str] = {}
-    for line in text.split("\r\n"):
-        if line:
-            result[int(line[: line.index(",")])] = line
-    return result
+def _lines(pbk: bytes) -> list[str]:
+    """A canonical book's lines (no terminators)."""
+    lines = pbk.decode("latin-1").split("\r\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _key(line: str) -> str:
+    return line.partition(",")[0]
 
 
 def build_delta(
     book: str, base: int, version: int, base_pbk: bytes, base_pbr: bytes, pbk: bytes, pbr: bytes
 ) -> Delta:
-    """The delta from a canonical base book to a canonical new book."""
-    old = _index_lines(base_pbk)
-    new = _index_lines(pbk)
+    """The delta from a canonical base book to a canonical new book.
+
+    Whole lines are compared as sets (in C); only the few lines that differ are looked at:
+    an index among the new lines only is added, among the old lines only is deleted, among
+    both is changed (POP indexes are unique within a book).
+    """
+    old_lines = set(base_pbk.split(b"\r\n"))
+    new_lines = set(pbk.split(b"\r\n"))
+    old_lines.discard(b"")
+    new_lines.discard(b"")
+    came = {_key(line): line for line in (b.decode("latin-1") for b in new_lines - old_lines)}
+    gone = {_key(line.decode("latin-1")) for line in old_lines - new_lines}
     delta = Delta(book, base, version, sha256(base_pbk), sha256(base_pbr), sha256(pbk), sha256(pbr))
-    delta.deleted = sorted(old.keys() - new.keys())
-    for index, line in new.items():
-        before = old.get(index)
-        if before is None:
-            delta.added[index] = line
-        elif before != line:
-            delta.changed[index] = line
+    delta.deleted = sorted(int(key) for key in gone.difference(came))
+    for key, line in came.items():
+        (delta.changed if key in gone else delta.added)[int(key)] = line
     if base_pbr != pbr:
         delta.regions = parse_pbr(pbr).names
     return delta
@@ -175,19 +183,30 @@ def apply_delta(delta: Delta, base_pbk: bytes, base_pbr: bytes) -> tuple[bytes, 
             f"the installed {delta.book} book is not version {delta.base} as this delta "
             "expects (a full update is needed)"
         )
-    lines = _index_lines(base_pbk)
-    for index in delta.deleted:
-        if lines.pop(index, None) is None:
-            raise InputError(f"the delta deletes POP {index}, which the base lacks")
-    for index, line in delta.added.items():
-        if index in lines:
-            raise InputError(f"the delta adds POP {index}, which the base has")
-        lines[index] = line
+    # The base is canonical (its digest matched), so its lines are sorted by index: each
+    # operation finds its place by binary search instead of indexing the whole book.
+    lines = _lines(base_pbk)
+
+    def position(index: int) -> tuple[int, bool]:
+        at = bisect.bisect_left(lines, index, key=lambda line: int(_key(line)))
+        return at, at < len(lines) and int(_key(lines[at])) == index
+
     for index, line in delta.changed.items():
-        if index not in lines:
+        at, found = position(index)
+        if not found:
             raise InputError(f"the delta changes POP {index}, which the base lacks")
-        lines[index] = line
-    pbk = "".join(lines[index] + "\r\n" for index in sorted(lines)).encode("latin-1")
+        lines[at] = line
+    for index in sorted(delta.deleted, reverse=True):
+        at, found = position(index)
+        if not found:
+            raise InputError(f"the delta deletes POP {index}, which the base lacks")
+        del lines[at]
+    for index, line in sorted(delta.added.items()):
+        at, found = position(index)
+        if found:
+            raise InputError(f"the delta adds POP {index}, which the base has")
+        lines.insert(at, line)
+    pbk = ("\r\n".join(lines) + "\r\n" if lines else "").encode("latin-1")
     pbr = base_pbr if delta.regions is None else format_pbr(delta.regions)
     if sha256(pbk) != delta.pbk_sha256 or sha256(pbr) != delta.pbr_sha256:
         raise RefusedError(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, KeysView
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,12 @@ from opencm.phonebook import limits
 from opencm.phonebook.pbk import Pop, parse_pbk
 from opencm.phonebook.pbr import parse_pbr
 from opencm.phonebook.problems import Effect
-from opencm.phonebook.workspace import Book, Workspace, check_pop_fields, pop_as_json
+from opencm.phonebook.workspace import (
+    Book,
+    Workspace,
+    check_pop_fields,
+    pop_as_json,
+)
 
 COLUMNS = (
     "index",
@@ -49,7 +55,6 @@ COLUMNS = (
     "flags",
     "dun",
 )
-_NUMERIC = ("index", "country", "min_speed", "max_speed", "reserved", "flags")
 
 
 @dataclass
@@ -79,15 +84,25 @@ def _decode(data: bytes, path: Path) -> str:
         ) from error
 
 
-def _number(value: str, name: str, path: Path, line: int) -> int:
-    value = value.strip()
-    if value == "":
-        return 0
-    if not value.isdigit():
-        raise InputError(
-            f"expected a whole number, found {value!r}", path=path, line=line, field=name
-        )
-    return int(value)
+# A PBA line the fast path takes: fields already in the form the rules want (PBA's text,
+# area-code and access-number limits, spaces only around commas). Anything else goes through
+# the field-by-field path, which gives the precise error.
+_TEXT_END = r"[\x21\x23-\x2b\x2d-\x7e]"  # printable ASCII but space, ',' and '"'
+_TEXT_MID = r"[\x20\x21\x23-\x2b\x2d-\x7e]"
+
+
+def _text(limit: int) -> str:
+    return rf"({_TEXT_END}(?:{_TEXT_MID}{{0,{limit - 2}}}{_TEXT_END})?|)"
+
+
+_SEP = r" *, *"
+_PLAIN_LINE = re.compile(
+    rf"([0-9]+){_SEP}([0-9]+){_SEP}([0-9]*){_SEP}{_text(limits.POP_NAME_MAX)}{_SEP}"
+    rf"([0-9]{{0,{limits.AREA_MAX}}}){_SEP}"
+    rf"([0-9#*\-](?:[0-9#*\- ]{{0,{limits.ACCESS_MAX - 2}}}[0-9#*\-])?){_SEP}"
+    rf"([0-9]*){_SEP}([0-9]*){_SEP}([0-9]*){_SEP}([0-9]*)"
+    rf"(?:{_SEP}{_text(limits.DUN_MAX)})?"
+)
 
 
 class _Planner:
@@ -100,6 +115,8 @@ class _Planner:
         value = value.strip()
         if value == "" or value == "0":
             return 0
+        if value.isdigit() and int(value) <= len(self.regions):
+            return int(value)
         if value.isdigit():
             number = int(value)
             if number > len(self.regions):
@@ -126,32 +143,82 @@ class _Planner:
             )
         self.plan.lines[index] = line
 
+    def number(self, value: str, name: str, line: int) -> int:
+        if value.isdigit():  # the text is ASCII, so these are 0-9
+            return int(value)
+        if value == "":
+            return 0
+        raise InputError(
+            f"expected a whole number, found {value!r}", path=self.path, line=line, field=name
+        )
+
+    def add_plain(self, text: str, line: int) -> bool:
+        """The common PBA line, matched and split by one regular expression; False sends
+        anything unusual to :meth:`add`, which applies the same rules and names the field
+        that breaks one (tests check that both paths agree)."""
+        match = _PLAIN_LINE.fullmatch(text)
+        if match is None:
+            return False
+        index, country, region, name, area, access, low, high, reserved, flags, dun = match.groups(
+            ""
+        )
+        pop = Pop(
+            int(index),
+            int(country),
+            int(region) if region else 0,
+            name,
+            area,
+            access,
+            int(low) if low else 0,
+            int(high) if high else 0,
+            int(reserved) if reserved else 0,
+            int(flags) if flags else 0,
+            dun,
+        )
+        if (
+            pop.index < 1
+            or pop.country < 1
+            or pop.region > len(self.regions)
+            or pop.flags > 255
+            or pop.flags & 1
+            or not access.strip("#*- ")  # no digit at all
+            or pop.index in self.plan.lines
+        ):
+            return False
+        self.plan.lines[pop.index] = line
+        self.plan.upserts.append(pop)
+        return True
+
     def add(self, values: dict[str, str], line: int, action: str = "") -> None:
-        numbers = {name: _number(values.get(name, ""), name, self.path, line) for name in _NUMERIC}
-        if numbers["index"] < 1:
+        """One POP line, ``values`` by column name (missing columns are empty)."""
+        get = values.get
+        number = self.number
+        index = number(get("index", "").strip(), "index", line)
+        if index < 1:
             raise InputError(
                 "a POP index of 1 or more is required", path=self.path, line=line, field="index"
             )
-        self.seen(numbers["index"], line)
+        self.seen(index, line)
         if action == "delete":
-            self.plan.deletes.append(numbers["index"])
+            self.plan.deletes.append(index)
             return
-        if numbers["country"] < 1:
+        country = number(get("country", "").strip(), "country", line)
+        if country < 1:
             raise InputError(
                 "the country code is required", path=self.path, line=line, field="country"
             )
         pop = Pop(
-            numbers["index"],
-            numbers["country"],
-            self.region(values.get("region", ""), line),
-            values.get("name", "").strip(),
-            values.get("area", "").strip(),
-            values.get("access", "").strip(),
-            numbers["min_speed"],
-            numbers["max_speed"],
-            numbers["reserved"],
-            numbers["flags"],
-            values.get("dun", "").strip(),
+            index,
+            country,
+            self.region(get("region", ""), line),
+            get("name", "").strip(),
+            get("area", "").strip(),
+            get("access", "").strip(),
+            number(get("min_speed", "").strip(), "min_speed", line),
+            number(get("max_speed", "").strip(), "max_speed", line),
+            number(get("reserved", "").strip(), "reserved", line),
+            number(get("flags", "").strip(), "flags", line),
+            get("dun", "").strip(),
         )
         try:
             pop = check_pop_fields(pop)
@@ -176,6 +243,8 @@ def plan_pba(
             continue
         if line.startswith("-") and line[1:].strip().isdigit():
             planner.add({"index": line[1:].strip()}, number, "delete")
+            continue
+        if planner.add_plain(line, number):
             continue
         parts = line.split(",")
         if len(parts) not in (10, 11):

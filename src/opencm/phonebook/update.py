@@ -75,12 +75,22 @@ def _check_version(info: VersionInfo, book: str, version: int) -> None:
 def apply_update(
     service_dir: Path, book: str, cab: bytes, *, kind: str, base: int | None, version: int
 ) -> int:
-    """Install a verified full or delta cab; returns the new installed version."""
+    """Install a verified full or delta cab; returns the new installed version.
+
+    Refuses (:class:`RefusedError`) a version older than the installed one (a full cab of the
+    same version re-installs it), a delta whose base is not the installed version, and a cab
+    whose contents do not match its version file.
+    """
     members = read_cab(cab)
     ver = _member(members, book, ".ver")
     info = parse_version_file(ver, path=f"{book}.ver")
     _check_version(info, book, version)
     files = book_files(service_dir, book)
+    installed = installed_version(service_dir, book)
+    if installed is not None and version < installed:
+        raise RefusedError(
+            f"{book} version {installed} is installed; refusing to go back to version {version}"
+        )
     if kind == "full":
         pbk = _member(members, book, ".pbk")
         pbr = _member(members, book, ".pbr")
@@ -95,7 +105,6 @@ def apply_update(
             problem = (regions.problems or fatal)[0]
             raise InputError(f"the new phone book would be void: {problem}")
     elif kind == "delta":
-        installed = installed_version(service_dir, book)
         if base is None or installed != base:
             raise RefusedError(
                 f"this delta updates {book} from version {base}, but version {installed} is "

@@ -326,6 +326,7 @@ class Session:
             await self._bring_up("tunnel")
             self.machine.fire(Event.LINK_UP)
         elif state is State.POST_CONNECT:
+            await self._phonebook_update()
             await self._run_point(ActionPoint.POST_CONNECT)
             self._arm_disconnect()
             self.machine.fire(Event.ACTIONS_DONE)
@@ -633,6 +634,14 @@ class Session:
             timeout=self.action_timeout,
             logon=self.logon,
         )
+
+    async def _phonebook_update(self) -> None:
+        """The built-in first post-connect action (seed 002): bounded, never fails the attempt."""
+        from opencm.pbs.autoupdate import auto_update, has_phonebook_service
+
+        if has_phonebook_service(self.config.profile):
+            result = await anyio.to_thread.run_sync(auto_update, self.config.profile)
+            self.log.write("phonebook-update", result=result.result, message=result.message)
 
     async def _run_point(self, point: ActionPoint, extra: Mapping[str, str] | None = None) -> None:
         """Run one point (in a worker thread: libraries block) and wait for what it started."""
