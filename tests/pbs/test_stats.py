@@ -65,7 +65,13 @@ def test_counts_match_what_was_delivered(
     text = httpx2.get(server.url + "/metrics", timeout=5).text
     assert 'opencm_pbs_book_version{book="WORLD"} 10' in text
     assert "# TYPE opencm_pbs_hits_total counter" in text
-    wait_until(lambda: cli_stats(data).get("WORLD", {}).get("none") == 6)
+    # The CLI reads what the workers flushed to disk, a moment after the answers went out.
+    wait_until(
+        lambda: (
+            cli_stats(data).get("WORLD", {}).get("none") == 6
+            and cli_stats(data).get("(unknown)", {}).get("error") == 3
+        )
+    )
     stats = cli_stats(data)
     assert stats["WORLD"] == {"version": 10, "full": 3, "delta": 2, "none": 6, "error": 0}
     assert stats["(unknown)"]["error"] == 3
