@@ -120,7 +120,11 @@ class SerialLine:
             readable: asyncio.Future[None] = loop.create_future()
             loop.add_reader(self.fileno(), _wake, readable)
             try:
-                await asyncio.wait_for(readable, remaining)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+                # arrives as the port becomes readable, and Cancel would then be lost until the
+                # answer timeout (seen: 60 s) instead of aborting the call at once.
+                async with asyncio.timeout(remaining):
+                    await readable
             except TimeoutError:
                 return None
             finally:
@@ -422,10 +426,10 @@ class ModemDialer(NoDialogDialer):
             start_new_session=True,
         )
         assert process.stdout is not None
-        try:
-            ready = await asyncio.wait_for(process.stdout.readline(), 15)
-        except TimeoutError:
-            ready = b""
+        ready = b""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(15):
+                ready = await process.stdout.readline()
         if ready.strip() != b"up":
             await proc.end(process)
             err = (await process.stderr.read()).decode(errors="replace") if process.stderr else ""

@@ -369,7 +369,8 @@ class OpenVPNDialer(NoDialogDialer):
             # an exit notification to the server.
             link.send("signal SIGTERM")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 3.0)
+                async with asyncio.timeout(3.0):
+                    await process.wait()
             await proc.end(process)
         if link.writer is not None:
             link.writer.close()

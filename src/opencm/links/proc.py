@@ -69,7 +69,9 @@ async def end(process: asyncio.subprocess.Process, *, grace: float = 3.0) -> int
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), grace)
+            # asyncio.timeout rather than wait_for, which on 3.11 can swallow a cancellation.
+            async with asyncio.timeout(grace):
+                await process.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
