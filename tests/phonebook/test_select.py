@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ PBK = (
 PBR = "3\r\nWashington\r\nOregon\r\nLondon\r\n"
 
 
-def profile_with_book(root: Path, pbk: str = PBK) -> ServiceProfile:
+def profile_with_book(root: Path, pbk: str = PBK, *, opencm: Sequence[str] = ()) -> ServiceProfile:
+    """A profile with the real CMAK [ISP] block, CONTOSO.pbk/.pbr and ``opencm`` keys."""
     isp = [f"Mask&{n}={mask}\r\nMatch&{n}={match}" for n, mask, match in ISP_FILTERS]
     isp += [
         "FilterA&=NosurchargeSignon",
@@ -36,7 +38,7 @@ def profile_with_book(root: Path, pbk: str = PBK) -> ServiceProfile:
         r"RegionFile=CONTOSO\CONTOSO.pbr",
     ]
     types = [f"{label}={name}" for label, name in SERVICE_TYPES]
-    profile = make_profile(root, {"ISP": isp, "Service Types": types})
+    profile = make_profile(root, {"ISP": isp, "Service Types": types, "opencm": list(opencm)})
     (root / "CONTOSO" / "CONTOSO.pbk").write_bytes(pbk.encode())
     (root / "CONTOSO" / "CONTOSO.pbr").write_bytes(PBR.encode())
     return profile

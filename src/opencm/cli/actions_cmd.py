@@ -177,7 +177,7 @@ def _builtins(loaded: ServiceProfile, point: ActionPoint) -> list[str]:
     """
     if point is not ActionPoint.POST_CONNECT:
         return []
-    url = (loaded.cms.get("opencm", "PhoneBookURL") or "").strip()
+    url = loaded.phonebook_url
     return [f"Automatically download phone-book updates from {url}"] if url else []
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,9 +57,3 @@ def indent(text: str, prefix: str = "    ") -> str:
 def expect(condition: bool, message: str) -> None:
     if not condition:
         raise StepFailed(message)
-
-
-def expect_lines(path: Path, wanted: Sequence[str]) -> list[str]:
-    lines = path.read_text().splitlines() if path.exists() else []
-    expect(lines[: len(wanted)] == list(wanted), f"{path} holds {lines!r}, expected {wanted!r}")
-    return lines

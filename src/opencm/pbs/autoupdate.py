@@ -71,11 +71,6 @@ class AutoUpdateResult:
     outcome: UpdateOutcome | None = None
 
 
-def has_phonebook_service(profile: ServiceProfile) -> bool:
-    """Whether the profile asks for automatic phone-book updates (it names a PBS URL)."""
-    return bool((profile.cms.get(SECTION, "PhoneBookURL") or "").strip())
-
-
 def auto_update(
     profile_or_service_dir: str | Path | ServiceProfile,
     *,
@@ -104,7 +99,7 @@ def _auto_update(
             profile = load_profile(target)
         except OpencmError as error:
             return AutoUpdateResult("failed", f"cannot read the profile: {error}")
-    url = (profile.cms.get(SECTION, "PhoneBookURL") or "").strip()
+    url = profile.phonebook_url
     key = (profile.cms.get(SECTION, "PhoneBookKey") or "").strip()
     pbk = profile.phonebook_path()
     if not url or pbk is None:

@@ -22,7 +22,7 @@ from opencm.phonebook.pbk import Pop, parse_pbk
 from opencm.phonebook.pbr import parse_pbr
 from opencm.phonebook.problems import Problem
 from opencm.profile.isp import IspFilters, read_isp_filters
-from opencm.profile.model import ServiceProfile
+from opencm.profile.model import ServiceProfile, resolve_case_insensitive
 
 OPENCM = "opencm"
 
@@ -94,13 +94,9 @@ def profile_phonebooks(profile: ServiceProfile) -> list[tuple[Path, Path | None]
 
 
 def _beside(pbk: Path, suffix: str) -> Path | None:
-    candidate = pbk.with_suffix(suffix)
-    if candidate.exists():
-        return candidate
-    for sibling in pbk.parent.glob("*"):
-        if sibling.name.casefold() == candidate.name.casefold():
-            return sibling
-    return None
+    """The file named like ``pbk`` with ``suffix``, in any case, if it exists."""
+    found = resolve_case_insensitive(pbk.parent, pbk.with_suffix(suffix).name)
+    return found if found.exists() else None
 
 
 def read_offered(profile: ServiceProfile) -> PhoneBookView:

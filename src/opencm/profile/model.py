@@ -128,6 +128,14 @@ class ServiceProfile:
             return ConnectionType.DIRECT
         return offered[-1] if wanted == 0 and len(offered) > 1 else offered[0]
 
+    @property
+    def phonebook_url(self) -> str | None:
+        """``[opencm] PhoneBookURL``: the Phone Book Service this profile updates from, if any.
+
+        Its presence is what turns on the built-in phone-book update at post-connect.
+        """
+        return (self.cms.get("opencm", "PhoneBookURL") or "").strip() or None
+
     def phonebook_path(self) -> Path | None:
         pbfile = self.cms.get("ISP", "PBFile")
         return self.resolve(pbfile) if pbfile else None

@@ -637,11 +637,12 @@ class Session:
 
     async def _phonebook_update(self) -> None:
         """The built-in first post-connect action (seed 002): bounded, never fails the attempt."""
-        from opencm.pbs.autoupdate import auto_update, has_phonebook_service
+        if self.config.profile.phonebook_url is None:
+            return  # no PBS: the PBS client (and its HTTP stack) is not even imported
+        from opencm.pbs.autoupdate import auto_update
 
-        if has_phonebook_service(self.config.profile):
-            result = await anyio.to_thread.run_sync(auto_update, self.config.profile)
-            self.log.write("phonebook-update", result=result.result, message=result.message)
+        result = await anyio.to_thread.run_sync(auto_update, self.config.profile)
+        self.log.write("phonebook-update", result=result.result, message=result.message)
 
     async def _run_point(self, point: ActionPoint, extra: Mapping[str, str] | None = None) -> None:
         """Run one point (in a worker thread: libraries block) and wait for what it started."""
