@@ -17,7 +17,7 @@ With ``--login USER:PASSWORD`` the far end is an access server with a text login
 ``Login incorrect`` and the line is dropped), as SLIP access servers did.
 Each event is one line in ``--log``.
 
-usage: python -m opencm.links.modem_emulator --link PATH [--number N=RESULTS]... [--remote PATH]
+usage: python -m opencm_lab.modem_emulator --link PATH [--number N=RESULTS]... [--remote PATH]
            [--dial-delay S] [--guard S] [--login USER:PASSWORD] [--log FILE]
 """
 
@@ -354,7 +354,7 @@ def parse_scripts(items: Sequence[str]) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m opencm.links.modem_emulator")
+    parser = argparse.ArgumentParser(prog="python -m opencm_lab.modem_emulator")
     parser.add_argument("--link", required=True, type=Path)
     parser.add_argument("--number", action="append", default=[])
     parser.add_argument("--remote", type=Path)
