@@ -418,7 +418,7 @@ def _read_dialup(top: _Fields, spec: KitSpec, path: Path | None) -> None:
     table = top.table_of("dialup")
     if table is not None:
         fields = _Fields(table, "dialup.", path)
-        speed_value = fields._get("speed", (int, str), "an integer or \"ask\"", False)
+        speed_value = fields._get("speed", (int, str), 'an integer or "ask"', False)
         if isinstance(speed_value, str) and speed_value != ASK:
             raise fields._error("speed", f'expected an integer or "ask", got {speed_value!r}')
         if isinstance(speed_value, int) and not 300 <= speed_value <= 4_000_000:
@@ -439,7 +439,9 @@ def _read_dialup(top: _Fields, spec: KitSpec, path: Path | None) -> None:
         if dialup.init != ASK and (
             not dialup.init.upper().startswith("AT") or not dialup.init.isprintable()
         ):
-            raise fields._error("init", f'expected one AT command line or "ask", got {dialup.init!r}')
+            raise fields._error(
+                "init", f'expected one AT command line or "ask", got {dialup.init!r}'
+            )
         for key in ("local_ip", "peer_ip"):
             value = getattr(dialup, key)
             if value is not None:

@@ -532,7 +532,7 @@ async def terminal_login(line: SerialLine, credentials: Credentials, within: flo
     async def until(words: tuple[bytes, ...], what: str) -> None:
         nonlocal seen
         while True:
-            folded = seen.casefold()
+            folded = seen.lower()
             if any(word in folded for word in _REFUSED):
                 raise DialError(
                     f"the access server refused the dial-up credentials ({what})",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from opencm.errors import InputError
 from opencm.phonebook.select import OfferedPop, ordered_pops, read_offered, select
@@ -30,6 +31,8 @@ from opencm.profile.usersettings import UserSettings
 
 OPENCM = "opencm"
 _PREFIX = re.compile(r"[0-9*#,Ww ]*")
+RULE_KEYS = ("DialCountry", "DialAreaCode", "OutsideLine", "DialMode", "CallingCard",
+             "LongDistance", "International")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,7 @@ def rules_from(values: dict[str, str], where: str = "") -> DialingRules:
 
 def read_rules(profile: ServiceProfile, user: UserSettings | None = None) -> DialingRules:
     user = user or UserSettings(profile)
-    keys = ("DialCountry", "DialAreaCode", "OutsideLine", "DialMode", "CallingCard",
-            "LongDistance", "International")  # fmt: skip
-    values = {key: value for key in keys if (value := user.get(key)) is not None}
+    values = {key: value for key in RULE_KEYS if (value := user.get(key)) is not None}
     return rules_from(values, where=f"{profile.cmp_path or profile.cms_path}: [opencm] ")
 
 
@@ -180,12 +181,65 @@ def choose_numbers(profile: ServiceProfile, user: UserSettings | None = None) ->
         if ordered:
             legacy_prefix = (profile.cms.get(OPENCM, "DialPrefix") or "").strip()
             numbers = tuple(
-                legacy_prefix
-                + rules.number_for(pop.pop.country, pop.pop.area, pop.pop.access)
+                legacy_prefix + rules.number_for(pop.pop.country, pop.pop.area, pop.pop.access)
                 for pop in ordered
             )
             return DialChoice(tuple(dict.fromkeys(numbers)), ordered[0], rules, favorite=favorite)
     return DialChoice((), None, rules, favorite=favorite)
+
+
+def save_choice(
+    profile: ServiceProfile,
+    *,
+    country: int | None = None,
+    region: str | None = None,
+    service_type: str | None = None,
+    index: int | None = None,
+    rules: dict[str, str] | None = None,
+    number: str | None = None,
+    favorite: str | None = None,
+) -> Path:
+    """Save the user's POP (checked against what the profile offers) and dialing rules.
+
+    What ``opencm pops --choose`` and the front ends call. A chosen POP replaces an explicit
+    ``PhoneNumber``; ``number`` sets one instead. Returns the file written (the user's ``.cmp``
+    or their overlay, see :mod:`opencm.profile.usersettings`).
+    """
+    user = UserSettings(profile)
+    updates: dict[str, str | None] = {}
+    if rules:
+        merged = {**{k: v for k in RULE_KEYS if (v := user.get(k)) is not None}, **rules}
+        rules_from(merged, where="")  # raises naming the bad value
+        updates.update(rules)
+    if number is not None:
+        for part in number.split(";"):
+            if part.strip() and not re.fullmatch(r"[0-9*#,Ww ()+-]+", part.strip()):
+                raise InputError(f"{part.strip()!r} is not a phone number", field="number")
+        updates["PhoneNumber"] = number
+    elif any(value is not None for value in (country, region, service_type, index)):
+        view = read_offered(profile)
+        chosen = select(
+            view.pops,
+            read_isp_filters(profile.cms),
+            country=country,
+            region=region,
+            service_type=service_type,
+        )
+        ordered = ordered_pops(chosen, first=index)
+        if not ordered:
+            raise InputError("no POP matches these choices", field="--country/--region")
+        pop = ordered[0]
+        updates.update(
+            PopCountry=str(country) if country is not None else None,
+            PopRegion=region,
+            PopServiceType=service_type,
+            PopIndex=str(pop.pop.index),
+            PopName=pop.pop.name or None,
+            PhoneNumber=None,
+        )
+    if favorite is not None and not updates:
+        updates = {key: value for key, value in user.favorite(favorite).items()}
+    return user.save(updates, favorite=favorite)
 
 
 __all__ = [
@@ -195,4 +249,5 @@ __all__ = [
     "choose_numbers",
     "read_rules",
     "rules_from",
+    "save_choice",
 ]

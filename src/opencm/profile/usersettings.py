@@ -168,7 +168,7 @@ class UserSettings:
         return path
 
 
-def choice_updates(pairs: Iterable[tuple[str, object | None]]) -> dict[str, str | None]:
+def choice_updates(pairs: Iterable[tuple[str, object | None]]) -> dict[str, str]:
     """Keep the given (key, value) pairs whose value is not None, as text."""
     return {key: str(value) for key, value in pairs if value is not None}
 

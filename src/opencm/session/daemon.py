@@ -301,16 +301,14 @@ class Daemon:
         self._check_profile_rights(Path(profile_path), uid)
         kind = request.get("type")
         creds = request.get("credentials") or {}
+        inet = request.get("inet_credentials") or None
         prompt = DaemonPrompt(self)
         session, engine = open_session(
             profile_path,
             connection_type=ConnectionType.from_name(kind) if kind else None,
             entry=request.get("entry") or None,
-            credentials=Credentials(
-                username=creds.get("username"),
-                password=creds.get("password"),
-                domain=creds.get("domain"),
-            ),
+            credentials=_credentials(creds),
+            inet_credentials=_credentials(inet) if inet else None,
             interactive=not request.get("unattended", False),
             prompt=prompt,
             dialer_lookup=self.lookup,
@@ -380,6 +378,22 @@ class Daemon:
                     f"{item}: a profile a user connects through the root daemon must belong to "
                     "root and be writable by root only (its actions run with the daemon's rights)"
                 )
+
+
+def _credentials(value: object) -> Credentials:
+    """A request's ``credentials``/``inet_credentials``: strings only, bounded."""
+    if not isinstance(value, dict):
+        raise ProtocolError("credentials must be an object", code=EXIT_BAD_INPUT)
+    fields: dict[str, str | None] = {}
+    for key in ("username", "password", "domain"):
+        item = value.get(key)
+        if item is not None and (not isinstance(item, str) or len(item) > 1024):
+            raise ProtocolError(
+                f"credentials.{key} must be a string of at most 1024 characters",
+                code=EXIT_BAD_INPUT,
+            )
+        fields[key] = item
+    return Credentials(**fields)
 
 
 def _matches(session: Session, wanted: str) -> bool:

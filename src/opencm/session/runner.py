@@ -46,6 +46,7 @@ from opencm.errors import InputError, OpencmError
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, LinkDown, LinkInfo
 from opencm.session.clock import Clock, RealClock
 from opencm.session.config import SessionConfig
+from opencm.session.credentials import stage_credentials
 from opencm.session.journal import Journal, JournalEntry
 from opencm.session.log import SessionLog
 from opencm.session.machine import ATTEMPT_STATES, Event, SessionMachine, State, Transition
@@ -108,6 +109,7 @@ class Session:
         *,
         connection_type: ConnectionType | None = None,
         credentials: Credentials | None = None,
+        inet_credentials: Credentials | None = None,
         interactive: bool = True,
         prompt: DisconnectPrompt | None = None,
         dialer_lookup: DialerLookup = default_dialer_lookup,
@@ -130,6 +132,11 @@ class Session:
             stage = "tunnel" if self.connection_type.tunnels else "dial"
             config.entries_for(stage, entry)  # raises for an unknown name, before anything runs
         self.credentials = credentials or Credentials()
+        self.inet_credentials = inet_credentials
+        # What each link gets: realm applied, Internet or logon credentials (credentials.py).
+        self._stage_credentials = stage_credentials(
+            config.profile, self.connection_type, self.credentials, inet_credentials
+        )
         self.interactive = interactive
         # Nobody at the screen: the answer is always "Disconnect now" (seed 000).
         self.prompt: DisconnectPrompt = (
@@ -351,7 +358,7 @@ class Session:
             ) from error
         self.log.write("dial", stage=stage, entry=entry.name, dialer=entry.dialer)
         try:
-            info, journal_error = await self._dial_journaled(dialer, entry)
+            info, journal_error = await self._dial_journaled(dialer, entry, stage)
         except DialError as error:
             self._failures[stage] += 1
             self.log.write("dial-error", stage=stage, entry=entry.name, code=error.code)
@@ -392,7 +399,7 @@ class Session:
         )
 
     async def _dial_journaled(
-        self, dialer: Dialer, entry: DialEntry
+        self, dialer: Dialer, entry: DialEntry, stage: str
     ) -> tuple[LinkInfo, Exception | None]:
         """Dial while a worker thread writes the journal entry (its fsyncs take 5–20 ms, and
         more on a busy disk); return the link and the journal's error, once both are done.
@@ -413,7 +420,11 @@ class Session:
         async with anyio.create_task_group() as group:
             group.start_soon(anyio.to_thread.run_sync, write_journal)
             try:
-                info = await dialer.dial(entry, self.credentials, self._on_link_down)
+                info = await dialer.dial(
+                    entry,
+                    self._stage_credentials.get(stage, self.credentials),
+                    self._on_link_down,
+                )
             except Exception as error:  # re-raised as is once the journal write has finished
                 dial_error = error
         if dial_error is not None:
@@ -618,9 +629,15 @@ class Session:
 
     def _context(self, extra: Mapping[str, str] | None = None) -> RunContext:
         macros = dict(self.config.profile.base_macros())
+        macros.update(self.config.dial_macros())
+        # %UserName% is the name without the realm (seed 000); %InetUserName% the one the
+        # dial-up server gets: the Internet credentials' of a double dial, else the same.
         if self.credentials.username:
             macros["UserName"] = self.credentials.username
             macros["InetUserName"] = self.credentials.username
+        inet = self.inet_credentials if self.connection_type.dials else None
+        if inet is not None and inet.username:
+            macros["InetUserName"] = inet.username
         if self.credentials.domain:
             macros["Domain"] = self.credentials.domain
         macros.update(self._macros)
