@@ -626,6 +626,7 @@ class Session:
         macros.update(self._macros)
         macros["ConnectionType"] = str(int(self.connection_type))
         macros.update(extra or {})
+        newest = self.links[-1] if self.links else None
         return RunContext(
             macros=macros,
             connection_type=self.connection_type,
@@ -633,6 +634,8 @@ class Session:
             profile_dir=self.config.profile.profile_dir,
             timeout=self.action_timeout,
             logon=self.logon,
+            interface=newest.info.interface if newest else None,
+            netns=self._entries[newest.stage].settings.get("netns") if newest else None,
         )
 
     async def _phonebook_update(self) -> None:
