@@ -16,8 +16,8 @@ from opencm.actions.api import ActionKind, ActionPoint
 from opencm.actions.cmroute import Route, parse_route_file, parse_switches, route_argv
 from opencm.actions.engine import ActionEngine
 from opencm.errors import InputError
-from opencm.links.lab import Lab
 from opencm.profile.model import load_profile
+from opencm_lab.lab import Lab
 from tests.actions.conftest import context_for
 from tests.kit.conftest import run_cli
 from tests.windows_profiles import AZURE_ROUTES, HANDWRITTEN_ROUTES, write_windows_profile
