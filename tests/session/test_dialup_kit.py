@@ -97,8 +97,8 @@ def make_kit(
         "--dial-country", "1", "--dial-area-code", "425", "--outside-line", "9,",
         "--user-prefix", "ISP/", "--phonebook-dir", str(book), "--phonebook-name", "FIDDIAL",
         "--redial-count", "0",
-        "--action",
-        f'{{point="post-connect", program="{recorder}", parameters="post {macros}", interactive=false}}',
+        "--action", f'{{point="post-connect", program="{recorder}", '
+        f'parameters="post {macros}", interactive=false}}',
         *extra,
     )  # fmt: skip
     built = json.loads(run_cli("kit", "build", str(kit), "--json").stdout)
