@@ -6,12 +6,14 @@ Shared by the daemon and ``opencm connect --foreground``.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 
 from opencm.actions.api import ActionPoint, ConnectionType, RunContext
 from opencm.actions.engine import ActionEngine
+from opencm.actions.plan import PlannedAction
 from opencm.kit.logon import logon_allowed
 from opencm.links.api import Credentials
 from opencm.profile.model import load_profile
@@ -38,13 +40,18 @@ def open_session(
     owner_uid: int | None = None,
     session_id: str | None = None,
     logon: bool = False,
+    on_running: Callable[[PlannedAction, str], None] | None = None,
 ) -> tuple[Session, ActionEngine]:
-    """Load the profile and make its session; the caller closes the engine when it ends."""
+    """Load the profile and make its session; the caller closes the engine when it ends.
+
+    ``on_running`` sees each action just before it runs (the front ends' status pane)."""
     profile = load_profile(profile_path)
     config = session_config(profile)
     # At boot/logon only what the root-owned allow list names may run (opencm.kit.logon).
     engine = ActionEngine(
-        profile.cms, logon_allowed=lambda action: logon_allowed(profile, action.program)
+        profile.cms,
+        logon_allowed=lambda action: logon_allowed(profile, action.program),
+        on_running=on_running,
     )
     try:
         session = Session(

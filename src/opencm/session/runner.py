@@ -48,7 +48,14 @@ from opencm.session.clock import Clock, RealClock
 from opencm.session.config import SessionConfig
 from opencm.session.journal import Journal, JournalEntry
 from opencm.session.log import SessionLog
-from opencm.session.machine import ATTEMPT_STATES, Event, SessionMachine, State, Transition
+from opencm.session.machine import (
+    ATTEMPT_STATES,
+    Event,
+    InvalidTransition,
+    SessionMachine,
+    State,
+    Transition,
+)
 from opencm.session.prompt import (
     PROMPT_TIMEOUT,
     Choice,
@@ -154,6 +161,7 @@ class Session:
         self._journal_entry: JournalEntry | None = None
         self._cancel_requested = False
         self._stop_requested = False
+        self._logon_done = anyio.Event()
         self._attempt_scope: anyio.CancelScope | None = None
         self._attempt_drop: LinkDown | None = None
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[tuple[str, Any]](64)
@@ -173,9 +181,19 @@ class Session:
         if self.state not in ATTEMPT_STATES and self.state not in (State.PRE_INIT, State.READY):
             return False
         self._cancel_requested = True
+        self._logon_done.set()
         if self._attempt_scope is not None:
             self._attempt_scope.cancel()
         return True
+
+    def submit_logon(self, credentials: Credentials | None = None) -> None:
+        """The logon screen's Connect, for a session run with ``hold_at_logon``: the user's
+        credentials (if any), then the connection goes on from ``ready``."""
+        if self.state is not State.READY or self._logon_done.is_set():
+            raise InvalidTransition(f"not at the logon screen: the session is {self.state}")
+        if credentials is not None:
+            self.credentials = credentials
+        self._logon_done.set()
 
     def disconnect(self, reason: str = "user-disconnect") -> None:
         """Disconnect a connected session; during an attempt this is a Cancel."""
@@ -223,8 +241,12 @@ class Session:
 
     # -- the whole life of a session -----------------------------------------------------------
 
-    async def run(self, *, connect: bool = True) -> Outcome:
-        """Pre-init, then Connect (unless cancelled first), until the session ends."""
+    async def run(self, *, connect: bool = True, hold_at_logon: bool = False) -> Outcome:
+        """Pre-init, then Connect (unless cancelled first), until the session ends.
+
+        With ``hold_at_logon`` the session waits in ``ready`` (the logon screen, shown after
+        pre-init as "How Connection Manager Works" orders it) until :meth:`submit_logon` or
+        Cancel."""
         try:
             self.log.write("session", profile=self.status()["profile"], type=self.connection_type)
             try:
@@ -235,6 +257,8 @@ class Session:
                 self.machine.fire(Event.GIVE_UP)
                 return Outcome.FAILED
             self.machine.fire(Event.INIT_DONE)
+            if hold_at_logon:
+                await self._logon_done.wait()
             if self._cancel_requested or not connect:
                 self.machine.fire(Event.CANCEL)
                 return Outcome.CLOSED
@@ -693,6 +717,9 @@ class Session:
             )
 
     def _on_transition(self, row: Transition) -> None:
+        if row.target is State.CONNECTED:
+            # The reason describes the drop it came with, not a connection made again since.
+            self.disconnect_reason = None
         self.log.write("state", **{"from": str(row.source), "to": str(row.target)}, event=row.event)
         changed, self.changed = self.changed, anyio.Event()
         changed.set()
