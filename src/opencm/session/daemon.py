@@ -17,7 +17,6 @@ import fcntl
 import os
 import signal
 import stat
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,11 +34,11 @@ from opencm.actions.engine import ActionEngine
 from opencm.errors import EXIT_BAD_INPUT, EXIT_PROBLEMS, OpencmError, RefusedError
 from opencm.links.api import Credentials, LinkInfo
 from opencm.profile.model import load_profile
-from opencm.session.clock import Clock
-from opencm.session.events import FINAL_EVENT, EventStream, outcome_text
+from opencm.session.clock import Clock, RealClock
 from opencm.session.factory import open_session, run_journaled_disconnect
 from opencm.session.journal import Journal, recover
 from opencm.session.machine import State
+from opencm.session.options import ConnectOptions, DialerLookup, SessionDeps, default_dialer_lookup
 from opencm.session.prompt import Choice
 from opencm.session.protocol import (
     KEEP_ENDED,
@@ -50,7 +49,8 @@ from opencm.session.protocol import (
     encode,
     peer_credentials,
 )
-from opencm.session.runner import DialerLookup, Outcome, Session, default_dialer_lookup
+from opencm.session.runner import Outcome, Session
+from opencm.session.stream import FINAL_EVENT, EventStream, outcome_text
 
 RESTART_REASON = "opencm-restarted"
 STOP_REASON = "daemon-stopping"
@@ -129,7 +129,7 @@ class Daemon:
         self.keep_ended = keep_ended
         self.state_dir = state_dir
         self.lookup = dialer_lookup
-        self.clock = clock
+        self.clock: Clock = clock or RealClock()
         self.log_dir = log_dir
         self.sessions: dict[str, Managed] = {}
         self.journal = Journal(state_dir / "journal")
@@ -404,21 +404,25 @@ class Daemon:
         kind = request.get("type")
         prompt = DaemonPrompt(self)
         session_id = uuid.uuid4().hex[:12]
-        events = EventStream(session_id, wall=self.clock.wall if self.clock else time.time)
+        events = EventStream(session_id, wall=self.clock.wall)
         session, engine = open_session(
             profile_path,
-            connection_type=ConnectionType.from_name(kind) if kind else None,
-            entry=request.get("entry") or None,
-            credentials=credentials,
-            interactive=not request.get("unattended", False),
-            prompt=prompt,
-            dialer_lookup=self.lookup,
-            clock=self.clock,
-            journal=self.journal,
+            ConnectOptions(
+                connection_type=ConnectionType.from_name(kind) if kind else None,
+                entry=request.get("entry") or None,
+                credentials=credentials,
+                interactive=not request.get("unattended", False),
+                owner_uid=uid,
+                session_id=session_id,
+                logon=bool(request.get("logon", False)) and uid == 0,
+            ),
+            SessionDeps(
+                dialer_lookup=self.lookup,
+                clock=self.clock,
+                prompt=prompt,
+                journal=self.journal,
+            ),
             log_dir=self.log_dir,
-            owner_uid=uid,
-            session_id=session_id,
-            logon=bool(request.get("logon", False)) and uid == 0,
             on_running=lambda action, text: events.action_running(
                 str(action.point), action.description, text
             ),
