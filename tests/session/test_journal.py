@@ -16,8 +16,8 @@ from opencm.session.config import session_config
 from opencm.session.journal import Journal, JournalEntry, ProcessMark, end_process, recover
 from opencm.session.machine import State
 from opencm.session.runner import Session
+from opencm.testing import Dialers, FakeClock, ScriptedDialer, up
 from tests.session.conftest import build_profile, engine_for, points_of, recorded, wait_state
-from tests.session.doubles import Dialers, FakeClock, ScriptedDialer, up
 
 pytestmark = pytest.mark.anyio
 

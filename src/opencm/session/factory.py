@@ -12,10 +12,10 @@ import anyio
 
 from opencm.actions.api import ActionPoint, ConnectionType, RunContext
 from opencm.actions.engine import ActionEngine
+from opencm.clock import Clock
 from opencm.kit.logon import logon_allowed
 from opencm.links.api import Credentials
 from opencm.profile.model import load_profile
-from opencm.session.clock import Clock
 from opencm.session.config import session_config
 from opencm.session.journal import Journal, JournalEntry
 from opencm.session.log import SessionLog

@@ -17,7 +17,7 @@
 
 Executables started at a point are awaited before the session moves on (so points never
 overlap); at a fatal point a non-zero exit status is a failure *(opencm)*. Every timer goes
-through the injectable :class:`~opencm.session.clock.Clock`.
+through the injectable :class:`~opencm.clock.Clock`.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from opencm.actions.api import (
     PointResult,
     RunContext,
 )
+from opencm.clock import Clock, RealClock
 from opencm.errors import InputError, OpencmError
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, LinkDown, LinkInfo
-from opencm.session.clock import Clock, RealClock
 from opencm.session.config import SessionConfig
 from opencm.session.journal import Journal, JournalEntry
 from opencm.session.log import SessionLog
