@@ -43,13 +43,13 @@ import os
 import secrets
 import shutil
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import serial  # pyserial
 
+from opencm.clock import Clock, RealClock
 from opencm.errors import InputError
 from opencm.links import codes, hayes, proc, slip
 from opencm.links.api import (
@@ -79,9 +79,6 @@ NUMBER_SETTINGS = {
     "escape_guard": (float, 0.02, 10),
     "mtu": (int, 296, 65535),
 }
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class Line(Protocol):
@@ -174,10 +171,10 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 async def run_dialogue(line: Line, dialogue: hayes.Dialogue, clock: Clock) -> hayes.Outcome:
     """Drive one :class:`~opencm.links.hayes.Dialogue` to its outcome."""
-    line.write(dialogue.start(clock()))
+    line.write(dialogue.start(clock.monotonic()))
     while dialogue.outcome is None:
-        text = await line.read_line(max(0.0, dialogue.deadline - clock()))
-        now = clock()
+        text = await line.read_line(max(0.0, dialogue.deadline - clock.monotonic()))
+        now = clock.monotonic()
         if text is not None:
             line.write(dialogue.feed(text, now))
         line.write(dialogue.tick(now))
@@ -200,14 +197,13 @@ async def dial_numbers(
     plan: DialPlan,
     *,
     clock: Clock,
-    sleep: Sleep,
     on_attempt: Callable[[hayes.Outcome], None] = lambda _: None,
 ) -> tuple[hayes.Outcome, list[hayes.Outcome]]:
     """Try the numbers in order, pass after pass, until one connects; raise :class:`DialError`."""
     tried: list[hayes.Outcome] = []
     for round_, number in hayes.attempts(plan.numbers, plan.redial_count):
         if tried and number == plan.numbers[0] and round_ > 0:
-            await sleep(plan.redial_delay)
+            await clock.sleep(plan.redial_delay)
         dialogue = hayes.Dialogue(
             number,
             init=plan.init,
@@ -287,12 +283,10 @@ class ModemDialer(NoDialogDialer):
     def __init__(
         self,
         *,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
+        clock: Clock | None = None,
         on_attempt: Callable[[hayes.Outcome], None] = lambda _: None,
     ) -> None:
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = clock or RealClock()
         self._on_attempt = on_attempt
         self._links: dict[str, _Link] = {}
 
@@ -321,7 +315,6 @@ class ModemDialer(NoDialogDialer):
                 line,
                 _plan(settings),
                 clock=self._clock,
-                sleep=self._sleep,
                 on_attempt=self._on_attempt,
             )
             if settings.get("login") == "prompt" and not use_ppp:

@@ -47,6 +47,14 @@ class SessionMacros:
         self._configured_addresses = configured_addresses
         self._own: dict[str, str] = {}
 
+    def set_credentials(
+        self, credentials: Credentials, inet_credentials: Credentials | None = None
+    ) -> None:
+        """The logon screen's user name and domain (given after pre-init), and a double dial's
+        Internet user."""
+        self._credentials = credentials
+        self._inet_credentials = inet_credentials
+
     def set_auto_redial(self, redialing: bool) -> None:
         self._own["AutoRedial"] = "1" if redialing else "0"
 
