@@ -213,12 +213,7 @@ def _check_writable_names(section: str, key: str) -> None:
             f"section name {section!r}: expected a non-empty name without ']', line breaks,"
             " NUL or surrounding blanks"
         )
-    if (
-        not key
-        or key != key.strip(" \t")
-        or key[0] in ";["
-        or any(c in key for c in "=\r\n\0")
-    ):
+    if not key or key != key.strip(" \t") or key[0] in ";[" or any(c in key for c in "=\r\n\0"):
         problems.append(
             f"key name {key!r}: expected a non-empty name without '=', line breaks, NUL or"
             " surrounding blanks, not starting with ';' or '['"
