@@ -209,7 +209,7 @@ async def _foreground(
 
     import anyio
 
-    from opencm.actions.api import ConnectionType
+    from opencm.profile.model import ConnectionType
     from opencm.session.factory import open_session
     from opencm.session.prompt import TtyPrompt
 

@@ -9,8 +9,8 @@ dial-up link. A macro whose value is unknown is left out, so the action engine e
 
 from __future__ import annotations
 
-from opencm.actions.api import ConnectionType
 from opencm.links.api import LinkInfo
+from opencm.profile.model import ConnectionType
 
 
 def connection_type(dial: LinkInfo | None, tunnel: LinkInfo | None) -> ConnectionType:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import InputError
 from opencm.links.api import DialEntry
-from opencm.profile.model import CM, ServiceProfile
+from opencm.profile.model import CM, ConnectionType, ServiceProfile
 
 OPENCM = "opencm"
 #: ``Link&<name>`` values and the dialer each one names.

@@ -18,6 +18,7 @@ from typing import Any
 from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write
 from opencm.links.api import Credentials
+from opencm.paths import config_home
 from opencm.profile.model import CM, ServiceProfile
 
 KEYS = ("username", "password", "domain")
@@ -71,8 +72,7 @@ def _keyring() -> Any | None:
 
 
 def _store_file(profile: ServiceProfile) -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "opencm" / "credentials" / f"{profile.short_name}.conf"
+    return config_home() / "opencm" / "credentials" / f"{profile.short_name}.conf"
 
 
 def load_saved(profile: ServiceProfile) -> Credentials | None:

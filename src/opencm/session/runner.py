@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import importlib
 import os
 import subprocess
 import uuid
@@ -34,16 +33,11 @@ from typing import Any
 
 import anyio
 
-from opencm.actions.api import (
-    FATAL_POINTS,
-    ActionPoint,
-    ActionRunner,
-    ConnectionType,
-    PointResult,
-    RunContext,
-)
-from opencm.errors import InputError, OpencmError
+from opencm.actions.api import FATAL_POINTS, ActionPoint, ActionRunner, PointResult, RunContext
+from opencm.errors import OpencmError
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, LinkDown, LinkInfo
+from opencm.links.registry import load_dialer
+from opencm.profile.model import ConnectionType
 from opencm.session.clock import Clock, RealClock
 from opencm.session.config import SessionConfig
 from opencm.session.journal import Journal, JournalEntry
@@ -68,13 +62,8 @@ DialerLookup = Callable[[str], Dialer]
 
 
 def default_dialer_lookup(name: str) -> Dialer:
-    """The links' registry (allow list enforced there), imported only when a session dials."""
-    try:
-        registry = importlib.import_module("opencm.links.registry")
-    except ModuleNotFoundError as error:
-        raise InputError(f"no dialer '{name}': opencm's links are not installed") from error
-    dialer: Dialer = registry.load_dialer(name)
-    return dialer
+    """The links' registry (the allow list is enforced there)."""
+    return load_dialer(name)
 
 
 class Outcome(enum.StrEnum):
