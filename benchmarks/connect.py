@@ -50,10 +50,10 @@ import anyio
 
 import opencm
 from opencm.links.api import Credentials, DialEntry, LinkDown
-from opencm.links.lab import Lab, OpenVPNServer, end_process, missing_tools, start_openvpn_server
 from opencm.links.openvpn import OpenVPNDialer
 from opencm.session.factory import open_session
 from opencm.session.journal import Journal
+from opencm_lab.lab import Lab, OpenVPNServer, end_process, missing_tools, start_openvpn_server
 
 TARGET_RATIO = 1.1
 TARGET_ADDED_MS = 150.0

@@ -45,12 +45,15 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.opencm-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# The test lab (testlab/: namespaces, servers, modem emulator, demo) is a package of its own so
+# that `pip install opencm` never ships it; the development venv gets both, editable.
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ testlab/pyproject.toml -nt "$stamp" ] \
+    || ! .venv/bin/python -c 'import opencm_lab' 2>/dev/null; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    .venv/bin/python -m pip install -q -e '.[dev]' -e ./testlab
     touch "$stamp"
 fi
 
 # Byte-compile opencm once: with PYTHONDONTWRITEBYTECODE set (as on these machines) every
 # `opencm` run would otherwise compile its modules from source again (~50 ms a start).
-.venv/bin/python -m compileall -q src >/dev/null
+.venv/bin/python -m compileall -q src testlab >/dev/null

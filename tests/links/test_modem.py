@@ -14,7 +14,9 @@ import pytest
 from opencm.errors import InputError
 from opencm.links import codes, hayes
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason, LinkDown
-from opencm.links.lab import (
+from opencm.links.modem import DialPlan, ModemDialer, SerialLine, dial_numbers, pppd_argv
+from opencm.links.openvpn import OpenVPNDialer
+from opencm_lab.lab import (
     Lab,
     ModemLine,
     NetnsPair,
@@ -22,8 +24,6 @@ from opencm.links.lab import (
     start_modem_emulator,
     start_openvpn_server,
 )
-from opencm.links.modem import DialPlan, ModemDialer, SerialLine, dial_numbers, pppd_argv
-from opencm.links.openvpn import OpenVPNDialer
 from tests.links.conftest import DownRecorder, interfaces, need_root_and, netns_pids
 
 

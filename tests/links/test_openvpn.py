@@ -12,8 +12,8 @@ import pytest
 from opencm.errors import InputError
 from opencm.links import codes
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason
-from opencm.links.lab import Lab, NetnsPair, OpenVPNServer, Pki, start_openvpn_server
 from opencm.links.openvpn import OpenVPNDialer
+from opencm_lab.lab import Lab, NetnsPair, OpenVPNServer, Pki, start_openvpn_server
 from tests.links.conftest import (
     DownRecorder,
     interfaces,

@@ -12,8 +12,8 @@ import pytest
 from opencm.errors import InputError
 from opencm.links import codes
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason, LinkDown
-from opencm.links.lab import Lab, NetnsPair, WireGuardPeer, start_wireguard_server
 from opencm.links.wireguard import DeadPeerDetector, WireGuardDialer, parse_config
+from opencm_lab.lab import Lab, NetnsPair, WireGuardPeer, start_wireguard_server
 from tests.links.conftest import (
     DownRecorder,
     interfaces,

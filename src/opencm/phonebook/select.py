@@ -23,6 +23,7 @@ from opencm.phonebook.pbr import parse_pbr
 from opencm.phonebook.problems import Problem
 from opencm.profile.isp import IspFilters, read_isp_filters
 from opencm.profile.model import ServiceProfile, resolve_case_insensitive
+from opencm.profile.rasbook import require_pop_book
 
 OPENCM = "opencm"
 
@@ -112,6 +113,7 @@ def read_offered(profile: ServiceProfile) -> PhoneBookView:
             raise InputError(
                 f"cannot read the phone book: {error.strerror}", path=pbk_path
             ) from error
+        require_pop_book(data, pbk_path, "the profile's [ISP] PBFile (dial-up POPs)")
         regions: list[str] = []
         if pbr_path is not None:
             pbr = parse_pbr(pbr_path.read_bytes(), pbr_path)

@@ -577,7 +577,7 @@ def start_modem_emulator(
     remote = lab.workdir / f"ttyOCM{index}-far"
     log_path = lab.workdir / f"modem{index}.events"
     argv = [
-        sys.executable, "-m", "opencm.links.modem_emulator", "--link", str(device),
+        sys.executable, "-m", "opencm_lab.modem_emulator", "--link", str(device),
         "--dial-delay", str(dial_delay), "--guard", str(guard), "--log", str(log_path),
     ]  # fmt: skip
     for number, results in numbers.items():

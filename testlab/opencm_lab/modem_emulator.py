@@ -14,7 +14,7 @@ hangs up on ``+++`` (guard time ``--guard``) then ``ATH``, when every process cl
 simulates a lost carrier: an unsolicited ``NO CARRIER``. Keystrokes while it rings abort the call.
 Each event is one line in ``--log``.
 
-usage: python -m opencm.links.modem_emulator --link PATH [--number N=RESULTS]... [--remote PATH]
+usage: python -m opencm_lab.modem_emulator --link PATH [--number N=RESULTS]... [--remote PATH]
            [--dial-delay S] [--guard S] [--log FILE]
 """
 
@@ -312,7 +312,7 @@ def parse_scripts(items: Sequence[str]) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m opencm.links.modem_emulator")
+    parser = argparse.ArgumentParser(prog="python -m opencm_lab.modem_emulator")
     parser.add_argument("--link", required=True, type=Path)
     parser.add_argument("--number", action="append", default=[])
     parser.add_argument("--remote", type=Path)
