@@ -14,6 +14,7 @@ from opencm.profile.model import ConnectionType
 from opencm.session.config import session_config
 from opencm.session.log import SessionLog, read_log
 from opencm.session.machine import State
+from opencm.session.options import ConnectOptions, SessionDeps
 from opencm.session.prompt import Choice
 from opencm.session.runner import Outcome, Session
 from tests.actions.conftest import compile_library
@@ -50,14 +51,17 @@ class Harness:
         self.engine = engine_for(self.profile, host)
         self.log_path = tmp_path / "logs" / "CONTOSO.log"
         options.setdefault("interactive", False)
+        deps = {key: options.pop(key) for key in ("prompt", "journal") if key in options}
         self.session = Session(
             self.config,
             self.engine,
-            connection_type=kind,
-            dialer_lookup=Dialers([self.openvpn, self.modem]),
-            clock=self.clock,
-            log=SessionLog(self.log_path, session_id="t"),
-            **options,
+            ConnectOptions(connection_type=kind, **options),
+            SessionDeps(
+                dialer_lookup=Dialers([self.openvpn, self.modem]),
+                clock=self.clock,
+                log=SessionLog(self.log_path, session_id="t"),
+                **deps,
+            ),
         )
         self.outcome: Outcome | None = None
 

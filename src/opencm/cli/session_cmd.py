@@ -211,17 +211,20 @@ async def _foreground(
 
     from opencm.profile.model import ConnectionType
     from opencm.session.factory import open_session
+    from opencm.session.options import ConnectOptions, SessionDeps
     from opencm.session.prompt import TtyPrompt
 
     session, engine = open_session(
         path,
-        connection_type=ConnectionType.from_name(kind) if kind else None,
-        entry=entry,
-        credentials=credentials,
-        interactive=interactive,
-        prompt=TtyPrompt() if interactive else None,
+        ConnectOptions(
+            connection_type=ConnectionType.from_name(kind) if kind else None,
+            entry=entry,
+            credentials=credentials,
+            interactive=interactive,
+            logon=logon,
+        ),
+        SessionDeps(prompt=TtyPrompt() if interactive else None),
         log_dir=log_dir,
-        logon=logon,
     )
 
     def show(row: Any) -> None:

@@ -32,10 +32,11 @@ from opencm.actions.engine import ActionEngine
 from opencm.errors import EXIT_BAD_INPUT, EXIT_PROBLEMS, OpencmError, RefusedError
 from opencm.links.api import Credentials, LinkInfo
 from opencm.profile.model import ConnectionType, load_profile
-from opencm.session.clock import Clock
+from opencm.session.clock import Clock, RealClock
 from opencm.session.factory import open_session, run_journaled_disconnect
 from opencm.session.journal import Journal, recover
 from opencm.session.machine import State
+from opencm.session.options import ConnectOptions, DialerLookup, SessionDeps, default_dialer_lookup
 from opencm.session.prompt import Choice
 from opencm.session.protocol import (
     MAX_LINE,
@@ -45,7 +46,7 @@ from opencm.session.protocol import (
     encode,
     peer_credentials,
 )
-from opencm.session.runner import DialerLookup, Outcome, Session, default_dialer_lookup
+from opencm.session.runner import Outcome, Session
 
 RESTART_REASON = "opencm-restarted"
 STOP_REASON = "daemon-stopping"
@@ -108,7 +109,7 @@ class Daemon:
         self.socket_path = socket_path
         self.state_dir = state_dir
         self.lookup = dialer_lookup
-        self.clock = clock
+        self.clock: Clock = clock or RealClock()
         self.log_dir = log_dir
         self.sessions: dict[str, Managed] = {}
         self.journal = Journal(state_dir / "journal")
@@ -303,21 +304,25 @@ class Daemon:
         prompt = DaemonPrompt(self)
         session, engine = open_session(
             profile_path,
-            connection_type=ConnectionType.from_name(kind) if kind else None,
-            entry=request.get("entry") or None,
-            credentials=Credentials(
-                username=creds.get("username"),
-                password=creds.get("password"),
-                domain=creds.get("domain"),
+            ConnectOptions(
+                connection_type=ConnectionType.from_name(kind) if kind else None,
+                entry=request.get("entry") or None,
+                credentials=Credentials(
+                    username=creds.get("username"),
+                    password=creds.get("password"),
+                    domain=creds.get("domain"),
+                ),
+                interactive=not request.get("unattended", False),
+                owner_uid=uid,
+                logon=bool(request.get("logon", False)) and uid == 0,
             ),
-            interactive=not request.get("unattended", False),
-            prompt=prompt,
-            dialer_lookup=self.lookup,
-            clock=self.clock,
-            journal=self.journal,
+            SessionDeps(
+                dialer_lookup=self.lookup,
+                clock=self.clock,
+                prompt=prompt,
+                journal=self.journal,
+            ),
             log_dir=self.log_dir,
-            owner_uid=uid,
-            logon=bool(request.get("logon", False)) and uid == 0,
         )
         busy = [
             m

@@ -13,33 +13,28 @@ import anyio
 from opencm.actions.api import ActionPoint, RunContext
 from opencm.actions.engine import ActionEngine
 from opencm.actions.logon import logon_allowed
-from opencm.links.api import Credentials
 from opencm.profile.model import ConnectionType, load_profile
-from opencm.session.clock import Clock
 from opencm.session.config import session_config
-from opencm.session.journal import Journal, JournalEntry
+from opencm.session.journal import JournalEntry
 from opencm.session.log import SessionLog
-from opencm.session.prompt import DisconnectPrompt
-from opencm.session.runner import DialerLookup, Session, default_dialer_lookup
+from opencm.session.options import ConnectOptions, SessionDeps
+from opencm.session.runner import Session
 
 
 def open_session(
     profile_path: str | Path,
+    options: ConnectOptions | None = None,
+    deps: SessionDeps | None = None,
     *,
-    connection_type: ConnectionType | None = None,
-    entry: str | None = None,
-    credentials: Credentials | None = None,
-    interactive: bool = True,
-    prompt: DisconnectPrompt | None = None,
-    dialer_lookup: DialerLookup = default_dialer_lookup,
-    clock: Clock | None = None,
-    journal: Journal | None = None,
     log_dir: Path | None = None,
-    owner_uid: int | None = None,
-    session_id: str | None = None,
-    logon: bool = False,
 ) -> tuple[Session, ActionEngine]:
-    """Load the profile and make its session; the caller closes the engine when it ends."""
+    """Load the profile and make its session; the caller closes the engine when it ends.
+
+    The session logs to the profile's ``[opencm] LogDir``, else ``log_dir``, else the default
+    folder, unless ``deps`` brings a log of its own.
+    """
+    options = options or ConnectOptions()
+    deps = deps or SessionDeps()
     profile = load_profile(profile_path)
     config = session_config(profile)
     # At boot/logon only what the root-owned allow list names may run (opencm.actions.logon).
@@ -47,25 +42,14 @@ def open_session(
         profile.cms, logon_allowed=lambda action: logon_allowed(profile, action.program)
     )
     try:
-        session = Session(
-            config,
-            engine,
-            connection_type=connection_type,
-            credentials=credentials,
-            interactive=interactive,
-            prompt=prompt,
-            dialer_lookup=dialer_lookup,
-            clock=clock,
-            journal=journal,
-            entry=entry,
-            owner_uid=owner_uid,
-            session_id=session_id,
-            logon=logon,
-        )
+        session = Session(config, engine, options, deps)
     except BaseException:
         engine.close()
         raise
-    session.log = SessionLog.for_profile(profile.short_name, config.log_dir or log_dir, session.id)
+    if deps.log is None:
+        session.log = SessionLog.for_profile(
+            profile.short_name, config.log_dir or log_dir, session.id
+        )
     return session, engine
 
 
