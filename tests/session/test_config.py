@@ -63,6 +63,7 @@ def test_servers_links_and_modem_become_dial_entries(tmp_path: Path) -> None:
                 "numbers": "5550100;5550101",
                 "local_ip": "10.64.0.2",
                 "peer_ip": "10.64.0.1",
+                "dial_mode": "tone",
                 "netns": "ocmtest1",
             },
         ),

@@ -16,7 +16,6 @@ with ``\\``; on Linux they are resolved case-insensitively, one component at a t
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from opencm.errors import InputError
 from opencm.profile.ini import IniFile
 
 CM = "Connection Manager"
-_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 class ConnectionType(enum.IntEnum):
@@ -76,11 +74,6 @@ def resolve_case_insensitive(base: Path, windows_path: str) -> Path:
             match = None
         current = match if match is not None else exact
     return current
-
-
-def is_windows_absolute(windows_path: str) -> bool:
-    """``C:\\…`` and ``\\\\server\\…`` paths cannot mean anything on Linux."""
-    return bool(_DRIVE.match(windows_path.strip())) or windows_path.strip().startswith("\\\\")
 
 
 @dataclass
