@@ -18,7 +18,12 @@ from opencm.profile.model import CM, ServiceProfile
 
 OPENCM = "opencm"
 #: ``Link&<name>`` values and the dialer each one names.
-LINK_DIALERS = {"openvpn": "openvpn", "wireguard": "wireguard", "networkmanager": "networkmanager"}
+LINK_DIALERS = {
+    "openvpn": "openvpn",
+    "wireguard": "wireguard",
+    "networkmanager": "networkmanager",
+    "ikev2": "ikev2",
+}
 MAX_SERVERS = 1000
 
 
@@ -129,7 +134,7 @@ def _tunnel_entries(
         config = (profile.cms.get(OPENCM, f"Config&{name}") or "").strip()
         if config:
             settings["config"] = str(profile.resolve(config))
-        elif link in ("openvpn", "wireguard"):
+        elif link in ("openvpn", "wireguard", "ikev2"):
             _required(profile, f"Config&{name}", f"the {link} config file of server '{name}'")
         connection = (profile.cms.get(OPENCM, f"Connection&{name}") or "").strip()
         if connection:
