@@ -15,7 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from opencm.links.charon import CharonTuning, charon_argv, make_rundir, vici_session
+from opencm.links.charon import (
+    CharonTuning,
+    answers,
+    charon_argv,
+    make_rundir,
+    vici_session,
+)
 from opencm_lab.lab import Lab, LabError, NetnsPair, Pki
 
 
@@ -54,7 +60,7 @@ def start_ikev2_server(
     process = lab.spawn(charon_argv(rundir, None), netns=pair.server_ns, log_name="charon-srv.log")
     vici_path = rundir / "charon.vici"
     deadline = time.monotonic() + ready_timeout
-    while not vici_path.exists():
+    while not answers(vici_path):
         if process.poll() is not None or time.monotonic() > deadline:
             raise LabError(f"the strongSwan responder did not start (see {rundir})")
         time.sleep(0.01)

@@ -122,6 +122,16 @@ def vici_session(path: Path) -> Iterator[Any]:
         yield vici.Session(sock)
 
 
+def answers(path: Path) -> bool:
+    """True once a VICI socket accepts connections."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def charon_argv(rundir: Path, netns: str | None) -> list[str]:
     """charon in a private mount namespace with the instance folder as its ``/run``."""
     script = f'mount --bind "$1" /run && STRONGSWAN_CONF="$2" exec {CHARON}'
@@ -160,7 +170,8 @@ async def start_charon(
     instance = CharonInstance(rundir, process)
     try:
         async with asyncio.timeout(start_within):
-            while not instance.vici_path.exists():
+            # The socket file appears at bind(), a moment before listen(): wait until it answers.
+            while not await asyncio.to_thread(answers, instance.vici_path):
                 if process.returncode is not None:
                     raise RuntimeError(
                         f"charon exited ({process.returncode}): {instance.log_tail()}"
@@ -182,6 +193,7 @@ __all__ = [
     "CHARON",
     "CharonInstance",
     "CharonTuning",
+    "answers",
     "charon_argv",
     "make_rundir",
     "missing_programs",
