@@ -69,35 +69,68 @@ def resolve_profile(name: str) -> Path:
 
 
 def gather_credentials(
-    profile_path: Path, credentials_file: Path | None, interactive: bool, save: bool
+    profile_path: Path,
+    credentials_file: Path | None,
+    interactive: bool,
+    save: bool,
+    kind: str = "logon",
 ) -> Credentials:
+    """The logon (``kind="logon"``) or Internet (``"inet"``) credentials of a connection:
+    a file, the saved store, or a prompt whose default user name is the ``.cmp``'s (saved
+    back there once typed)."""
     from opencm.links.api import Credentials
     from opencm.profile.model import load_profile
     from opencm.session import credentials as creds
 
     profile = load_profile(profile_path)
+    what = "Internet " if kind == creds.INET else ""
     if credentials_file is not None:
         found = creds.read_credentials_file(credentials_file)
     else:
-        saved = creds.load_saved(profile)
+        saved = creds.load_saved(profile, kind)
         if saved is not None:
             return saved
         if not creds.needs_credentials(profile):
             return Credentials()
         if not interactive:
+            option = "--inet-credentials" if kind == creds.INET else "--credentials"
             raise InputError(
-                "the profile needs a user name and password: pass --credentials FILE",
+                f"the profile needs a {what.lower()}user name and password: pass {option} FILE",
                 path=profile.cms_path,
                 field="[opencm] Credentials",
             )
+        default = creds.logon_defaults(profile, kind)
         found = Credentials(
-            username=click.prompt("User name", err=True),
-            password=click.prompt("Password", hide_input=True, err=True),
+            username=click.prompt(f"{what}User name", default=default.username, err=True),
+            password=click.prompt(f"{what}Password", hide_input=True, err=True),
+            domain=default.domain,
         )
+        where = creds.remember_logon(profile, found, kind)
+        click.echo(f"{what}user name remembered in {where}", err=True)
     if save:
-        where = creds.save(profile, found)
-        click.echo(f"credentials saved in {where}", err=True)
+        where_saved = creds.save(profile, found, kind)
+        click.echo(f"{what}credentials saved in {where_saved}", err=True)
     return found
+
+
+def _wants_inet(profile_path: Path, kind: str | None) -> bool:
+    from opencm.actions.api import ConnectionType
+    from opencm.profile.model import load_profile
+    from opencm.session.credentials import needs_inet_credentials
+
+    profile = load_profile(profile_path)
+    connection_type = ConnectionType.from_name(kind) if kind else profile.default_connection_type()
+    return needs_inet_credentials(profile, connection_type)
+
+
+def _credentials_json(credentials: Credentials | None) -> dict[str, str | None] | None:
+    if credentials is None:
+        return None
+    return {
+        "username": credentials.username,
+        "password": credentials.password,
+        "domain": credentials.domain,
+    }
 
 
 @click.command("connect")
@@ -114,6 +147,12 @@ def gather_credentials(
     type=click.Path(path_type=Path, dir_okay=False),
     help="A 0600 file with username=, password=, domain= lines.",
 )
+@click.option(
+    "--inet-credentials",
+    "inet_credentials_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Double dial: a 0600 file with the Internet (dial-up) username= and password=.",
+)
 @click.option("--save-credentials", is_flag=True, help="Remember them, if the profile allows.")
 @click.option("--logon", is_flag=True, help="Boot/logon run: only allow-listed actions run.")
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
@@ -126,6 +165,7 @@ def connect(
     entry: str | None,
     kind: str | None,
     credentials_file: Path | None,
+    inet_credentials_file: Path | None,
     save_credentials: bool,
     logon: bool,
     log_dir: Path | None,
@@ -136,8 +176,18 @@ def connect(
     path = resolve_profile(profile)
     # A logon/boot run has nobody at the screen by definition.
     interactive = not unattended and not logon and sys.stdin.isatty()
+    wants_inet = inet_credentials_file is not None or _wants_inet(path, kind)
+
+    def inet() -> Credentials | None:
+        if not wants_inet:
+            return None
+        return gather_credentials(
+            path, inet_credentials_file, interactive, save_credentials, kind="inet"
+        )
+
     if foreground:
         credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
+        inet_credentials = inet()
         import anyio
 
         return anyio.run(
@@ -146,6 +196,7 @@ def connect(
             kind,
             entry,
             credentials,
+            inet_credentials,
             interactive,
             logon,
             log_dir,
@@ -170,11 +221,8 @@ def connect(
         else:
             credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
             request = {"op": "connect", **target}
-        request["credentials"] = {
-            "username": credentials.username,
-            "password": credentials.password,
-            "domain": credentials.domain,
-        }
+        request["credentials"] = _credentials_json(credentials)
+        request["inet_credentials"] = _credentials_json(inet())
         status = follow_request(client, request)
     return _finish(status, as_json)
 
@@ -241,6 +289,7 @@ async def _foreground(
     kind: str | None,
     entry: str | None,
     credentials: Credentials,
+    inet_credentials: Credentials | None,
     interactive: bool,
     logon: bool,
     log_dir: Path | None,
@@ -261,6 +310,7 @@ async def _foreground(
             connection_type=ConnectionType.from_name(kind) if kind else None,
             entry=entry,
             credentials=credentials,
+            inet_credentials=inet_credentials,
             interactive=interactive,
             logon=logon,
         ),
