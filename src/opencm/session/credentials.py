@@ -98,6 +98,23 @@ def load_saved(profile: ServiceProfile, kind: str = LOGON) -> Credentials | None
     return read_credentials_file(path) if path.exists() else None
 
 
+def _check_storable(credentials: Credentials) -> None:
+    """Refuse values the line-based store cannot hold as they are.
+
+    A line break in a user name would start a new ``key=value`` line, so ``jo\ndomain=EVIL``
+    would come back as a domain the user never typed; no real user name, password or domain
+    contains a line break or NUL, so they are refused rather than escaped (escaping would change
+    the meaning of backslashes in hand-written files, where ``CONTOSO\\jo`` is common).
+    """
+    for key in KEYS:
+        value = getattr(credentials, key) or ""
+        bad = next((c for c in value if c in "\r\n\0"), None)
+        if bad is not None:
+            raise InputError(
+                f"the {key} contains a line break or NUL ({bad!r}): it cannot be saved"
+            )
+
+
 def needs_inet_credentials(profile: ServiceProfile, connection_type: ConnectionType) -> bool:
     """A double dial asks for its own Internet (dial-up) credentials unless the profile says
     to send the tunnel's (``[Connection Manager] UseSameUserName=1``)."""
@@ -154,6 +171,7 @@ def stage_credentials(
 
 
 def save(profile: ServiceProfile, credentials: Credentials, kind: str = LOGON) -> str:
+    _check_storable(credentials)
     if not may_save(profile):
         raise RefusedError(
             "the profile does not allow saving the password "
