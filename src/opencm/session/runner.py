@@ -1,7 +1,13 @@
 """One connection session: the state machine, the action engine and the dialers, together.
 
-<<<<<<< HEAD
-:class:`Session` walks the table of :mod:`opencm.session.machine`; each state's work is here:
+:class:`Session` walks the table of :mod:`opencm.session.machine`; each state's work is here.
+The parts a session is made of live beside it: :mod:`~opencm.session.macros` (the macros it sets),
+:mod:`~opencm.session.journal` (what it started, on disk, for crash recovery),
+:mod:`~opencm.session.events` (what reaches it while connected),
+:mod:`~opencm.session.status` (what clients see) and :mod:`~opencm.session.processes` (waiting
+for the programs it started).
+
+What the states do:
 
 - pre-init, then (the logon screen is the caller's) pre-connect, pre-dial only when dialing,
   the dial, pre-tunnel only when tunnelling, the tunnel, post-connect, then monitored apps;
@@ -19,14 +25,6 @@
 Executables started at a point are awaited before the session moves on (so points never
 overlap); at a fatal point a non-zero exit status is a failure *(opencm)*. Every timer goes
 through the injectable :class:`~opencm.clock.Clock`.
-=======
-:class:`Session` walks the table of :mod:`opencm.session.machine`; each state's work is here.
-The parts a session is made of live beside it: :mod:`~opencm.session.macros` (the macros it sets),
-:mod:`~opencm.session.journal` (what it started, on disk, for crash recovery),
-:mod:`~opencm.session.events` (what reaches it while connected),
-:mod:`~opencm.session.status` (what clients see) and :mod:`~opencm.session.processes` (waiting
-for the programs it started).
->>>>>>> main
 """
 
 from __future__ import annotations
