@@ -8,7 +8,6 @@ disconnected in order), 1 the connection failed or dropped, 2 bad input, 3 refus
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from opencm.cli.output import emit_json
-from opencm.errors import InputError
+from opencm.session.locate import resolve_profile
 from opencm.session.protocol import Client, check, default_socket_path, default_state_dir
 
 if TYPE_CHECKING:
@@ -46,52 +45,29 @@ socket_option = click.option(
 )
 
 
-def resolve_profile(name: str) -> Path:
-    """A path to a .cmp/.cms/folder, or the short name of an installed profile."""
-    path = Path(name)
-    if path.exists():
-        return path.resolve()
-    if "/" not in name and not name.endswith((".cmp", ".cms")):
-        from opencm.kit.install import find_installed_cmp
-        from opencm.kit.roots import all_users_scope, user_scope
-
-        scopes = [all_users_scope()] if os.geteuid() == 0 else [user_scope(), all_users_scope()]
-        found = find_installed_cmp(name, scopes)
-        if found is not None:
-            return found
-    raise InputError("no such profile file, folder or installed profile", path=name)
-
-
 def gather_credentials(
     profile_path: Path, credentials_file: Path | None, interactive: bool, save: bool
 ) -> Credentials:
+    """The session layer's credential policy, asking at the terminal when someone is there."""
     from opencm.links.api import Credentials
     from opencm.profile.model import load_profile
-    from opencm.session import credentials as creds
+    from opencm.session.credentials import credentials_for
 
-    profile = load_profile(profile_path)
-    if credentials_file is not None:
-        found = creds.read_credentials_file(credentials_file)
-    else:
-        saved = creds.load_saved(profile)
-        if saved is not None:
-            return saved
-        if not creds.needs_credentials(profile):
-            return Credentials()
-        if not interactive:
-            raise InputError(
-                "the profile needs a user name and password: pass --credentials FILE",
-                path=profile.cms_path,
-                field="[opencm] Credentials",
-            )
-        found = Credentials(
+    def ask() -> Credentials:
+        return Credentials(
             username=click.prompt("User name", err=True),
             password=click.prompt("Password", hide_input=True, err=True),
         )
-    if save:
-        where = creds.save(profile, found)
-        click.echo(f"credentials saved in {where}", err=True)
-    return found
+
+    gathered = credentials_for(
+        load_profile(profile_path),
+        credentials_file=credentials_file,
+        ask=ask if interactive else None,
+        remember=save,
+    )
+    if gathered.saved_in is not None:
+        click.echo(f"credentials saved in {gathered.saved_in}", err=True)
+    return gathered.credentials
 
 
 @click.command("connect")

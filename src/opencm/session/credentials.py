@@ -1,10 +1,11 @@
 """Where a session's user name and password come from (docs/session.md, "Credentials").
 
-In order: ``--credentials FILE`` (for unattended use; the file must be the caller's and mode
-0600), the saved store when the profile allows saving (``[Connection Manager]
-HideRememberPassword`` not 1), then a prompt at the terminal when the profile asks for them
-(``[opencm] Credentials=password``). The saved store is the system keyring when the optional
-``keyring`` package is installed, else a 0600 file in ``$XDG_CONFIG_HOME/opencm/credentials/``.
+In order (:func:`credentials_for`): ``--credentials FILE`` (for unattended use; the file must be
+the caller's and mode 0600), the saved store when the profile allows saving (``[Connection
+Manager] HideRememberPassword`` not 1), then the user is asked (the terminal's prompt, a front
+end's dialog) when the profile asks for them (``[opencm] Credentials=password``). The saved
+store is the system keyring when the optional ``keyring`` package is installed, else a 0600 file
+in ``$XDG_CONFIG_HOME/opencm/credentials/``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import importlib
 import os
 import stat
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +92,7 @@ def load_saved(profile: ServiceProfile) -> Credentials | None:
 
 
 def save(profile: ServiceProfile, credentials: Credentials) -> str:
+    """Store ``credentials`` for ``profile``; returns where (the keyring, or the file)."""
     if not may_save(profile):
         raise RefusedError(
             "the profile does not allow saving the password "
@@ -113,7 +117,52 @@ def save(profile: ServiceProfile, credentials: Credentials) -> str:
     return str(path)
 
 
+#: Asks the user for a user name and password (a terminal prompt, a dialog).
+AskCredentials = Callable[[], Credentials]
+
+
+@dataclass(frozen=True)
+class Gathered:
+    credentials: Credentials
+    #: Where they were saved (``remember`` and newly given), else None.
+    saved_in: str | None = None
+
+
+def credentials_for(
+    profile: ServiceProfile,
+    *,
+    credentials_file: Path | None = None,
+    ask: AskCredentials | None = None,
+    remember: bool = False,
+) -> Gathered:
+    """The credentials a connection of ``profile`` uses, by the policy above.
+
+    ``ask`` is None when nobody is at the screen: a profile that needs credentials, with none
+    given or saved, is then an :class:`InputError`. ``remember`` saves credentials newly given
+    (from the file or the user), if the profile allows it.
+    """
+    if credentials_file is not None:
+        found = read_credentials_file(credentials_file)
+    else:
+        saved = load_saved(profile)
+        if saved is not None:
+            return Gathered(saved)
+        if not needs_credentials(profile):
+            return Gathered(Credentials())
+        if ask is None:
+            raise InputError(
+                "the profile needs a user name and password: pass --credentials FILE",
+                path=profile.cms_path,
+                field="[opencm] Credentials",
+            )
+        found = ask()
+    return Gathered(found, save(profile, found) if remember else None)
+
+
 __all__ = [
+    "AskCredentials",
+    "Gathered",
+    "credentials_for",
     "load_saved",
     "may_save",
     "needs_credentials",
