@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from opencm.clock import RealClock
 from opencm.errors import InputError
 from opencm.links import codes, hayes
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason, LinkDown
@@ -38,7 +39,7 @@ def dial_over_pty(modem: ModemLine, plan: DialPlan) -> tuple[hayes.Outcome, list
     async def scenario() -> tuple[hayes.Outcome, list[hayes.Outcome]]:
         line = SerialLine(str(modem.device), 115200)
         try:
-            return await dial_numbers(line, plan, clock=time.monotonic, sleep=asyncio.sleep)
+            return await dial_numbers(line, plan, clock=RealClock())
         finally:
             line.close()
 
@@ -100,7 +101,7 @@ def dial_over_pty_path(device: str, plan: DialPlan) -> None:
     async def scenario() -> None:
         line = SerialLine(device, 115200)
         try:
-            await dial_numbers(line, plan, clock=time.monotonic, sleep=asyncio.sleep)
+            await dial_numbers(line, plan, clock=RealClock())
         finally:
             line.close()
 

@@ -19,8 +19,8 @@ from opencm.session.journal import Journal, JournalEntry, ProcessMark, end_proce
 from opencm.session.machine import State
 from opencm.session.options import ConnectOptions, SessionDeps
 from opencm.session.runner import Session
+from opencm.testing import Dialers, FakeClock, ScriptedDialer, up
 from tests.session.conftest import build_profile, engine_for, points_of, recorded, wait_state
-from tests.session.doubles import Dialers, FakeClock, ScriptedDialer, up
 
 pytestmark = pytest.mark.anyio
 

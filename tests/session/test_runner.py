@@ -17,9 +17,9 @@ from opencm.session.machine import State
 from opencm.session.options import ConnectOptions, SessionDeps
 from opencm.session.prompt import Choice
 from opencm.session.runner import Outcome, Session
+from opencm.testing import Dialers, FakeClock, ScriptedDialer, Step, crash, fail, hang, up
 from tests.actions.conftest import compile_library
 from tests.session.conftest import build_profile, engine_for, points_of, recorded, wait_state
-from tests.session.doubles import Dialers, FakeClock, ScriptedDialer, Step, fail, hang, up
 
 pytestmark = pytest.mark.anyio
 
@@ -429,7 +429,7 @@ async def test_entry_option_starts_with_that_server(tmp_path: Path, host: Librar
 async def test_a_dialer_that_crashes_ends_the_attempt_not_the_session_runner(
     tmp_path: Path, host: LibraryHost
 ) -> None:
-    h = Harness(tmp_path, host, tunnel=[Step("crash"), up()])
+    h = Harness(tmp_path, host, tunnel=[crash(), up()])
     await connect_then_disconnect(h)
     assert h.outcome is Outcome.DISCONNECTED
     (error,) = h.rows("on-error")

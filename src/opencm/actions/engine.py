@@ -32,8 +32,9 @@ from opencm.actions.api import (
 from opencm.actions.libhost import LibraryHost
 from opencm.actions.parse import ParsedSection, Problem, parse_section
 from opencm.actions.plan import LogonCheck, PlannedAction, plan_section
-from opencm.actions.pyactions import PythonAction, PythonActions
+from opencm.actions.pyactions import CURRENT_CONTEXT, PythonAction, PythonActions
 from opencm.actions.source import ActionSource
+from opencm.errors import OpencmError
 
 #: What may run at logon: None (nothing, the default), program paths / ``python:NAME`` names,
 #: or a predicate over the planned action.
@@ -169,7 +170,7 @@ class ActionEngine:
         if planned.kind is ActionKind.LIBRARY:
             self._call_library(planned, context, result)
         elif planned.kind is ActionKind.PYTHON:
-            self._call_python(planned, result)
+            self._call_python(planned, context, result)
         else:
             self._start_process(planned, context, result)
         result.duration = time.monotonic() - started
@@ -189,18 +190,27 @@ class ActionEngine:
             detail: int | str = call.value if call.value is not None else call.describe()
             result.message = failure_message(planned.description, detail)
 
-    def _call_python(self, planned: PlannedAction, result: ActionResult) -> None:
+    def _call_python(
+        self, planned: PlannedAction, context: RunContext, result: ActionResult
+    ) -> None:
         assert planned.python_name is not None
         result.ran = True
+        token = CURRENT_CONTEXT.set(context)
         try:
             function = self.python.load(planned.python_name)
             value = function(None, None, planned.command_line, 0)
+        except OpencmError as error:  # a built-in action's verdict on what the profile says
+            result.ok = False
+            result.message = failure_message(planned.description, str(error))
+            return
         except Exception as error:  # a plug-in's bug is this action's failure, not opencm's
             result.ok = False
             result.message = failure_message(
                 planned.description, f"raised {type(error).__name__}: {error}"
             )
             return
+        finally:
+            CURRENT_CONTEXT.reset(token)
         if isinstance(value, bool) or not isinstance(value, int):
             result.ok = False
             result.message = failure_message(

@@ -39,13 +39,13 @@ import os
 import secrets
 import shutil
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import serial  # pyserial
 
+from opencm.clock import Clock, RealClock
 from opencm.errors import InputError
 from opencm.links import codes, hayes, proc, slip
 from opencm.links.api import (
@@ -75,9 +75,6 @@ NUMBER_SETTINGS = {
     "escape_guard": (float, 0.02, 10),
     "mtu": (int, 296, 65535),
 }
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class Line(Protocol):
@@ -164,10 +161,10 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 async def run_dialogue(line: Line, dialogue: hayes.Dialogue, clock: Clock) -> hayes.Outcome:
     """Drive one :class:`~opencm.links.hayes.Dialogue` to its outcome."""
-    line.write(dialogue.start(clock()))
+    line.write(dialogue.start(clock.monotonic()))
     while dialogue.outcome is None:
-        text = await line.read_line(max(0.0, dialogue.deadline - clock()))
-        now = clock()
+        text = await line.read_line(max(0.0, dialogue.deadline - clock.monotonic()))
+        now = clock.monotonic()
         if text is not None:
             line.write(dialogue.feed(text, now))
         line.write(dialogue.tick(now))
@@ -190,14 +187,13 @@ async def dial_numbers(
     plan: DialPlan,
     *,
     clock: Clock,
-    sleep: Sleep,
     on_attempt: Callable[[hayes.Outcome], None] = lambda _: None,
 ) -> tuple[hayes.Outcome, list[hayes.Outcome]]:
     """Try the numbers in order, pass after pass, until one connects; raise :class:`DialError`."""
     tried: list[hayes.Outcome] = []
     for round_, number in hayes.attempts(plan.numbers, plan.redial_count):
         if tried and number == plan.numbers[0] and round_ > 0:
-            await sleep(plan.redial_delay)
+            await clock.sleep(plan.redial_delay)
         dialogue = hayes.Dialogue(
             number,
             init=plan.init,
@@ -277,12 +273,10 @@ class ModemDialer(NoDialogDialer):
     def __init__(
         self,
         *,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
+        clock: Clock | None = None,
         on_attempt: Callable[[hayes.Outcome], None] = lambda _: None,
     ) -> None:
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = clock or RealClock()
         self._on_attempt = on_attempt
         self._links: dict[str, _Link] = {}
 
@@ -311,7 +305,6 @@ class ModemDialer(NoDialogDialer):
                 line,
                 _plan(settings),
                 clock=self._clock,
-                sleep=self._sleep,
                 on_attempt=self._on_attempt,
             )
             interface = settings.get("interface") or f"ocmsl{secrets.token_hex(2)}"

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from opencm.actions.api import ConnectionType
+from opencm.clock import Clock, RealClock
 from opencm.links.api import Credentials, Dialer
-from opencm.session.clock import Clock, RealClock
 from opencm.session.journal import Journal
 from opencm.session.log import SessionLog
 from opencm.session.prompt import PROMPT_TIMEOUT, DisconnectPrompt
