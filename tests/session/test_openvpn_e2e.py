@@ -76,8 +76,9 @@ class Setup:
         return sessions
 
     def wait_no_sessions(self, limit: float = 20.0) -> None:
+        """Until every session has ended (ended ones stay listed with their outcome)."""
         deadline = time.monotonic() + limit
-        while self.sessions():
+        while [s for s in self.sessions() if not s["ended"]]:
             assert time.monotonic() < deadline, "the session did not end"
             time.sleep(0.1)
 

@@ -284,6 +284,8 @@ async def test_auto_reconnect_connects_again_after_a_drop(
         await h.openvpn.drop(DownReason.PROCESS_EXITED)
         await wait_state(h.session, State.DROPPED, State.PRE_CONNECT)
         await wait_state(h.session, State.CONNECTED)
+        # The reason belongs to the drop it describes, not to the connection made again.
+        assert h.session.status()["disconnect_reason"] is None
         h.session.disconnect()
     assert h.outcome is Outcome.DISCONNECTED
     assert h.points() == [

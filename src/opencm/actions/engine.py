@@ -75,9 +75,10 @@ class ActionEngine:
         library_host: LibraryHost | None = None,
         on_running: Callable[[PlannedAction, str], None] | None = None,
     ) -> None:
-        """``on_running(action, text)`` is called before each synchronous (library or Python)
-        action with CM's status text, "Running Custom Action <Description>" (seed 000), for the
-        status pane; the caller's window is frozen until it returns."""
+        """``on_running(action, text)`` is called before each action that runs, with CM's
+        status text, "Running Custom Action <Description>" ("Incorporating Custom Actions"),
+        for the status pane. For a library or Python action the caller's window is frozen until
+        it returns; an executable the session waits for shows the same line *(opencm)*."""
         self.source = source
         self._logon_allowed = logon_check(logon_allowed)
         self.python = (
@@ -165,7 +166,7 @@ class ActionEngine:
             result.ok = False
             result.message = failure_message(planned.description, planned.failure)
             return result
-        if self._on_running is not None and planned.kind in (ActionKind.LIBRARY, ActionKind.PYTHON):
+        if self._on_running is not None:
             self._on_running(planned, running_text(planned.description))
         if planned.kind is ActionKind.LIBRARY:
             self._call_library(planned, context, result)

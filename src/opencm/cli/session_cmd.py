@@ -16,7 +16,13 @@ import click
 
 from opencm.cli.output import emit_json
 from opencm.session.locate import resolve_profile
-from opencm.session.protocol import Client, check, default_socket_path, default_state_dir
+from opencm.session.protocol import (
+    KEEP_ENDED,
+    Client,
+    check,
+    default_socket_path,
+    default_state_dir,
+)
 
 if TYPE_CHECKING:
     from opencm.links.api import Credentials
@@ -106,8 +112,8 @@ def connect(
     path = resolve_profile(profile)
     # A logon/boot run has nobody at the screen by definition.
     interactive = not unattended and not logon and sys.stdin.isatty()
-    credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
     if foreground:
+        credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
         import anyio
 
         return anyio.run(
@@ -121,28 +127,59 @@ def connect(
             log_dir,
             as_json,
         )
-    request: dict[str, Any] = {
-        "op": "connect",
+    target: dict[str, Any] = {
         "profile": str(path),
         "type": kind,
         "entry": entry,
         "unattended": not interactive,
         "logon": logon,
-        "credentials": {
+    }
+    with Client(socket_path, timeout=None) as client:
+        if interactive and credentials_file is None:
+            # "How Connection Manager Works": pre-init runs before the logon screen, so the
+            # session is opened (pre-init runs in the daemon) before the password is asked.
+            opened = follow_request(client, {"op": "open", **target})
+            if opened["state"] != "ready":
+                return _finish(opened, as_json)
+            credentials = gather_credentials(path, None, interactive, save_credentials)
+            request: dict[str, Any] = {"op": "connect", "session": opened["session"]}
+        else:
+            credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
+            request = {"op": "connect", **target}
+        request["credentials"] = {
             "username": credentials.username,
             "password": credentials.password,
             "domain": credentials.domain,
-        },
-        "wait": True,
-    }
-    with Client(socket_path, timeout=None) as client:
-        client.send(request)
-        for answer in client.lines():
-            if "event" in answer:
-                click.echo(f"opencm: {answer['state']}", err=True)
-                continue
-            status = check(answer)["session"]
-            break
+        }
+        status = follow_request(client, request)
+    return _finish(status, as_json)
+
+
+def follow_request(client: Client, request: dict[str, Any]) -> dict[str, Any]:
+    """Send ``request``, print each event's words as it comes, return the final status."""
+    client.send(request)
+    for answer in client.lines():
+        if "event" not in answer:
+            result: dict[str, Any] = check(answer)["session"]
+            return result
+        line = event_line(answer)
+        if line:
+            click.echo(f"opencm: {line}", err=True)
+    raise AssertionError("unreachable: lines() raises when the daemon closes")  # pragma: no cover
+
+
+def event_line(event: dict[str, Any]) -> str | None:
+    """One event as the CLI prints it: the state, or the event's words (None: not shown)."""
+    kind = event.get("event")
+    if kind == "state":
+        return str(event.get("state"))
+    if kind in ("action-running", "missed"):
+        return None  # the action's result line follows; "missed" only concerns watchers
+    text = event.get("text")
+    return str(text) if text else None
+
+
+def _finish(status: dict[str, Any], as_json: bool) -> int:
     if as_json:
         emit_json(status)
     else:
@@ -168,7 +205,11 @@ def _print_final(status: dict[str, Any]) -> None:
             err=True,
         )
     else:
-        click.echo(f"{status['service']}: {status['state']}", err=True)
+        reason = status.get("disconnect_reason")
+        click.echo(
+            f"{status['service']}: {status['state']}" + (f" ({reason})" if reason else ""),
+            err=True,
+        )
 
 
 async def _foreground(
@@ -269,11 +310,49 @@ def _table(sessions: list[dict[str, Any]]) -> None:
         click.echo("no sessions")
         return
     for s in sessions:
-        prompt = "  (asking: stay online?)" if s.get("prompt") else ""
+        note = ""
+        if s.get("prompt"):
+            note = "  (asking: stay online? answer with: opencm answer stay|disconnect)"
+        elif s.get("ended"):
+            error = s.get("error")
+            note = f"  (ended: {s.get('outcome')}"
+            if s.get("outcome") in ("failed", "dropped") and error:
+                note += f": {error['message']} (error {error['code']} from {error['source']})"
+            elif s.get("disconnect_reason"):
+                note += f": {s['disconnect_reason']}"
+            note += ")"
         click.echo(
             f"{s['service']:<24} {s['state']:<13} {s['connection_type']:<7} "
-            f"{s.get('client_ip') or '-':<16} {s['session']}{prompt}"
+            f"{s.get('client_ip') or '-':<16} {s['session']}{note}"
         )
+
+
+@click.command("answer")
+@click.argument("choice", type=click.Choice(["stay", "disconnect"]))
+@click.argument("profile", required=False)
+@click.option("--session", "session_id", help="The session id (from opencm status).")
+@socket_option
+def answer(
+    choice: str, profile: str | None, session_id: str | None, socket_path: Path | None
+) -> int:
+    """Answer the "Stay online?" question of a session whose last monitored application exited."""
+    wire = {"stay": "stay-online", "disconnect": "disconnect-now"}[choice]
+    with Client(socket_path) as client:
+        client.request({"op": "answer", "choice": wire, **_target(profile, session_id)})
+    click.echo("staying online" if choice == "stay" else "disconnecting", err=True)
+    return 0
+
+
+@click.command("dismiss")
+@click.argument("profile", required=False)
+@click.option("--session", "session_id", help="The session id (from opencm status).")
+@socket_option
+def dismiss(profile: str | None, session_id: str | None, socket_path: Path | None) -> int:
+    """Forget ended sessions (all of yours, or the one named) so status no longer shows them."""
+    with Client(socket_path) as client:
+        gone = client.request({"op": "dismiss", **_target(profile, session_id)})["dismissed"]
+    click.echo(f"dismissed {len(gone)} ended session(s)", err=True)
+    return 0
 
 
 @click.command("status")
@@ -315,16 +394,39 @@ def status(as_json: bool, watch: bool, socket_path: Path | None) -> int:
     help="Journal and lock (default: /var/lib/opencm as root).",
 )
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
-def daemon(socket_path: Path | None, state_dir: Path | None, log_dir: Path | None) -> int:
+@click.option(
+    "--keep-ended",
+    type=click.FloatRange(min=0),
+    default=KEEP_ENDED,
+    show_default=True,
+    help="Seconds an ended session stays in status with its outcome (unless dismissed).",
+)
+def daemon(
+    socket_path: Path | None, state_dir: Path | None, log_dir: Path | None, keep_ended: float
+) -> int:
     """Run the daemon that owns sessions and links (systemd: opencm.service)."""
     import anyio
 
     from opencm.session.daemon import run_daemon
 
     anyio.run(
-        run_daemon, socket_path or default_socket_path(), state_dir or default_state_dir(), log_dir
+        run_daemon,
+        socket_path or default_socket_path(),
+        state_dir or default_state_dir(),
+        log_dir,
+        keep_ended,
     )
     return 0
 
 
-__all__ = ["cancel", "connect", "daemon", "disconnect", "status"]
+__all__ = [
+    "answer",
+    "cancel",
+    "connect",
+    "daemon",
+    "disconnect",
+    "dismiss",
+    "event_line",
+    "follow_request",
+    "status",
+]

@@ -17,6 +17,7 @@ import fcntl
 import os
 import signal
 import stat
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from opencm.session.machine import State
 from opencm.session.options import ConnectOptions, DialerLookup, SessionDeps, default_dialer_lookup
 from opencm.session.prompt import Choice
 from opencm.session.protocol import (
+    KEEP_ENDED,
     MAX_LINE,
     PROTOCOL_VERSION,
     ProtocolError,
@@ -48,6 +50,7 @@ from opencm.session.protocol import (
     peer_credentials,
 )
 from opencm.session.runner import Outcome, Session
+from opencm.session.stream import FINAL_EVENT, EventStream, outcome_text
 
 RESTART_REASON = "opencm-restarted"
 STOP_REASON = "daemon-stopping"
@@ -59,12 +62,20 @@ class DaemonPrompt:
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
+        self.events: EventStream | None = None
         self.asking = False
         self._answer: Choice | None = None
         self._answered = anyio.Event()
 
     async def ask(self, service_name: str, seconds: float) -> Choice:
         self.asking, self._answer, self._answered = True, None, anyio.Event()
+        if self.events is not None:
+            self.events.emit(
+                "prompt",
+                seconds=seconds,
+                text=f"The last monitored application of {service_name} has exited. "
+                f"Stay online? (disconnects in {seconds:.0f} s)",
+            )
         self.daemon.notify()
         try:
             await self._answered.wait()
@@ -86,12 +97,18 @@ class Managed:
     session: Session
     engine: ActionEngine
     prompt: DaemonPrompt
+    events: EventStream
     ended: anyio.Event = field(default_factory=anyio.Event)
     outcome: Outcome | None = None
+
+    @property
+    def live(self) -> bool:
+        return not self.ended.is_set()
 
     def status(self) -> dict[str, Any]:
         data = self.session.status()
         data["prompt"] = self.prompt.asking
+        data["ended"] = not self.live
         if self.outcome is not None:
             data["outcome"] = str(self.outcome)
         return data
@@ -106,8 +123,10 @@ class Daemon:
         dialer_lookup: DialerLookup = default_dialer_lookup,
         clock: Clock | None = None,
         log_dir: Path | None = None,
+        keep_ended: float = KEEP_ENDED,
     ) -> None:
         self.socket_path = socket_path
+        self.keep_ended = keep_ended
         self.state_dir = state_dir
         self.lookup = dialer_lookup
         self.clock: Clock = clock or RealClock()
@@ -180,7 +199,8 @@ class Daemon:
         """Disconnect every session in order (disconnect actions with ``daemon-stopping``)."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(60):
             for managed in list(self.sessions.values()):
-                managed.session.disconnect(STOP_REASON)
+                if managed.live:
+                    managed.session.disconnect(STOP_REASON)
             for managed in list(self.sessions.values()):
                 await managed.ended.wait()
 
@@ -195,25 +215,44 @@ class Daemon:
         raw = stream.extra(SocketAttribute.raw_socket)
         _pid, uid, _gid = peer_credentials(raw)
         buffered = BufferedByteReceiveStream(stream)
+        # Sessions this connection opened that still wait at their logon screen: a front end
+        # that goes away without Connect or Cancel closes them (no on-cancel actions run).
+        held: list[Managed] = []
         async with stream:
-            while True:
-                try:
-                    line = await buffered.receive_until(b"\n", MAX_LINE)
-                except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError):
-                    return
-                except anyio.DelimiterNotFound:
-                    await stream.send(_error(f"line longer than {MAX_LINE} bytes", EXIT_BAD_INPUT))
-                    return
-                try:
-                    request = decode(line)
-                    async for answer in self._handle(request, uid):
-                        await stream.send(encode(answer))
-                except OpencmError as error:
-                    await stream.send(_error(str(error), error.exit_code))
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    return
+            try:
+                await self._serve_lines(stream, buffered, uid, held)
+            finally:
+                for managed in held:
+                    if managed.session.state is State.READY:
+                        managed.session.cancel()
 
-    async def _handle(self, request: dict[str, Any], uid: int) -> AsyncIterator[dict[str, Any]]:
+    async def _serve_lines(
+        self,
+        stream: anyio.abc.SocketStream,
+        buffered: BufferedByteReceiveStream,
+        uid: int,
+        held: list[Managed],
+    ) -> None:
+        while True:
+            try:
+                line = await buffered.receive_until(b"\n", MAX_LINE)
+            except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError):
+                return
+            except anyio.DelimiterNotFound:
+                await stream.send(_error(f"line longer than {MAX_LINE} bytes", EXIT_BAD_INPUT))
+                return
+            try:
+                request = decode(line)
+                async for answer in self._handle(request, uid, held):
+                    await stream.send(encode(answer))
+            except OpencmError as error:
+                await stream.send(_error(str(error), error.exit_code))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+
+    async def _handle(
+        self, request: dict[str, Any], uid: int, held: list[Managed] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         if os.geteuid() != 0 and uid not in (0, os.geteuid()):
             # A user's own daemon serves that user only: it would run others' actions as them.
             raise RefusedError(f"this opencm daemon serves uid {os.geteuid()} only")
@@ -222,12 +261,23 @@ class Daemon:
             yield {"ok": True, "version": PROTOCOL_VERSION, "uid": uid}
         elif op == "status":
             yield {"ok": True, "sessions": self._visible(uid)}
+        elif op == "watch" and (request.get("session") or request.get("profile")):
+            managed = self._target(request, uid, ended=True)
+            async for event in managed.events.follow(int(request.get("since") or 0)):
+                yield event
+            yield {"ok": True, "session": managed.status()}
         elif op == "watch":
             async for answer in self._watch(uid):
                 yield answer
-        elif op == "connect":
-            async for answer in self._connect(request, uid):
+        elif op in ("open", "connect"):
+            async for answer in self._connect(request, uid, hold_at_logon=op == "open", held=held):
                 yield answer
+        elif op == "dismiss":
+            gone = [m.session.id for m in self._ended(request, uid)]
+            for session_id in gone:
+                self.sessions.pop(session_id, None)
+            self.notify()
+            yield {"ok": True, "dismissed": gone}
         elif op in ("cancel", "disconnect"):
             managed = self._target(request, uid)
             if op == "cancel":
@@ -261,16 +311,19 @@ class Daemon:
             if uid == 0 or managed.session.owner_uid == uid
         ]
 
-    def _target(self, request: dict[str, Any], uid: int) -> Managed:
+    def _target(self, request: dict[str, Any], uid: int, *, ended: bool = False) -> Managed:
+        """The one session a request names; ended sessions only when ``ended`` (watch)."""
         mine = [
             managed
             for managed in self.sessions.values()
-            if uid == 0 or managed.session.owner_uid == uid
+            if (uid == 0 or managed.session.owner_uid == uid) and (ended or managed.live)
         ]
         wanted_id = request.get("session")
         wanted_profile = request.get("profile")
         if wanted_id:
-            found = [m for m in self.sessions.values() if m.session.id == wanted_id]
+            found = [
+                m for m in self.sessions.values() if m.session.id == wanted_id and (ended or m.live)
+            ]
             if found and found[0] not in mine:
                 raise RefusedError(f"session {wanted_id} belongs to another user")
             mine = found
@@ -282,6 +335,17 @@ class Daemon:
             names = ", ".join(f"{m.session.id} ({m.session.config.service_name})" for m in mine)
             raise ProtocolError(f"more than one session; name one of: {names}", code=EXIT_BAD_INPUT)
         return mine[0]
+
+    def _ended(self, request: dict[str, Any], uid: int) -> list[Managed]:
+        """The ended sessions a ``dismiss`` names (by id or profile), or all the caller's."""
+        if request.get("session") or request.get("profile"):
+            managed = self._target(request, uid, ended=True)
+            return [] if managed.live else [managed]
+        return [
+            m
+            for m in self.sessions.values()
+            if not m.live and (uid == 0 or m.session.owner_uid == uid)
+        ]
 
     async def _watch(self, uid: int) -> AsyncIterator[dict[str, Any]]:
         send, receive = anyio.create_memory_object_stream[None](1)
@@ -295,26 +359,61 @@ class Daemon:
             self._watchers.remove(send)
             send.close()
 
-    async def _connect(self, request: dict[str, Any], uid: int) -> AsyncIterator[dict[str, Any]]:
+    async def _connect(
+        self,
+        request: dict[str, Any],
+        uid: int,
+        *,
+        hold_at_logon: bool = False,
+        held: list[Managed] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``open`` (pre-init, then wait at the logon screen), ``connect`` of a profile, or
+        ``connect`` of a session waiting at its logon screen (the logon's Connect)."""
+        creds = request.get("credentials") or {}
+        credentials = Credentials(
+            username=creds.get("username"),
+            password=creds.get("password"),
+            domain=creds.get("domain"),
+        )
+        if request.get("session") and not hold_at_logon:
+            managed = self._target(request, uid)
+            managed.session.submit_logon(credentials)
+            since = managed.events.events[-1]["seq"] if managed.events.events else 0
+        else:
+            managed = self._open(request, uid, credentials, hold_at_logon)
+            since = 0
+            if hold_at_logon and held is not None:
+                held.append(managed)
+        if not request.get("wait", True):
+            yield {"ok": True, "session": managed.status()}
+            return
+        stop_at = State.READY if hold_at_logon else State.CONNECTED
+        async for event in managed.events.follow(since):
+            yield event
+            if event.get("event") == "state" and event.get("state") == str(stop_at):
+                break
+        yield {"ok": True, "session": managed.status()}
+
+    def _open(
+        self, request: dict[str, Any], uid: int, credentials: Credentials, hold_at_logon: bool
+    ) -> Managed:
         profile_path = request.get("profile")
         if not isinstance(profile_path, str) or not profile_path:
             raise ProtocolError("connect needs a profile path", code=EXIT_BAD_INPUT)
         self._check_profile_rights(Path(profile_path), uid)
         kind = request.get("type")
-        creds = request.get("credentials") or {}
         prompt = DaemonPrompt(self)
+        session_id = uuid.uuid4().hex[:12]
+        events = EventStream(session_id, wall=self.clock.wall)
         session, engine = open_session(
             profile_path,
             ConnectOptions(
                 connection_type=ConnectionType.from_name(kind) if kind else None,
                 entry=request.get("entry") or None,
-                credentials=Credentials(
-                    username=creds.get("username"),
-                    password=creds.get("password"),
-                    domain=creds.get("domain"),
-                ),
+                credentials=credentials,
                 interactive=not request.get("unattended", False),
                 owner_uid=uid,
+                session_id=session_id,
                 logon=bool(request.get("logon", False)) and uid == 0,
             ),
             SessionDeps(
@@ -324,52 +423,67 @@ class Daemon:
                 journal=self.journal,
             ),
             log_dir=self.log_dir,
+            on_running=lambda action, text: events.action_running(
+                str(action.point), action.description, text
+            ),
         )
-        busy = [
+        same = [
             m
             for m in self.sessions.values()
             if m.session.config.profile.cms_path == session.config.profile.cms_path
             and m.session.owner_uid == uid
         ]
+        busy = [m for m in same if m.live]
         if busy:
             engine.close()
             raise RefusedError(
                 f"{session.config.service_name} already has session {busy[0].session.id} "
                 f"({busy[0].session.state})"
             )
-        managed = Managed(session, engine, prompt)
+        for ended in same:  # a new session of the profile replaces the ended one
+            self.sessions.pop(ended.session.id, None)
+        events.redial_count = session.config.redial_count
+        events.redial_delay = session.config.redial_delay
+        prompt.events = events
+        session.log.subscribe(events.on_log)
+        managed = Managed(session, engine, prompt, events)
         self.sessions[session.id] = managed
         session.machine.subscribe(lambda _row: self.notify())
         assert self._group is not None
-        self._group.start_soon(self._run, managed)
-        if not request.get("wait", True):
-            yield {"ok": True, "session": managed.status()}
-            return
-        last = None
-        while True:
-            changed = session.changed
-            if session.state is not last:
-                last = session.state
-                yield {"event": "state", "session": session.id, "state": str(last)}
-            if last is State.CONNECTED or managed.ended.is_set():
-                break
-            with anyio.move_on_after(1):
-                await changed.wait()
-        yield {"ok": True, "session": managed.status()}
+        self._group.start_soon(self._run, managed, hold_at_logon)
+        return managed
 
-    async def _run(self, managed: Managed) -> None:
+    async def _run(self, managed: Managed, hold_at_logon: bool = False) -> None:
         try:
-            managed.outcome = await managed.session.run()
+            managed.outcome = await managed.session.run(hold_at_logon=hold_at_logon)
         except Exception as error:  # one session's bug must not take the daemon down
             managed.outcome = Outcome.FAILED
             managed.session.log.write("session-crashed", error=f"{type(error).__name__}: {error}")
             print(f"opencm daemon: session {managed.session.id} failed: {error!r}", flush=True)
         finally:
             managed.engine.close()
-            self.sessions.pop(managed.session.id, None)
+            status = managed.status()
+            managed.events.emit(
+                FINAL_EVENT,
+                outcome=str(managed.outcome),
+                state=status["state"],
+                error=status["error"],
+                disconnect_reason=status["disconnect_reason"],
+                text=outcome_text(status, str(managed.outcome)),
+            )
+            managed.events.close()
             managed.ended.set()
             # A client waiting on connect sees the final state through the ended event.
             managed.session.changed.set()
+            self.notify()
+            assert self._group is not None
+            self._group.start_soon(self._forget_later, managed)
+
+    async def _forget_later(self, managed: Managed) -> None:
+        """An ended session stays in ``status`` (with its outcome) for ``keep_ended`` seconds."""
+        await anyio.sleep(self.keep_ended)
+        if self.sessions.get(managed.session.id) is managed:
+            del self.sessions[managed.session.id]
             self.notify()
 
     def _check_profile_rights(self, path: Path, uid: int) -> None:
@@ -404,11 +518,14 @@ def _error(message: str, exit_code: int) -> bytes:
     return encode({"ok": False, "error": message, "exit_code": exit_code})
 
 
-async def run_daemon(socket_path: Path, state_dir: Path, log_dir: Path | None = None) -> None:
-    await Daemon(socket_path, state_dir, log_dir=log_dir).serve()
+async def run_daemon(
+    socket_path: Path, state_dir: Path, log_dir: Path | None = None, keep_ended: float = KEEP_ENDED
+) -> None:
+    await Daemon(socket_path, state_dir, log_dir=log_dir, keep_ended=keep_ended).serve()
 
 
 __all__ = [
+    "KEEP_ENDED",
     "RESTART_REASON",
     "STOP_REASON",
     "Daemon",

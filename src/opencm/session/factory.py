@@ -6,12 +6,14 @@ Shared by the daemon and ``opencm connect --foreground``.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 
 from opencm.actions.api import ActionPoint, ConnectionType, RunContext
 from opencm.actions.engine import ActionEngine
+from opencm.actions.plan import PlannedAction
 from opencm.kit.logon import logon_allowed
 from opencm.profile.model import load_profile
 from opencm.session.config import session_config
@@ -27,11 +29,13 @@ def open_session(
     deps: SessionDeps | None = None,
     *,
     log_dir: Path | None = None,
+    on_running: Callable[[PlannedAction, str], None] | None = None,
 ) -> tuple[Session, ActionEngine]:
     """Load the profile and make its session; the caller closes the engine when it ends.
 
     The session logs to the profile's ``[opencm] LogDir``, else ``log_dir``, else the default
-    folder, unless ``deps`` brings a log of its own.
+    folder, unless ``deps`` brings a log of its own. ``on_running`` sees each action just
+    before it runs (the front ends' status pane).
     """
     options = options or ConnectOptions()
     deps = deps or SessionDeps()
@@ -39,7 +43,9 @@ def open_session(
     config = session_config(profile)
     # At boot/logon only what the root-owned allow list names may run (opencm.kit.logon).
     engine = ActionEngine(
-        profile.cms, logon_allowed=lambda action: logon_allowed(profile, action.program)
+        profile.cms,
+        logon_allowed=lambda action: logon_allowed(profile, action.program),
+        on_running=on_running,
     )
     try:
         session = Session(config, engine, options, deps)

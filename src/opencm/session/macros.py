@@ -41,6 +41,10 @@ class SessionMacros:
         self._configured_addresses = configured_addresses
         self._own: dict[str, str] = {}
 
+    def set_credentials(self, credentials: Credentials) -> None:
+        """The logon screen's user name and domain (given after pre-init)."""
+        self._credentials = credentials
+
     def set_auto_redial(self, redialing: bool) -> None:
         self._own["AutoRedial"] = "1" if redialing else "0"
 

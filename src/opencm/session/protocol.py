@@ -22,6 +22,8 @@ from opencm.errors import EXIT_PROBLEMS, OpencmError
 PROTOCOL_VERSION = 1
 #: One request or answer line may not be longer than this (bytes).
 MAX_LINE = 64 * 1024
+#: How long an ended session stays in ``status`` with its outcome, unless dismissed (seconds).
+KEEP_ENDED = 600.0
 #: Exit code when no daemon answers on the socket.
 EXIT_NO_DAEMON = 5
 
@@ -127,7 +129,7 @@ class Client:
         """Send one request and return its final answer; raise for an error answer."""
         self.send(message)
         for answer in self.lines():
-            if "ok" in answer:
+            if "event" not in answer:
                 return check(answer)
         raise ProtocolError("no answer")  # pragma: no cover - lines() raises first
 
@@ -143,6 +145,7 @@ def check(answer: dict[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "EXIT_NO_DAEMON",
+    "KEEP_ENDED",
     "MAX_LINE",
     "PROTOCOL_VERSION",
     "Client",

@@ -29,12 +29,19 @@ from opencm.actions.api import (
     RunContext,
 )
 from opencm.errors import OpencmError
-from opencm.links.api import DialEntry, Dialer, DialError, LinkDown, LinkInfo
+from opencm.links.api import Credentials, DialEntry, Dialer, DialError, LinkDown, LinkInfo
 from opencm.session import events
 from opencm.session.config import SessionConfig
 from opencm.session.journal import JournalEntry
 from opencm.session.log import SessionLog
-from opencm.session.machine import ATTEMPT_STATES, Event, SessionMachine, State, Transition
+from opencm.session.machine import (
+    ATTEMPT_STATES,
+    Event,
+    InvalidTransition,
+    SessionMachine,
+    State,
+    Transition,
+)
 from opencm.session.macros import SessionMacros
 from opencm.session.options import (
     ConnectOptions,
@@ -83,9 +90,10 @@ class Session:
     The life of a connection (Microsoft's "How Connection Manager Works", and the points of its
     "Custom Actions"), as :meth:`run` lives it:
 
-    1. **pre-init** actions run; the logon screen would show now (credentials are the caller's,
-       given in :class:`ConnectOptions`). Cancel here closes the session without on-cancel
-       actions (:attr:`Outcome.CLOSED`).
+    1. **pre-init** actions run; the logon screen shows now: with ``run(hold_at_logon=True)``
+       the session waits in ``ready`` for :meth:`submit_logon` (the credentials typed there),
+       else the credentials are the caller's, given in :class:`ConnectOptions`. Cancel here
+       closes the session without on-cancel actions (:attr:`Outcome.CLOSED`).
     2. **Connect** starts an *attempt*: pre-connect actions; then, when the connection dials
        (dial-up, double dial), pre-dial actions and the dial-up link; then, when it tunnels
        (direct, double dial), pre-tunnel actions and the tunnel; then the built-in phone-book
@@ -161,6 +169,7 @@ class Session:
         self._journal_entry: JournalEntry | None = None
         self._cancel_requested = False
         self._stop_requested = False
+        self._logon_done = anyio.Event()
         self._attempt_scope: anyio.CancelScope | None = None
         self._attempt_drop: LinkDown | None = None
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[events.InboxEvent](64)
@@ -180,9 +189,20 @@ class Session:
         if self.state not in ATTEMPT_STATES and self.state not in (State.PRE_INIT, State.READY):
             return False
         self._cancel_requested = True
+        self._logon_done.set()
         if self._attempt_scope is not None:
             self._attempt_scope.cancel()
         return True
+
+    def submit_logon(self, credentials: Credentials | None = None) -> None:
+        """The logon screen's Connect, for a session run with ``hold_at_logon``: the user's
+        credentials (if any), then the connection goes on from ``ready``."""
+        if self.state is not State.READY or self._logon_done.is_set():
+            raise InvalidTransition(f"not at the logon screen: the session is {self.state}")
+        if credentials is not None:
+            self.credentials = credentials
+            self.macros.set_credentials(credentials)
+        self._logon_done.set()
 
     def disconnect(self, reason: str = "user-disconnect") -> None:
         """Disconnect a connected session; during an attempt this is a Cancel."""
@@ -227,8 +247,12 @@ class Session:
 
     # -- the whole life of a session -----------------------------------------------------------
 
-    async def run(self, *, connect: bool = True) -> Outcome:
-        """Pre-init, then Connect (unless cancelled first), until the session ends."""
+    async def run(self, *, connect: bool = True, hold_at_logon: bool = False) -> Outcome:
+        """Pre-init, then Connect (unless cancelled first), until the session ends.
+
+        With ``hold_at_logon`` the session waits in ``ready`` (the logon screen, shown after
+        pre-init as "How Connection Manager Works" orders it) until :meth:`submit_logon` or
+        Cancel."""
         try:
             self.log.write("session", profile=self.snapshot().profile, type=self.connection_type)
             try:
@@ -239,6 +263,8 @@ class Session:
                 self.machine.fire(Event.GIVE_UP)
                 return Outcome.FAILED
             self.machine.fire(Event.INIT_DONE)
+            if hold_at_logon:
+                await self._logon_done.wait()
             if self._cancel_requested or not connect:
                 self.machine.fire(Event.CANCEL)
                 return Outcome.CLOSED
@@ -666,6 +692,9 @@ class Session:
             )
 
     def _on_transition(self, row: Transition) -> None:
+        if row.target is State.CONNECTED:
+            # The reason describes the drop it came with, not a connection made again since.
+            self.disconnect_reason = None
         self.log.write("state", **{"from": str(row.source), "to": str(row.target)}, event=row.event)
         changed, self.changed = self.changed, anyio.Event()
         changed.set()

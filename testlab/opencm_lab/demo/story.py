@@ -394,7 +394,8 @@ class Demo:
     def close_app(self) -> None:
         self.stop_file.touch()
         deadline = time.monotonic() + 30
-        while json.loads(self.opencm("status", "--json"))["sessions"]:
+        # An ended session stays in status with its outcome; wait for that.
+        while not all(s["ended"] for s in json.loads(self.opencm("status", "--json"))["sessions"]):
             expect(time.monotonic() < deadline, "the session did not end after the app closed")
             time.sleep(0.3)
         lines = self.log.read_text().splitlines()
