@@ -64,6 +64,7 @@ def test_servers_links_and_modem_become_dial_entries(tmp_path: Path) -> None:
                 "numbers": "5550100;5550101",
                 "local_ip": "10.64.0.2",
                 "peer_ip": "10.64.0.1",
+                "dial_mode": "tone",
                 "netns": "ocmtest1",
             },
         ),
@@ -237,12 +238,21 @@ def test_credentials_come_from_the_file_the_saved_store_or_the_prompt(
     assert (given.credentials.username, given.saved_in) == ("jo", str(stored))
     assert stored.stat().st_mode & 0o777 == 0o600
     # Saved: the next connect needs neither a file nor a question.
-    again = credentials_for(profile, ask=lambda: pytest.fail("asked despite saved ones"))
+    again = credentials_for(profile, ask=lambda _d, _k: pytest.fail("asked despite saved ones"))
     assert (again.credentials.username, again.credentials.password) == ("jo", "pw")
     assert again.saved_in is None
     stored.unlink()
-    asked = credentials_for(profile, ask=lambda: Credentials(username="d", password="p"))
+    asked = credentials_for(profile, ask=lambda _d, _k: Credentials(username="d", password="p"))
     assert (asked.credentials.username, asked.saved_in) == ("d", None)
+    assert asked.remembered_in is not None  # the typed name is the next prompt's default
+    defaults: list[Credentials] = []
+
+    def ask(default: Credentials, _kind: str) -> Credentials:
+        defaults.append(default)
+        return Credentials(username="d", password="p2")
+
+    credentials_for(profile, ask=ask)
+    assert defaults[0].username == "d" and defaults[0].password is None
     # The CLI asks at the terminal, through the same policy.
     with pytest.raises(InputError, match=r"pass --credentials"):
         gather_credentials(cmp, None, interactive=False, save=False)

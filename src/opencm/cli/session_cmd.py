@@ -52,28 +52,60 @@ socket_option = click.option(
 
 
 def gather_credentials(
-    profile_path: Path, credentials_file: Path | None, interactive: bool, save: bool
+    profile_path: Path,
+    credentials_file: Path | None,
+    interactive: bool,
+    save: bool,
+    kind: str = "logon",
 ) -> Credentials:
-    """The session layer's credential policy, asking at the terminal when someone is there."""
+    """The logon (``kind="logon"``) or Internet (``"inet"``) credentials of a connection:
+    a file, the saved store, or a prompt whose default user name is the ``.cmp``'s (saved
+    back there once typed)."""
     from opencm.links.api import Credentials
     from opencm.profile.model import load_profile
-    from opencm.session.credentials import credentials_for
+    from opencm.session.credentials import INET, credentials_for
 
-    def ask() -> Credentials:
+    what = "Internet " if kind == INET else ""
+
+    def ask(default: Credentials, _kind: str) -> Credentials:
         return Credentials(
-            username=click.prompt("User name", err=True),
-            password=click.prompt("Password", hide_input=True, err=True),
+            username=click.prompt(f"{what}User name", default=default.username, err=True),
+            password=click.prompt(f"{what}Password", hide_input=True, err=True),
+            domain=default.domain,
         )
 
     gathered = credentials_for(
         load_profile(profile_path),
+        kind=kind,
         credentials_file=credentials_file,
         ask=ask if interactive else None,
         remember=save,
     )
+    if gathered.remembered_in is not None:
+        click.echo(f"{what}user name remembered in {gathered.remembered_in}", err=True)
     if gathered.saved_in is not None:
-        click.echo(f"credentials saved in {gathered.saved_in}", err=True)
+        click.echo(f"{what}credentials saved in {gathered.saved_in}", err=True)
     return gathered.credentials
+
+
+def _wants_inet(profile_path: Path, kind: str | None) -> bool:
+    from opencm.actions.api import ConnectionType
+    from opencm.profile.model import load_profile
+    from opencm.session.credentials import needs_inet_credentials
+
+    profile = load_profile(profile_path)
+    connection_type = ConnectionType.from_name(kind) if kind else profile.default_connection_type()
+    return needs_inet_credentials(profile, connection_type)
+
+
+def _credentials_json(credentials: Credentials | None) -> dict[str, str | None] | None:
+    if credentials is None:
+        return None
+    return {
+        "username": credentials.username,
+        "password": credentials.password,
+        "domain": credentials.domain,
+    }
 
 
 @click.command("connect")
@@ -90,6 +122,12 @@ def gather_credentials(
     type=click.Path(path_type=Path, dir_okay=False),
     help="A 0600 file with username=, password=, domain= lines.",
 )
+@click.option(
+    "--inet-credentials",
+    "inet_credentials_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Double dial: a 0600 file with the Internet (dial-up) username= and password=.",
+)
 @click.option("--save-credentials", is_flag=True, help="Remember them, if the profile allows.")
 @click.option("--logon", is_flag=True, help="Boot/logon run: only allow-listed actions run.")
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
@@ -102,6 +140,7 @@ def connect(
     entry: str | None,
     kind: str | None,
     credentials_file: Path | None,
+    inet_credentials_file: Path | None,
     save_credentials: bool,
     logon: bool,
     log_dir: Path | None,
@@ -112,8 +151,18 @@ def connect(
     path = resolve_profile(profile)
     # A logon/boot run has nobody at the screen by definition.
     interactive = not unattended and not logon and sys.stdin.isatty()
+    wants_inet = inet_credentials_file is not None or _wants_inet(path, kind)
+
+    def inet() -> Credentials | None:
+        if not wants_inet:
+            return None
+        return gather_credentials(
+            path, inet_credentials_file, interactive, save_credentials, kind="inet"
+        )
+
     if foreground:
         credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
+        inet_credentials = inet()
         import anyio
 
         return anyio.run(
@@ -122,6 +171,7 @@ def connect(
             kind,
             entry,
             credentials,
+            inet_credentials,
             interactive,
             logon,
             log_dir,
@@ -146,11 +196,8 @@ def connect(
         else:
             credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
             request = {"op": "connect", **target}
-        request["credentials"] = {
-            "username": credentials.username,
-            "password": credentials.password,
-            "domain": credentials.domain,
-        }
+        request["credentials"] = _credentials_json(credentials)
+        request["inet_credentials"] = _credentials_json(inet())
         status = follow_request(client, request)
     return _finish(status, as_json)
 
@@ -217,6 +264,7 @@ async def _foreground(
     kind: str | None,
     entry: str | None,
     credentials: Credentials,
+    inet_credentials: Credentials | None,
     interactive: bool,
     logon: bool,
     log_dir: Path | None,
@@ -237,6 +285,7 @@ async def _foreground(
             connection_type=ConnectionType.from_name(kind) if kind else None,
             entry=entry,
             credentials=credentials,
+            inet_credentials=inet_credentials,
             interactive=interactive,
             logon=logon,
         ),

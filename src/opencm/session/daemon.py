@@ -369,18 +369,15 @@ class Daemon:
     ) -> AsyncIterator[dict[str, Any]]:
         """``open`` (pre-init, then wait at the logon screen), ``connect`` of a profile, or
         ``connect`` of a session waiting at its logon screen (the logon's Connect)."""
-        creds = request.get("credentials") or {}
-        credentials = Credentials(
-            username=creds.get("username"),
-            password=creds.get("password"),
-            domain=creds.get("domain"),
-        )
+        credentials = _credentials(request.get("credentials") or {})
+        inet = request.get("inet_credentials")
+        inet_credentials = _credentials(inet) if inet else None
         if request.get("session") and not hold_at_logon:
             managed = self._target(request, uid)
-            managed.session.submit_logon(credentials)
+            managed.session.submit_logon(credentials, inet_credentials)
             since = managed.events.events[-1]["seq"] if managed.events.events else 0
         else:
-            managed = self._open(request, uid, credentials, hold_at_logon)
+            managed = self._open(request, uid, credentials, inet_credentials, hold_at_logon)
             since = 0
             if hold_at_logon and held is not None:
                 held.append(managed)
@@ -395,7 +392,12 @@ class Daemon:
         yield {"ok": True, "session": managed.status()}
 
     def _open(
-        self, request: dict[str, Any], uid: int, credentials: Credentials, hold_at_logon: bool
+        self,
+        request: dict[str, Any],
+        uid: int,
+        credentials: Credentials,
+        inet_credentials: Credentials | None,
+        hold_at_logon: bool,
     ) -> Managed:
         profile_path = request.get("profile")
         if not isinstance(profile_path, str) or not profile_path:
@@ -411,6 +413,7 @@ class Daemon:
                 connection_type=ConnectionType.from_name(kind) if kind else None,
                 entry=request.get("entry") or None,
                 credentials=credentials,
+                inet_credentials=inet_credentials,
                 interactive=not request.get("unattended", False),
                 owner_uid=uid,
                 session_id=session_id,
@@ -499,6 +502,22 @@ class Daemon:
                     f"{item}: a profile a user connects through the root daemon must belong to "
                     "root and be writable by root only (its actions run with the daemon's rights)"
                 )
+
+
+def _credentials(value: object) -> Credentials:
+    """A request's ``credentials``/``inet_credentials``: strings only, bounded."""
+    if not isinstance(value, dict):
+        raise ProtocolError("credentials must be an object", code=EXIT_BAD_INPUT)
+    fields: dict[str, str | None] = {}
+    for key in ("username", "password", "domain"):
+        item = value.get(key)
+        if item is not None and (not isinstance(item, str) or len(item) > 1024):
+            raise ProtocolError(
+                f"credentials.{key} must be a string of at most 1024 characters",
+                code=EXIT_BAD_INPUT,
+            )
+        fields[key] = item
+    return Credentials(**fields)
 
 
 def _matches(session: Session, wanted: str) -> bool:

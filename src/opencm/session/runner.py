@@ -32,6 +32,7 @@ from opencm.errors import OpencmError
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, LinkDown, LinkInfo
 from opencm.session import events
 from opencm.session.config import SessionConfig
+from opencm.session.credentials import stage_credentials
 from opencm.session.journal import JournalEntry
 from opencm.session.log import SessionLog
 from opencm.session.machine import (
@@ -145,6 +146,11 @@ class Session:
             stage = "tunnel" if self.connection_type.tunnels else "dial"
             config.entries_for(stage, options.entry)  # raises for an unknown name, before anything
         self.credentials = options.credentials
+        # What each link gets: the realm applied, Internet or logon credentials
+        # (opencm.session.credentials.stage_credentials).
+        self._stage_credentials = stage_credentials(
+            config.profile, self.connection_type, self.credentials, options.inet_credentials
+        )
         self.interactive = options.interactive
         # Nobody at the screen: the answer is always "Disconnect now" (Microsoft's "Custom
         # Actions": the prompt is for an interactive user).
@@ -164,7 +170,11 @@ class Session:
         self.disconnect_reason: str | None = None
         self.changed = anyio.Event()  # set (and replaced) on every state change
         self.macros = SessionMacros(
-            config.profile.base_macros, self.credentials, self.connection_type, config.addresses
+            lambda: {**config.profile.base_macros(), **config.dial_macros()},
+            self.credentials,
+            self.connection_type,
+            config.addresses,
+            inet_credentials=options.inet_credentials if self.connection_type.dials else None,
         )
         self._journal_entry: JournalEntry | None = None
         self._cancel_requested = False
@@ -194,14 +204,21 @@ class Session:
             self._attempt_scope.cancel()
         return True
 
-    def submit_logon(self, credentials: Credentials | None = None) -> None:
+    def submit_logon(
+        self, credentials: Credentials | None = None, inet_credentials: Credentials | None = None
+    ) -> None:
         """The logon screen's Connect, for a session run with ``hold_at_logon``: the user's
-        credentials (if any), then the connection goes on from ``ready``."""
+        credentials (if any) and a double dial's Internet credentials, then the connection goes
+        on from ``ready``."""
         if self.state is not State.READY or self._logon_done.is_set():
             raise InvalidTransition(f"not at the logon screen: the session is {self.state}")
-        if credentials is not None:
-            self.credentials = credentials
-            self.macros.set_credentials(credentials)
+        if credentials is not None or inet_credentials is not None:
+            self.credentials = credentials or self.credentials
+            inet = inet_credentials if self.connection_type.dials else None
+            self._stage_credentials = stage_credentials(
+                self.config.profile, self.connection_type, self.credentials, inet_credentials
+            )
+            self.macros.set_credentials(self.credentials, inet)
         self._logon_done.set()
 
     def disconnect(self, reason: str = "user-disconnect") -> None:
@@ -382,7 +399,7 @@ class Session:
             ) from error
         self.log.write("dial", stage=stage, entry=entry.name, dialer=entry.dialer)
         try:
-            info, journal_error = await self._dial_journaled(dialer, entry)
+            info, journal_error = await self._dial_journaled(dialer, entry, stage)
         except DialError as error:
             self._failures[stage] += 1
             self.log.write("dial-error", stage=stage, entry=entry.name, code=error.code)
@@ -423,7 +440,7 @@ class Session:
         )
 
     async def _dial_journaled(
-        self, dialer: Dialer, entry: DialEntry
+        self, dialer: Dialer, entry: DialEntry, stage: str
     ) -> tuple[LinkInfo, Exception | None]:
         """Dial while a worker thread writes the journal entry (its fsyncs take milliseconds,
         and more on a busy disk); return the link and the journal's error, once both are done.
@@ -444,7 +461,11 @@ class Session:
         async with anyio.create_task_group() as group:
             group.start_soon(anyio.to_thread.run_sync, write_journal)
             try:
-                info = await dialer.dial(entry, self.credentials, self._on_link_down)
+                info = await dialer.dial(
+                    entry,
+                    self._stage_credentials.get(stage, self.credentials),
+                    self._on_link_down,
+                )
             except Exception as error:  # re-raised as is once the journal write has finished
                 dial_error = error
         if dial_error is not None:
