@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from opencm.errors import InputError, RefusedError
-from opencm.pbs.store import load_current
 from opencm.phonebook.check import check_phonebook
 from opencm.phonebook.keys import key_paths, make_keypair, signing_key
 from opencm.phonebook.pbk import Pop
 from opencm.phonebook.post import post_latest
 from opencm.phonebook.release import verify_release_file
+from opencm.phonebook.store import load_current
 from opencm.phonebook.workspace import Workspace
 from opencm.signing import load_public_key
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write
 from opencm.links.api import Credentials
-from opencm.profile.model import CM, ServiceProfile
+from opencm.paths import config_home
+from opencm.profile.model import CM, ConnectionType, ServiceProfile
 from opencm.profile.usersettings import UserSettings
 
 KEYS = ("username", "password", "domain")
@@ -79,9 +79,8 @@ def _keyring() -> Any | None:
 
 
 def _store_file(profile: ServiceProfile, kind: str = LOGON) -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     suffix = "" if kind == LOGON else f".{kind}"
-    return Path(base) / "opencm" / "credentials" / f"{profile.short_name}{suffix}.conf"
+    return config_home() / "opencm" / "credentials" / f"{profile.short_name}{suffix}.conf"
 
 
 def _keyring_name(profile: ServiceProfile, kind: str, key: str) -> str:
@@ -99,6 +98,23 @@ def load_saved(profile: ServiceProfile, kind: str = LOGON) -> Credentials | None
             return Credentials(username=user, password=password)
     path = _store_file(profile, kind)
     return read_credentials_file(path) if path.exists() else None
+
+
+def _check_storable(credentials: Credentials) -> None:
+    """Refuse values the line-based store cannot hold as they are.
+
+    A line break in a user name would start a new ``key=value`` line, so ``jo\ndomain=EVIL``
+    would come back as a domain the user never typed; no real user name, password or domain
+    contains a line break or NUL, so they are refused rather than escaped (escaping would change
+    the meaning of backslashes in hand-written files, where ``CONTOSO\\jo`` is common).
+    """
+    for key in KEYS:
+        value = getattr(credentials, key) or ""
+        bad = next((c for c in value if c in "\r\n\0"), None)
+        if bad is not None:
+            raise InputError(
+                f"the {key} contains a line break or NUL ({bad!r}): it cannot be saved"
+            )
 
 
 def needs_inet_credentials(profile: ServiceProfile, connection_type: ConnectionType) -> bool:
@@ -157,6 +173,7 @@ def stage_credentials(
 
 
 def save(profile: ServiceProfile, credentials: Credentials, kind: str = LOGON) -> str:
+    _check_storable(credentials)
     if not may_save(profile):
         raise RefusedError(
             "the profile does not allow saving the password "
