@@ -29,12 +29,11 @@ from anyio.abc import SocketAttribute
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
 
-from opencm.actions.api import ConnectionType
 from opencm.actions.engine import ActionEngine
 from opencm.clock import Clock, RealClock
 from opencm.errors import EXIT_BAD_INPUT, EXIT_PROBLEMS, OpencmError, RefusedError
 from opencm.links.api import Credentials, LinkInfo
-from opencm.profile.model import load_profile
+from opencm.profile.model import ConnectionType, load_profile
 from opencm.session.factory import open_session, run_journaled_disconnect
 from opencm.session.journal import Journal, recover
 from opencm.session.machine import State

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import anyio
 
-from opencm.actions.api import ActionPoint, ConnectionType, RunContext
+from opencm.actions.api import ActionPoint, RunContext
 from opencm.actions.engine import ActionEngine
+from opencm.actions.logon import logon_allowed
 from opencm.actions.plan import PlannedAction
-from opencm.kit.logon import logon_allowed
-from opencm.profile.model import load_profile
+from opencm.profile.model import ConnectionType, load_profile
 from opencm.session.config import session_config
 from opencm.session.journal import JournalEntry
 from opencm.session.log import SessionLog
@@ -41,7 +41,7 @@ def open_session(
     deps = deps or SessionDeps()
     profile = load_profile(profile_path)
     config = session_config(profile)
-    # At boot/logon only what the root-owned allow list names may run (opencm.kit.logon).
+    # At boot/logon only what the root-owned allow list names may run (opencm.actions.logon).
     engine = ActionEngine(
         profile.cms,
         logon_allowed=lambda action: logon_allowed(profile, action.program),
