@@ -335,15 +335,37 @@ def status(as_json: bool, watch: bool, socket_path: Path | None) -> int:
     default=None,
     help="Journal and lock (default: /var/lib/opencm as root).",
 )
-@click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
-def daemon(socket_path: Path | None, state_dir: Path | None, log_dir: Path | None) -> int:
+@click.option(
+    "--log-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Session logs (default as root: <state-dir>/logs).",
+)
+@click.option(
+    "--profile-root",
+    "profile_roots",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where profiles users may connect through a root daemon live (repeatable; "
+    "default: the all-users folder, /etc/opencm/Cm).",
+)
+def daemon(
+    socket_path: Path | None,
+    state_dir: Path | None,
+    log_dir: Path | None,
+    profile_roots: tuple[Path, ...],
+) -> int:
     """Run the daemon that owns sessions and links (systemd: opencm.service)."""
     import anyio
 
     from opencm.session.daemon import run_daemon
 
     anyio.run(
-        run_daemon, socket_path or default_socket_path(), state_dir or default_state_dir(), log_dir
+        run_daemon,
+        socket_path or default_socket_path(),
+        state_dir or default_state_dir(),
+        log_dir,
+        [root.absolute() for root in profile_roots],
     )
     return 0
 

@@ -6,6 +6,7 @@ Shared by the daemon and ``opencm connect --foreground``.
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -14,17 +15,31 @@ from opencm.actions.api import ActionPoint, ConnectionType, RunContext
 from opencm.actions.engine import ActionEngine
 from opencm.kit.logon import logon_allowed
 from opencm.links.api import Credentials
-from opencm.profile.model import load_profile
+from opencm.profile.model import ServiceProfile, load_profile
 from opencm.session.clock import Clock
-from opencm.session.config import session_config
+from opencm.session.config import SessionConfig, session_config
 from opencm.session.journal import Journal, JournalEntry
 from opencm.session.log import SessionLog
 from opencm.session.prompt import DisconnectPrompt
 from opencm.session.runner import DialerLookup, Session, default_dialer_lookup
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A profile read and its session settings worked out: all the file reading a session
+    needs before it starts (the daemon does it in a worker thread, off its event loop)."""
+
+    profile: ServiceProfile
+    config: SessionConfig
+
+
+def prepare(profile_path: str | Path) -> Prepared:
+    profile = load_profile(profile_path)
+    return Prepared(profile, session_config(profile))
+
+
 def open_session(
-    profile_path: str | Path,
+    profile_path: str | Path | Prepared,
     *,
     connection_type: ConnectionType | None = None,
     entry: str | None = None,
@@ -39,9 +54,10 @@ def open_session(
     session_id: str | None = None,
     logon: bool = False,
 ) -> tuple[Session, ActionEngine]:
-    """Load the profile and make its session; the caller closes the engine when it ends."""
-    profile = load_profile(profile_path)
-    config = session_config(profile)
+    """Load the profile (unless given :func:`prepare`'s result) and make its session; the
+    caller closes the engine when it ends."""
+    prepared = profile_path if isinstance(profile_path, Prepared) else prepare(profile_path)
+    profile, config = prepared.profile, prepared.config
     # At boot/logon only what the root-owned allow list names may run (opencm.kit.logon).
     engine = ActionEngine(
         profile.cms, logon_allowed=lambda action: logon_allowed(profile, action.program)
@@ -110,4 +126,4 @@ async def run_journaled_disconnect(entry: JournalEntry, reason: str) -> None:
     await anyio.to_thread.run_sync(_run_disconnect_sync, entry, reason)
 
 
-__all__ = ["open_session", "run_journaled_disconnect"]
+__all__ = ["Prepared", "open_session", "prepare", "run_journaled_disconnect"]
