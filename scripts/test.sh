@@ -6,7 +6,7 @@ cd "$here"
 bash scripts/bootstrap.sh
 export PATH="$here/.venv/bin:$PATH"
 
-echo "== ruff check"; ruff check src tests benchmarks
-echo "== ruff format --check"; ruff format --check src tests benchmarks
+echo "== ruff check"; ruff check src testlab tests benchmarks
+echo "== ruff format --check"; ruff format --check src testlab tests benchmarks
 echo "== mypy --strict"; mypy
 echo "== pytest"; pytest "$@"

@@ -73,12 +73,13 @@ def test_plan_json_schema(tmp_path: Path) -> None:
     assert dump["program"] == str(tmp_path / "CONTOSO" / "dump")
     assert (dump["args"], dump["command_line"], dump["runs"]) == (["a b"], '"a b"', True)
     (route,) = points["post-connect"]
-    assert route["kind"] == "library" and route["entry"] == "SetRoutes"
+    # opencm's own cmroute replaces the DLL (a built-in Python action), as the profile is.
+    assert route["kind"] == "python" and route["entry"] == "SetRoutes"
+    assert route["program"] == "python:cmroute.SetRoutes"
     assert route["args"] == ["/Profile", str(cmp), "/ServiceName", "Contoso VPN"]
     assert route["command_line"] == f'/Profile {cmp} /ServiceName "Contoso VPN"'
     assert route["description"] == "to update your routing table"
-    assert route["flags"] == 48 and route["runs"] is False
-    assert route["skip_reason"].startswith("will fail: cmroute.dll is a Windows library")
+    assert route["flags"] == 48 and route["runs"] is True and route["skip_reason"] is None
     assert [(a["index"], a["runs"], a["skip_reason"]) for a in points["disconnect"]] == [
         (
             0,

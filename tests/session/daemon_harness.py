@@ -20,7 +20,7 @@ from typing import ClassVar
 import anyio
 import anyio.abc
 
-from opencm.links.api import Credentials, DialEntry, LinkDownCallback, LinkInfo
+from opencm.links.api import Credentials, DialEntry, DialError, LinkDownCallback, LinkInfo
 from opencm.session.daemon import Daemon
 
 LINK_PROGRAM = "import time; time.sleep(600)"
@@ -41,6 +41,8 @@ class ProcessLinkDialer:
             await anyio.to_thread.run_sync(_append, record, line)
         if os.environ.get("OPENCM_TEST_DIAL") == "hang":
             await anyio.sleep_forever()  # until the session cancels the dial
+        if os.environ.get("OPENCM_TEST_DIAL") == "fail":
+            raise DialError(f"{entry.name} did not answer (test)", code=678, retryable=True)
         process = await anyio.open_process(
             [sys.executable, "-c", LINK_PROGRAM, f"opencm-test-link-{entry.name}"],
             start_new_session=True,

@@ -64,6 +64,7 @@ def test_servers_links_and_modem_become_dial_entries(tmp_path: Path) -> None:
                 "numbers": "5550100;5550101",
                 "local_ip": "10.64.0.2",
                 "peer_ip": "10.64.0.1",
+                "dial_mode": "tone",
                 "netns": "ocmtest1",
             },
         ),
@@ -267,3 +268,22 @@ def test_an_offered_type_and_entry_are_checked_before_anything_runs(tmp_path: Pa
         assert message in result.stderr and "CONTOSO.cms" in result.stderr
         assert "Traceback" not in result.stderr
     assert points_of(record) == []
+
+
+@pytest.mark.parametrize("field", ["username", "password", "domain"])
+def test_a_line_break_in_saved_credentials_is_refused_not_injected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str
+) -> None:
+    from opencm.session import credentials
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setattr(credentials, "_keyring", lambda: None)
+    profile, _ = build_profile(tmp_path)
+    values = {"username": "jo", "password": "pw", "domain": "CONTOSO"}
+    values[field] = "jo\ndomain=EVILCORP"
+    with pytest.raises(InputError, match=f"the {field} contains a line break"):
+        credentials.save(profile, Credentials(**values))
+    assert credentials.load_saved(profile) is None
+    credentials.save(profile, Credentials(username="CONTOSO\\jo", password=" p=w "))
+    saved = credentials.load_saved(profile)
+    assert saved is not None and (saved.username, saved.domain) == ("CONTOSO\\jo", None)

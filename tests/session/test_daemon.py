@@ -70,6 +70,17 @@ def test_connect_status_disconnect_through_the_daemon(
         "post-connect",
         "disconnect",
     ]
+    # The ended session stays visible with its outcome until it is dismissed.
+    (ended,) = json.loads(daemon.cli("status", "--json").stdout)["sessions"]
+    assert (ended["state"], ended["ended"], ended["outcome"]) == (
+        "disconnected",
+        True,
+        "disconnected",
+    )
+    assert ended["disconnect_reason"] == "user-disconnect"
+    assert "ended: disconnected: user-disconnect" in daemon.cli("status").stdout
+    assert daemon.cli("disconnect").returncode == 1  # nothing live is left to disconnect
+    assert daemon.cli("dismiss").returncode == 0
     assert json.loads(daemon.cli("status", "--json").stdout) == {"sessions": []}
     log = [json.loads(line) for line in (daemon.logs / "CONTOSO.log").read_text().splitlines()]
     assert {"state", "action", "link-up", "hang-up"} <= {line["kind"] for line in log}

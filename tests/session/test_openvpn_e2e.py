@@ -1,6 +1,6 @@
 """End to end over real OpenVPN between network namespaces, through the real daemon and CLI.
 
-Root only (namespaces, TUN devices). The lab (``opencm.links.lab``) makes two namespaces with
+Root only (namespaces, TUN devices). The lab (``opencm_lab.lab``) makes two namespaces with
 unique names joined by a veth, a throw-away PKI and an OpenVPN 2.6 server; the profile's
 ``[opencm] Netns`` runs the client inside the client namespace, so nothing touches the host's
 interfaces or routes and every address is a 10.x inside those namespaces.
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from opencm.links.lab import (
+from opencm.session.journal import ProcessMark
+from opencm_lab.lab import (
     Lab,
     LabError,
     NetnsPair,
@@ -29,7 +30,6 @@ from opencm.links.lab import (
     start_modem_emulator,
     start_openvpn_server,
 )
-from opencm.session.journal import ProcessMark
 from tests.session.conftest import SECTIONS, build_profile, recorded
 from tests.session.daemons import REAL, ROOT, DaemonProcess
 
@@ -76,8 +76,9 @@ class Setup:
         return sessions
 
     def wait_no_sessions(self, limit: float = 20.0) -> None:
+        """Until every session has ended (ended ones stay listed with their outcome)."""
         deadline = time.monotonic() + limit
-        while self.sessions():
+        while [s for s in self.sessions() if not s["ended"]]:
             assert time.monotonic() < deadline, "the session did not end"
             time.sleep(0.1)
 

@@ -119,6 +119,10 @@ class RunContext:
     logon: bool = False
     #: Upper bound for one synchronous (library or Python) action, in seconds.
     timeout: float = 60.0
+    #: The newest link's network interface (the tunnel once it is up), and the network
+    #: namespace it lives in: where built-in actions such as ``cmroute.SetRoutes`` act.
+    interface: str | None = None
+    netns: str | None = None
 
 
 @dataclass

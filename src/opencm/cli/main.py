@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "cancel": "session_cmd:cancel",
     "disconnect": "session_cmd:disconnect",
     "status": "session_cmd:status",
+    "answer": "session_cmd:answer",
+    "dismiss": "session_cmd:dismiss",
     "daemon": "session_cmd:daemon",
     "pops": "pops_cmd:pops",
     "kit": "kit_cmd:kit",

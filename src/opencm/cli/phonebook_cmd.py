@@ -31,6 +31,7 @@ from opencm.phonebook.workspace import (
     default_directory,
     pop_as_json,
 )
+from opencm.profile.rasbook import require_pop_book
 from opencm.signing import generate_keypair, load_secret_key
 
 PATH = click.Path(path_type=Path)
@@ -457,7 +458,9 @@ def check(pbk: Path, as_json: bool) -> None:
         regions = parse_pbr(pbr_path.read_bytes(), pbr_path)
         problems += regions.problems
         region_count = len(regions.names)
-    read = parse_pbk(pbk.read_bytes(), pbk, region_count=region_count)
+    data = pbk.read_bytes()
+    require_pop_book(data, pbk, "`opencm phonebook check`")
+    read = parse_pbk(data, pbk, region_count=region_count)
     problems += read.problems
     pops = 0 if regions is not None and regions.voids_phone_book else len(read.pops)
     if as_json:

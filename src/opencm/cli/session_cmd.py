@@ -17,7 +17,13 @@ import click
 
 from opencm.cli.output import emit_json
 from opencm.errors import InputError
-from opencm.session.protocol import Client, check, default_socket_path, default_state_dir
+from opencm.session.protocol import (
+    KEEP_ENDED,
+    Client,
+    check,
+    default_socket_path,
+    default_state_dir,
+)
 
 if TYPE_CHECKING:
     from opencm.links.api import Credentials
@@ -63,35 +69,68 @@ def resolve_profile(name: str) -> Path:
 
 
 def gather_credentials(
-    profile_path: Path, credentials_file: Path | None, interactive: bool, save: bool
+    profile_path: Path,
+    credentials_file: Path | None,
+    interactive: bool,
+    save: bool,
+    kind: str = "logon",
 ) -> Credentials:
+    """The logon (``kind="logon"``) or Internet (``"inet"``) credentials of a connection:
+    a file, the saved store, or a prompt whose default user name is the ``.cmp``'s (saved
+    back there once typed)."""
     from opencm.links.api import Credentials
     from opencm.profile.model import load_profile
     from opencm.session import credentials as creds
 
     profile = load_profile(profile_path)
+    what = "Internet " if kind == creds.INET else ""
     if credentials_file is not None:
         found = creds.read_credentials_file(credentials_file)
     else:
-        saved = creds.load_saved(profile)
+        saved = creds.load_saved(profile, kind)
         if saved is not None:
             return saved
         if not creds.needs_credentials(profile):
             return Credentials()
         if not interactive:
+            option = "--inet-credentials" if kind == creds.INET else "--credentials"
             raise InputError(
-                "the profile needs a user name and password: pass --credentials FILE",
+                f"the profile needs a {what.lower()}user name and password: pass {option} FILE",
                 path=profile.cms_path,
                 field="[opencm] Credentials",
             )
+        default = creds.logon_defaults(profile, kind)
         found = Credentials(
-            username=click.prompt("User name", err=True),
-            password=click.prompt("Password", hide_input=True, err=True),
+            username=click.prompt(f"{what}User name", default=default.username, err=True),
+            password=click.prompt(f"{what}Password", hide_input=True, err=True),
+            domain=default.domain,
         )
+        where = creds.remember_logon(profile, found, kind)
+        click.echo(f"{what}user name remembered in {where}", err=True)
     if save:
-        where = creds.save(profile, found)
-        click.echo(f"credentials saved in {where}", err=True)
+        where_saved = creds.save(profile, found, kind)
+        click.echo(f"{what}credentials saved in {where_saved}", err=True)
     return found
+
+
+def _wants_inet(profile_path: Path, kind: str | None) -> bool:
+    from opencm.actions.api import ConnectionType
+    from opencm.profile.model import load_profile
+    from opencm.session.credentials import needs_inet_credentials
+
+    profile = load_profile(profile_path)
+    connection_type = ConnectionType.from_name(kind) if kind else profile.default_connection_type()
+    return needs_inet_credentials(profile, connection_type)
+
+
+def _credentials_json(credentials: Credentials | None) -> dict[str, str | None] | None:
+    if credentials is None:
+        return None
+    return {
+        "username": credentials.username,
+        "password": credentials.password,
+        "domain": credentials.domain,
+    }
 
 
 @click.command("connect")
@@ -108,6 +147,12 @@ def gather_credentials(
     type=click.Path(path_type=Path, dir_okay=False),
     help="A 0600 file with username=, password=, domain= lines.",
 )
+@click.option(
+    "--inet-credentials",
+    "inet_credentials_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Double dial: a 0600 file with the Internet (dial-up) username= and password=.",
+)
 @click.option("--save-credentials", is_flag=True, help="Remember them, if the profile allows.")
 @click.option("--logon", is_flag=True, help="Boot/logon run: only allow-listed actions run.")
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
@@ -120,6 +165,7 @@ def connect(
     entry: str | None,
     kind: str | None,
     credentials_file: Path | None,
+    inet_credentials_file: Path | None,
     save_credentials: bool,
     logon: bool,
     log_dir: Path | None,
@@ -130,8 +176,18 @@ def connect(
     path = resolve_profile(profile)
     # A logon/boot run has nobody at the screen by definition.
     interactive = not unattended and not logon and sys.stdin.isatty()
-    credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
+    wants_inet = inet_credentials_file is not None or _wants_inet(path, kind)
+
+    def inet() -> Credentials | None:
+        if not wants_inet:
+            return None
+        return gather_credentials(
+            path, inet_credentials_file, interactive, save_credentials, kind="inet"
+        )
+
     if foreground:
+        credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
+        inet_credentials = inet()
         import anyio
 
         return anyio.run(
@@ -140,33 +196,62 @@ def connect(
             kind,
             entry,
             credentials,
+            inet_credentials,
             interactive,
             logon,
             log_dir,
             as_json,
         )
-    request: dict[str, Any] = {
-        "op": "connect",
+    target: dict[str, Any] = {
         "profile": str(path),
         "type": kind,
         "entry": entry,
         "unattended": not interactive,
         "logon": logon,
-        "credentials": {
-            "username": credentials.username,
-            "password": credentials.password,
-            "domain": credentials.domain,
-        },
-        "wait": True,
     }
     with Client(socket_path, timeout=None) as client:
-        client.send(request)
-        for answer in client.lines():
-            if "event" in answer:
-                click.echo(f"opencm: {answer['state']}", err=True)
-                continue
-            status = check(answer)["session"]
-            break
+        if interactive and credentials_file is None:
+            # "How Connection Manager Works": pre-init runs before the logon screen, so the
+            # session is opened (pre-init runs in the daemon) before the password is asked.
+            opened = follow_request(client, {"op": "open", **target})
+            if opened["state"] != "ready":
+                return _finish(opened, as_json)
+            credentials = gather_credentials(path, None, interactive, save_credentials)
+            request: dict[str, Any] = {"op": "connect", "session": opened["session"]}
+        else:
+            credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
+            request = {"op": "connect", **target}
+        request["credentials"] = _credentials_json(credentials)
+        request["inet_credentials"] = _credentials_json(inet())
+        status = follow_request(client, request)
+    return _finish(status, as_json)
+
+
+def follow_request(client: Client, request: dict[str, Any]) -> dict[str, Any]:
+    """Send ``request``, print each event's words as it comes, return the final status."""
+    client.send(request)
+    for answer in client.lines():
+        if "event" not in answer:
+            result: dict[str, Any] = check(answer)["session"]
+            return result
+        line = event_line(answer)
+        if line:
+            click.echo(f"opencm: {line}", err=True)
+    raise AssertionError("unreachable: lines() raises when the daemon closes")  # pragma: no cover
+
+
+def event_line(event: dict[str, Any]) -> str | None:
+    """One event as the CLI prints it: the state, or the event's words (None: not shown)."""
+    kind = event.get("event")
+    if kind == "state":
+        return str(event.get("state"))
+    if kind in ("action-running", "missed"):
+        return None  # the action's result line follows; "missed" only concerns watchers
+    text = event.get("text")
+    return str(text) if text else None
+
+
+def _finish(status: dict[str, Any], as_json: bool) -> int:
     if as_json:
         emit_json(status)
     else:
@@ -192,7 +277,11 @@ def _print_final(status: dict[str, Any]) -> None:
             err=True,
         )
     else:
-        click.echo(f"{status['service']}: {status['state']}", err=True)
+        reason = status.get("disconnect_reason")
+        click.echo(
+            f"{status['service']}: {status['state']}" + (f" ({reason})" if reason else ""),
+            err=True,
+        )
 
 
 async def _foreground(
@@ -200,6 +289,7 @@ async def _foreground(
     kind: str | None,
     entry: str | None,
     credentials: Credentials,
+    inet_credentials: Credentials | None,
     interactive: bool,
     logon: bool,
     log_dir: Path | None,
@@ -211,17 +301,21 @@ async def _foreground(
 
     from opencm.actions.api import ConnectionType
     from opencm.session.factory import open_session
+    from opencm.session.options import ConnectOptions, SessionDeps
     from opencm.session.prompt import TtyPrompt
 
     session, engine = open_session(
         path,
-        connection_type=ConnectionType.from_name(kind) if kind else None,
-        entry=entry,
-        credentials=credentials,
-        interactive=interactive,
-        prompt=TtyPrompt() if interactive else None,
+        ConnectOptions(
+            connection_type=ConnectionType.from_name(kind) if kind else None,
+            entry=entry,
+            credentials=credentials,
+            inet_credentials=inet_credentials,
+            interactive=interactive,
+            logon=logon,
+        ),
+        SessionDeps(prompt=TtyPrompt() if interactive else None),
         log_dir=log_dir,
-        logon=logon,
     )
 
     def show(row: Any) -> None:
@@ -290,11 +384,49 @@ def _table(sessions: list[dict[str, Any]]) -> None:
         click.echo("no sessions")
         return
     for s in sessions:
-        prompt = "  (asking: stay online?)" if s.get("prompt") else ""
+        note = ""
+        if s.get("prompt"):
+            note = "  (asking: stay online? answer with: opencm answer stay|disconnect)"
+        elif s.get("ended"):
+            error = s.get("error")
+            note = f"  (ended: {s.get('outcome')}"
+            if s.get("outcome") in ("failed", "dropped") and error:
+                note += f": {error['message']} (error {error['code']} from {error['source']})"
+            elif s.get("disconnect_reason"):
+                note += f": {s['disconnect_reason']}"
+            note += ")"
         click.echo(
             f"{s['service']:<24} {s['state']:<13} {s['connection_type']:<7} "
-            f"{s.get('client_ip') or '-':<16} {s['session']}{prompt}"
+            f"{s.get('client_ip') or '-':<16} {s['session']}{note}"
         )
+
+
+@click.command("answer")
+@click.argument("choice", type=click.Choice(["stay", "disconnect"]))
+@click.argument("profile", required=False)
+@click.option("--session", "session_id", help="The session id (from opencm status).")
+@socket_option
+def answer(
+    choice: str, profile: str | None, session_id: str | None, socket_path: Path | None
+) -> int:
+    """Answer the "Stay online?" question of a session whose last monitored application exited."""
+    wire = {"stay": "stay-online", "disconnect": "disconnect-now"}[choice]
+    with Client(socket_path) as client:
+        client.request({"op": "answer", "choice": wire, **_target(profile, session_id)})
+    click.echo("staying online" if choice == "stay" else "disconnecting", err=True)
+    return 0
+
+
+@click.command("dismiss")
+@click.argument("profile", required=False)
+@click.option("--session", "session_id", help="The session id (from opencm status).")
+@socket_option
+def dismiss(profile: str | None, session_id: str | None, socket_path: Path | None) -> int:
+    """Forget ended sessions (all of yours, or the one named) so status no longer shows them."""
+    with Client(socket_path) as client:
+        gone = client.request({"op": "dismiss", **_target(profile, session_id)})["dismissed"]
+    click.echo(f"dismissed {len(gone)} ended session(s)", err=True)
+    return 0
 
 
 @click.command("status")
@@ -342,6 +474,13 @@ def status(as_json: bool, watch: bool, socket_path: Path | None) -> int:
     help="Session logs (default as root: <state-dir>/logs).",
 )
 @click.option(
+    "--keep-ended",
+    type=click.FloatRange(min=0),
+    default=KEEP_ENDED,
+    show_default=True,
+    help="Seconds an ended session stays in status with its outcome (unless dismissed).",
+)
+@click.option(
     "--profile-root",
     "profile_roots",
     multiple=True,
@@ -353,6 +492,7 @@ def daemon(
     socket_path: Path | None,
     state_dir: Path | None,
     log_dir: Path | None,
+    keep_ended: float,
     profile_roots: tuple[Path, ...],
 ) -> int:
     """Run the daemon that owns sessions and links (systemd: opencm.service)."""
@@ -365,9 +505,20 @@ def daemon(
         socket_path or default_socket_path(),
         state_dir or default_state_dir(),
         log_dir,
+        keep_ended,
         [root.absolute() for root in profile_roots],
     )
     return 0
 
 
-__all__ = ["cancel", "connect", "daemon", "disconnect", "status"]
+__all__ = [
+    "answer",
+    "cancel",
+    "connect",
+    "daemon",
+    "disconnect",
+    "dismiss",
+    "event_line",
+    "follow_request",
+    "status",
+]

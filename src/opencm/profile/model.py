@@ -15,7 +15,6 @@ with ``\\``; on Linux they are resolved case-insensitively, one component at a t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
     from opencm.actions.api import ConnectionType
 
 CM = "Connection Manager"
-_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 def resolve_case_insensitive(base: Path, windows_path: str) -> Path:
@@ -55,11 +53,6 @@ def resolve_case_insensitive(base: Path, windows_path: str) -> Path:
             match = None
         current = match if match is not None else exact
     return current
-
-
-def is_windows_absolute(windows_path: str) -> bool:
-    """``C:\\…`` and ``\\\\server\\…`` paths cannot mean anything on Linux."""
-    return bool(_DRIVE.match(windows_path.strip())) or windows_path.strip().startswith("\\\\")
 
 
 @dataclass

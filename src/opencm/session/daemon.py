@@ -21,6 +21,7 @@ import resource
 import shutil
 import signal
 import traceback
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,16 +36,18 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from opencm.actions.api import ConnectionType
 from opencm.actions.engine import ActionEngine
+from opencm.clock import Clock, RealClock
 from opencm.errors import EXIT_BAD_INPUT, EXIT_PROBLEMS, OpencmError, RefusedError
 from opencm.kit.roots import system_config_dir
 from opencm.links.api import Credentials, LinkInfo
 from opencm.safepath import Caller
-from opencm.session.clock import Clock
 from opencm.session.factory import Prepared, open_session, prepare, run_journaled_disconnect
 from opencm.session.journal import Journal, recover
 from opencm.session.machine import State
+from opencm.session.options import ConnectOptions, DialerLookup, SessionDeps, default_dialer_lookup
 from opencm.session.prompt import Choice
 from opencm.session.protocol import (
+    KEEP_ENDED,
     MAX_LINE,
     PROTOCOL_VERSION,
     ProtocolError,
@@ -53,8 +56,9 @@ from opencm.session.protocol import (
     peer_credentials,
     validate_request,
 )
-from opencm.session.runner import DialerLookup, Outcome, Session, default_dialer_lookup
+from opencm.session.runner import Outcome, Session
 from opencm.session.snapshot import Snapshot, snapshot_profile
+from opencm.session.stream import FINAL_EVENT, EventStream, outcome_text
 
 RESTART_REASON = "opencm-restarted"
 STOP_REASON = "daemon-stopping"
@@ -77,12 +81,20 @@ class DaemonPrompt:
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
+        self.events: EventStream | None = None
         self.asking = False
         self._answer: Choice | None = None
         self._answered = anyio.Event()
 
     async def ask(self, service_name: str, seconds: float) -> Choice:
         self.asking, self._answer, self._answered = True, None, anyio.Event()
+        if self.events is not None:
+            self.events.emit(
+                "prompt",
+                seconds=seconds,
+                text=f"The last monitored application of {service_name} has exited. "
+                f"Stay online? (disconnects in {seconds:.0f} s)",
+            )
         self.daemon.notify()
         try:
             await self._answered.wait()
@@ -104,6 +116,7 @@ class Managed:
     session: Session
     engine: ActionEngine
     prompt: DaemonPrompt
+    events: EventStream
     #: The real path of the profile the client named (a user's session runs from a copy).
     origin: str = ""
     snapshot: Snapshot | None = None
@@ -114,10 +127,15 @@ class Managed:
     def owner(self) -> int | None:
         return self.session.owner_uid
 
+    @property
+    def live(self) -> bool:
+        return not self.ended.is_set()
+
     def status(self) -> dict[str, Any]:
         data = self.session.status()
         data["profile"] = self.origin or data["profile"]
         data["prompt"] = self.prompt.asking
+        data["ended"] = not self.live
         if self.outcome is not None:
             data["outcome"] = str(self.outcome)
         return data
@@ -132,12 +150,14 @@ class Daemon:
         dialer_lookup: DialerLookup = default_dialer_lookup,
         clock: Clock | None = None,
         log_dir: Path | None = None,
+        keep_ended: float = KEEP_ENDED,
         profile_roots: list[Path] | None = None,
     ) -> None:
         self.socket_path = socket_path
+        self.keep_ended = keep_ended
         self.state_dir = state_dir
         self.lookup = dialer_lookup
-        self.clock = clock
+        self.clock: Clock = clock or RealClock()
         # Never the temp folder for a root daemon: another user could have put a link there.
         self.log_dir = log_dir or (state_dir / "logs" if os.geteuid() == 0 else None)
         #: Where profiles that users may connect through a root daemon are installed.
@@ -214,7 +234,8 @@ class Daemon:
         """Disconnect every session in order (disconnect actions with ``daemon-stopping``)."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(60):
             for managed in list(self.sessions.values()):
-                managed.session.disconnect(STOP_REASON)
+                if managed.live:
+                    managed.session.disconnect(STOP_REASON)
             for managed in list(self.sessions.values()):
                 await managed.ended.wait()
 
@@ -280,6 +301,23 @@ class Daemon:
 
     async def _client(self, stream: anyio.abc.SocketStream, uid: int) -> None:
         buffered = BufferedByteReceiveStream(stream)
+        # Sessions this connection opened that still wait at their logon screen: a front end
+        # that goes away without Connect or Cancel closes them (no on-cancel actions run).
+        held: list[Managed] = []
+        try:
+            await self._serve_lines(stream, buffered, uid, held)
+        finally:
+            for managed in held:
+                if managed.session.state is State.READY:
+                    managed.session.cancel()
+
+    async def _serve_lines(
+        self,
+        stream: anyio.abc.SocketStream,
+        buffered: BufferedByteReceiveStream,
+        uid: int,
+        held: list[Managed],
+    ) -> None:
         while True:
             try:
                 with anyio.fail_after(IDLE_TIMEOUT):
@@ -297,7 +335,7 @@ class Daemon:
                 return
             try:
                 request = decode(line)
-                async for answer in self._handle(request, uid):
+                async for answer in self._handle(request, uid, held):
                     if not await _send(stream, encode(answer)):
                         return
             except OpencmError as error:
@@ -312,24 +350,37 @@ class Daemon:
                 if not await _send(stream, _error(message, EXIT_PROBLEMS)):
                     return
 
-    async def _handle(self, request: dict[str, Any], uid: int) -> AsyncIterator[dict[str, Any]]:
+    async def _handle(
+        self, request: dict[str, Any], uid: int, held: list[Managed] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         if os.geteuid() != 0 and uid not in (0, os.geteuid()):
             # A user's own daemon serves that user only: it would run others' actions as them.
             raise RefusedError(f"this opencm daemon serves uid {os.geteuid()} only")
-        body = validate_request(request)
+        validate_request(request)  # every member below has the type the schema says
         op = request["op"]
         if op == "hello":
             yield {"ok": True, "version": PROTOCOL_VERSION, "uid": uid}
         elif op == "status":
             yield {"ok": True, "sessions": self._visible(uid)}
+        elif op == "watch" and (request.get("session") or request.get("profile")):
+            managed = self._target(request, uid, ended=True)
+            async for event in managed.events.follow(int(request.get("since") or 0)):
+                yield event
+            yield {"ok": True, "session": managed.status()}
         elif op == "watch":
             async for answer in self._watch(uid):
                 yield answer
-        elif op == "connect":
-            async for answer in self._connect(body, uid):
+        elif op in ("open", "connect"):
+            async for answer in self._connect(request, uid, hold_at_logon=op == "open", held=held):
                 yield answer
+        elif op == "dismiss":
+            gone = [m.session.id for m in self._ended(request, uid)]
+            for session_id in gone:
+                self.sessions.pop(session_id, None)
+            self.notify()
+            yield {"ok": True, "dismissed": gone}
         elif op in ("cancel", "disconnect"):
-            managed = self._target(body, uid)
+            managed = self._target(request, uid)
             if op == "cancel":
                 if not managed.session.cancel():
                     raise RefusedError(
@@ -338,13 +389,13 @@ class Daemon:
                     )
             else:
                 managed.session.disconnect("user-disconnect")
-            if body.get("wait") is not False:
+            if request.get("wait") is not False:
                 await managed.ended.wait()
             yield {"ok": True, "session": managed.status()}
         else:
             assert op == "answer", op  # validate_request knows no other op
-            managed = self._target(body, uid)
-            managed.prompt.answer(Choice(body["choice"]))
+            managed = self._target(request, uid)
+            managed.prompt.answer(Choice(request["choice"]))
             yield {"ok": True}
 
     def _visible(self, uid: int) -> list[dict[str, Any]]:
@@ -354,16 +405,19 @@ class Daemon:
             if uid == 0 or managed.session.owner_uid == uid
         ]
 
-    def _target(self, request: dict[str, Any], uid: int) -> Managed:
+    def _target(self, request: dict[str, Any], uid: int, *, ended: bool = False) -> Managed:
+        """The one session a request names; ended sessions only when ``ended`` (watch)."""
         mine = [
             managed
             for managed in self.sessions.values()
-            if uid == 0 or managed.session.owner_uid == uid
+            if (uid == 0 or managed.session.owner_uid == uid) and (ended or managed.live)
         ]
         wanted_id = request.get("session")
         wanted_profile = request.get("profile")
         if wanted_id:
-            found = [m for m in self.sessions.values() if m.session.id == wanted_id]
+            found = [
+                m for m in self.sessions.values() if m.session.id == wanted_id and (ended or m.live)
+            ]
             if found and found[0] not in mine:
                 raise RefusedError(f"session {wanted_id} belongs to another user")
             mine = found
@@ -375,6 +429,17 @@ class Daemon:
             names = ", ".join(f"{m.session.id} ({m.session.config.service_name})" for m in mine)
             raise ProtocolError(f"more than one session; name one of: {names}", code=EXIT_BAD_INPUT)
         return mine[0]
+
+    def _ended(self, request: dict[str, Any], uid: int) -> list[Managed]:
+        """The ended sessions a ``dismiss`` names (by id or profile), or all the caller's."""
+        if request.get("session") or request.get("profile"):
+            managed = self._target(request, uid, ended=True)
+            return [] if managed.live else [managed]
+        return [
+            m
+            for m in self.sessions.values()
+            if not m.live and (uid == 0 or m.session.owner_uid == uid)
+        ]
 
     async def _watch(self, uid: int) -> AsyncIterator[dict[str, Any]]:
         send, receive = anyio.create_memory_object_stream[None](1)
@@ -388,63 +453,124 @@ class Daemon:
             self._watchers.remove(send)
             send.close()
 
-    async def _connect(self, body: dict[str, Any], uid: int) -> AsyncIterator[dict[str, Any]]:
-        creds = body.get("credentials") or {}
-        prompt = DaemonPrompt(self)
-        prepared, origin, snapshot = await self._open_profile(body["profile"], uid)
+    async def _connect(
+        self,
+        request: dict[str, Any],
+        uid: int,
+        *,
+        hold_at_logon: bool = False,
+        held: list[Managed] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``open`` (pre-init, then wait at the logon screen), ``connect`` of a profile, or
+        ``connect`` of a session waiting at its logon screen (the logon's Connect)."""
+        credentials = _credentials(request.get("credentials") or {})
+        inet = request.get("inet_credentials")
+        inet_credentials = _credentials(inet) if inet else None
+        if request.get("session") and not hold_at_logon:
+            managed = self._target(request, uid)
+            managed.session.submit_logon(credentials, inet_credentials)
+            since = managed.events.events[-1]["seq"] if managed.events.events else 0
+        else:
+            managed = await self._open(request, uid, credentials, inet_credentials, hold_at_logon)
+            since = 0
+            if hold_at_logon and held is not None:
+                held.append(managed)
+        if request.get("wait") is False:
+            yield {"ok": True, "session": managed.status()}
+            return
+        stop_at = State.READY if hold_at_logon else State.CONNECTED
+        async for event in managed.events.follow(since):
+            yield event
+            if event.get("event") == "state" and event.get("state") == str(stop_at):
+                break
+        yield {"ok": True, "session": managed.status()}
+
+    async def _open(
+        self,
+        request: dict[str, Any],
+        uid: int,
+        credentials: Credentials,
+        inet_credentials: Credentials | None,
+        hold_at_logon: bool,
+    ) -> Managed:
+        prepared, origin, snapshot = await self._open_profile(str(request["profile"]), uid)
         try:
-            busy = [m for m in self.sessions.values() if m.origin == origin and m.owner == uid]
-            if busy:
-                raise RefusedError(
-                    f"{prepared.config.service_name} already has session "
-                    f"{busy[0].session.id} ({busy[0].session.state})"
-                )
-            kind = body.get("type")
-            session, engine = open_session(
+            return self._start(
+                request,
+                uid,
+                credentials,
+                inet_credentials,
+                hold_at_logon,
                 prepared,
-                connection_type=ConnectionType.from_name(kind) if kind else None,
-                entry=body.get("entry") or None,
-                credentials=Credentials(
-                    username=creds.get("username"),
-                    password=creds.get("password"),
-                    domain=creds.get("domain"),
-                ),
-                interactive=not body.get("unattended"),
-                prompt=prompt,
-                dialer_lookup=self.lookup,
-                clock=self.clock,
-                journal=self.journal,
-                log_dir=self.log_dir,
-                owner_uid=uid,
-                logon=bool(body.get("logon")) and uid == 0,
+                origin,
+                snapshot,
             )
         except BaseException:
             if snapshot is not None:
                 snapshot.remove()
             raise
-        managed = Managed(session, engine, prompt, origin=origin, snapshot=snapshot)
+
+    def _start(
+        self,
+        request: dict[str, Any],
+        uid: int,
+        credentials: Credentials,
+        inet_credentials: Credentials | None,
+        hold_at_logon: bool,
+        prepared: Prepared,
+        origin: str,
+        snapshot: Snapshot | None,
+    ) -> Managed:
+        same = [m for m in self.sessions.values() if m.origin == origin and m.owner == uid]
+        busy = [m for m in same if m.live]
+        if busy:
+            raise RefusedError(
+                f"{prepared.config.service_name} already has session {busy[0].session.id} "
+                f"({busy[0].session.state})"
+            )
+        kind = request.get("type")
+        prompt = DaemonPrompt(self)
+        session_id = uuid.uuid4().hex[:12]
+        events = EventStream(session_id, wall=self.clock.wall)
+        session, engine = open_session(
+            prepared,
+            ConnectOptions(
+                connection_type=ConnectionType.from_name(kind) if kind else None,
+                entry=request.get("entry") or None,
+                credentials=credentials,
+                inet_credentials=inet_credentials,
+                interactive=not request.get("unattended", False),
+                owner_uid=uid,
+                session_id=session_id,
+                logon=bool(request.get("logon", False)) and uid == 0,
+            ),
+            SessionDeps(
+                dialer_lookup=self.lookup,
+                clock=self.clock,
+                prompt=prompt,
+                journal=self.journal,
+            ),
+            log_dir=self.log_dir,
+            on_running=lambda action, text: events.action_running(
+                str(action.point), action.description, text
+            ),
+        )
+        for ended in same:  # a new session of the profile replaces the ended one
+            self.sessions.pop(ended.session.id, None)
+        events.redial_count = session.config.redial_count
+        events.redial_delay = session.config.redial_delay
+        prompt.events = events
+        session.log.subscribe(events.on_log)
+        managed = Managed(session, engine, prompt, events, origin=origin, snapshot=snapshot)
         self.sessions[session.id] = managed
         session.machine.subscribe(lambda _row: self.notify())
         assert self._group is not None
-        self._group.start_soon(self._run, managed)
-        if body.get("wait") is False:
-            yield {"ok": True, "session": managed.status()}
-            return
-        last = None
-        while True:
-            changed = session.changed
-            if session.state is not last:
-                last = session.state
-                yield {"event": "state", "session": session.id, "state": str(last)}
-            if last is State.CONNECTED or managed.ended.is_set():
-                break
-            with anyio.move_on_after(1):
-                await changed.wait()
-        yield {"ok": True, "session": managed.status()}
+        self._group.start_soon(self._run, managed, hold_at_logon)
+        return managed
 
-    async def _run(self, managed: Managed) -> None:
+    async def _run(self, managed: Managed, hold_at_logon: bool = False) -> None:
         try:
-            managed.outcome = await managed.session.run()
+            managed.outcome = await managed.session.run(hold_at_logon=hold_at_logon)
         except Exception as error:  # one session's bug must not take the daemon down
             managed.outcome = Outcome.FAILED
             managed.session.log.write("session-crashed", error=f"{type(error).__name__}: {error}")
@@ -453,10 +579,28 @@ class Daemon:
             managed.engine.close()
             if managed.snapshot is not None:
                 managed.snapshot.remove()
-            self.sessions.pop(managed.session.id, None)
+            status = managed.status()
+            managed.events.emit(
+                FINAL_EVENT,
+                outcome=str(managed.outcome),
+                state=status["state"],
+                error=status["error"],
+                disconnect_reason=status["disconnect_reason"],
+                text=outcome_text(status, str(managed.outcome)),
+            )
+            managed.events.close()
             managed.ended.set()
             # A client waiting on connect sees the final state through the ended event.
             managed.session.changed.set()
+            self.notify()
+            assert self._group is not None
+            self._group.start_soon(self._forget_later, managed)
+
+    async def _forget_later(self, managed: Managed) -> None:
+        """An ended session stays in ``status`` (with its outcome) for ``keep_ended`` seconds."""
+        await anyio.sleep(self.keep_ended)
+        if self.sessions.get(managed.session.id) is managed:
+            del self.sessions[managed.session.id]
             self.notify()
 
     async def _open_profile(self, path: str, uid: int) -> tuple[Prepared, str, Snapshot | None]:
@@ -513,6 +657,22 @@ def _for_caller(error: OpencmError, snapshot: Snapshot) -> OpencmError:
     return error
 
 
+def _credentials(value: object) -> Credentials:
+    """A request's ``credentials``/``inet_credentials``: strings only, bounded."""
+    if not isinstance(value, dict):
+        raise ProtocolError("credentials must be an object", code=EXIT_BAD_INPUT)
+    fields: dict[str, str | None] = {}
+    for key in ("username", "password", "domain"):
+        item = value.get(key)
+        if item is not None and (not isinstance(item, str) or len(item) > 1024):
+            raise ProtocolError(
+                f"credentials.{key} must be a string of at most 1024 characters",
+                code=EXIT_BAD_INPUT,
+            )
+        fields[key] = item
+    return Credentials(**fields)
+
+
 def _matches(managed: Managed, wanted: str) -> bool:
     session = managed.session
     profile = session.config.profile
@@ -550,12 +710,20 @@ async def run_daemon(
     socket_path: Path,
     state_dir: Path,
     log_dir: Path | None = None,
+    keep_ended: float = KEEP_ENDED,
     profile_roots: list[Path] | None = None,
 ) -> None:
-    await Daemon(socket_path, state_dir, log_dir=log_dir, profile_roots=profile_roots).serve()
+    await Daemon(
+        socket_path,
+        state_dir,
+        log_dir=log_dir,
+        keep_ended=keep_ended,
+        profile_roots=profile_roots,
+    ).serve()
 
 
 __all__ = [
+    "KEEP_ENDED",
     "RESTART_REASON",
     "STOP_REASON",
     "Daemon",

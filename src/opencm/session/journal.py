@@ -21,6 +21,7 @@ idempotent, so recovery itself can be interrupted and repeated.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import signal
@@ -36,6 +37,15 @@ from opencm.fsutil import atomic_write, fsync_dir
 from opencm.links.api import LinkInfo
 
 VERSION = 1
+
+
+class DisconnectState(enum.StrEnum):
+    """The ``disconnect`` field: who owes, or has begun, the disconnect actions."""
+
+    IDLE = "idle"  # not connected yet: nothing to run
+    ARMED = "armed"  # connected: the disconnect actions are owed
+    RUNNING = "running"  # someone claimed them and began running them
+    DONE = "done"
 
 
 @dataclass(frozen=True)
@@ -131,16 +141,47 @@ class JournalEntry:
         self.data["macros"] = dict(macros)
         self.save()
 
-    def set_disconnect(self, state: str) -> None:
-        self.data["disconnect"] = state
+    @property
+    def disconnect(self) -> DisconnectState | None:
+        """Where the disconnect actions stand (None: a value this version does not know)."""
+        try:
+            return DisconnectState(str(self.data.get("disconnect")))
+        except ValueError:
+            return None
+
+    def set_disconnect(self, state: DisconnectState) -> None:
+        self.data["disconnect"] = str(state)
         self.save()
+
+    # -- the transitions a live session makes, in the order it makes them -----------------------
+
+    def redialing(self, macros: Mapping[str, str]) -> None:
+        """A new attempt dials: its macros replace the old; after a drop (``done``) nothing is
+        owed until it connects again (``idle``)."""
+        if self.disconnect is DisconnectState.DONE:
+            self.data["disconnect"] = str(DisconnectState.IDLE)
+        self.set_macros(macros)
+
+    def arm(self, macros: Mapping[str, str]) -> None:
+        """Connected: the disconnect actions are owed, with these macros (``armed``)."""
+        self.data["macros"] = dict(macros)
+        self.set_disconnect(DisconnectState.ARMED)
 
     def claim_disconnect(self) -> bool:
         """``armed`` → ``running`` on disk; True when the caller now owns running them."""
-        if self.data.get("disconnect") != "armed":
+        if self.disconnect is not DisconnectState.ARMED:
             return False
-        self.set_disconnect("running")
+        self.set_disconnect(DisconnectState.RUNNING)
         return True
+
+    def disconnect_done(self) -> None:
+        self.set_disconnect(DisconnectState.DONE)
+
+    def links_released(self) -> None:
+        """Every link is down: nothing is left for a recovery to end."""
+        if self.data["links"]:
+            self.data["links"] = []
+            self.save()
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -174,7 +215,7 @@ class Journal:
                 "owner_uid": owner_uid,
                 "macros": dict(macros or {}),
                 "links": [],
-                "disconnect": "idle",
+                "disconnect": str(DisconnectState.IDLE),
             },
         )
         entry.save()
@@ -218,7 +259,7 @@ async def recover(
     reports: list[Recovery] = []
     for entry in journal.pending():
         report = Recovery(str(entry.data.get("session")), str(entry.data.get("profile")), False, "")
-        state = entry.data.get("disconnect")
+        state = entry.disconnect
         if entry.claim_disconnect():
             try:
                 await run_disconnect(entry, reason)
@@ -226,11 +267,11 @@ async def recover(
                 report.note = "disconnect actions ran"
             except Exception as error:  # a broken profile must not stop the rest of recovery
                 report.note = f"disconnect actions could not run: {error}"
-            entry.set_disconnect("done")
-        elif state == "running":
+            entry.disconnect_done()
+        elif state is DisconnectState.RUNNING:
             report.note = "disconnect actions had started before the crash: not run again"
         else:
-            report.note = f"no disconnect actions owed (state {state})"
+            report.note = f"no disconnect actions owed (state {entry.data.get('disconnect')})"
         for link in reversed(entry.data.get("links", [])):
             for raw in link.get("processes", []):
                 mark = ProcessMark(int(raw["pid"]), str(raw["start_time"]), list(raw["cmdline"]))
@@ -249,6 +290,7 @@ async def recover(
 
 
 __all__ = [
+    "DisconnectState",
     "Journal",
     "JournalEntry",
     "ProcessMark",

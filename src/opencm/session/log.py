@@ -80,6 +80,7 @@ class SessionLog:
         self.session_id = session_id
         self._wall = wall
         self._fd: int | None = None
+        self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
         if path is not None:
             self._fd = open_log_file(path)
 
@@ -88,7 +89,13 @@ class SessionLog:
         folder = log_dir or default_log_dir()
         return cls(folder / f"{short_name}.log", session_id=session_id)
 
+    def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        """Also hand every record to ``listener`` (the daemon's event stream for front ends)."""
+        self._listeners.append(listener)
+
     def write(self, kind: str, **fields: Any) -> None:
+        for listener in self._listeners:
+            listener(kind, fields)
         if self._fd is None:
             return
         moment = self._wall() if self._wall else dt.datetime.now(dt.UTC).timestamp()

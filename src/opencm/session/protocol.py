@@ -25,6 +25,8 @@ PROTOCOL_VERSION = 1
 MAX_LINE = 64 * 1024
 #: Arrays and objects may nest this deep in one line; the deepest request needs 2.
 MAX_DEPTH = 16
+#: How long an ended session stays in ``status`` with its outcome, unless dismissed (seconds).
+KEEP_ENDED = 600.0
 #: Exit code when no daemon answers on the socket.
 EXIT_NO_DAEMON = 5
 
@@ -165,26 +167,30 @@ def check_members(what: str, message: Mapping[str, Any], schema: Mapping[str, Fi
         field.check(what, name, message.get(name))
 
 
-_TARGET = {"session": Field(str, max_length=64), "profile": Field(str)}
 _CREDENTIALS = {
     "username": Field(str, max_length=1024),
     "password": Field(str, max_length=1024),
     "domain": Field(str, max_length=1024),
 }
+_TARGET = {"session": Field(str, max_length=64), "profile": Field(str)}
+_OPEN = {
+    "profile": Field(str),
+    "type": Field(str, choices=frozenset({"direct", "dialup", "double"})),
+    "entry": Field(str, max_length=256),
+    "unattended": Field(bool),
+    "logon": Field(bool),
+    "wait": Field(bool),
+    "credentials": Field(dict, members=_CREDENTIALS),
+    "inet_credentials": Field(dict, members=_CREDENTIALS),
+}
 #: Every request the daemon understands and what each member must be (docs/daemon-protocol.md).
 REQUESTS: dict[str, dict[str, Field]] = {
     "hello": {},
     "status": {},
-    "watch": {},
-    "connect": {
-        "profile": Field(str, required=True),
-        "type": Field(str, choices=frozenset({"direct", "dialup", "double"})),
-        "entry": Field(str, max_length=256),
-        "unattended": Field(bool),
-        "logon": Field(bool),
-        "wait": Field(bool),
-        "credentials": Field(dict, members=_CREDENTIALS),
-    },
+    "watch": {**_TARGET, "since": Field(int)},
+    "open": _OPEN,
+    "connect": {**_OPEN, "session": Field(str, max_length=64)},
+    "dismiss": _TARGET,
     "cancel": {**_TARGET, "wait": Field(bool)},
     "disconnect": {**_TARGET, "wait": Field(bool)},
     "answer": {
@@ -205,8 +211,10 @@ def validate_request(message: Mapping[str, Any]) -> dict[str, Any]:
         raise _bad(f"unknown op {op[:64]!r} (expected: {', '.join(sorted(REQUESTS))})")
     body = {name: value for name, value in message.items() if name != "op"}
     check_members(op, body, schema)
-    if op == "connect" and not body["profile"]:
-        raise _bad("connect: profile is required")
+    if op == "open" and not body.get("profile"):
+        raise _bad("open: profile is required")
+    if op == "connect" and not body.get("profile") and not body.get("session"):
+        raise _bad("connect: profile (or the session opened at its logon screen) is required")
     return body
 
 
@@ -262,7 +270,7 @@ class Client:
         """Send one request and return its final answer; raise for an error answer."""
         self.send(message)
         for answer in self.lines():
-            if "ok" in answer:
+            if "event" not in answer:
                 return check(answer)
         raise ProtocolError("no answer")  # pragma: no cover - lines() raises first
 
@@ -278,6 +286,7 @@ def check(answer: dict[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "EXIT_NO_DAEMON",
+    "KEEP_ENDED",
     "MAX_LINE",
     "PROTOCOL_VERSION",
     "REQUESTS",
