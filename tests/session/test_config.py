@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import InputError, RefusedError
 from opencm.links.api import Credentials, DialEntry
-from opencm.profile.model import ServiceProfile, load_profile
+from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
 from opencm.session.config import session_config
 from opencm.session.credentials import read_credentials_file
 from opencm.session.prompt import Choice, TtyPrompt

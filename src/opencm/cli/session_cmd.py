@@ -114,8 +114,7 @@ def gather_credentials(
 
 
 def _wants_inet(profile_path: Path, kind: str | None) -> bool:
-    from opencm.actions.api import ConnectionType
-    from opencm.profile.model import load_profile
+    from opencm.profile.model import ConnectionType, load_profile
     from opencm.session.credentials import needs_inet_credentials
 
     profile = load_profile(profile_path)
@@ -299,7 +298,7 @@ async def _foreground(
 
     import anyio
 
-    from opencm.actions.api import ConnectionType
+    from opencm.profile.model import ConnectionType
     from opencm.session.factory import open_session
     from opencm.session.options import ConnectOptions, SessionDeps
     from opencm.session.prompt import TtyPrompt

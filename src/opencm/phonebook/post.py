@@ -3,7 +3,7 @@
 The seed's PBA posts by FTP; opencm replaces that with two targets, both atomic (the service
 never sees half a release):
 
-- a publish directory the service reads (:func:`opencm.pbs.store.publish_release`: files go to
+- a publish directory the service reads (:func:`opencm.phonebook.store.publish_release`: files go to
   a hidden folder, are flushed, and the folder is renamed into place before ``CURRENT`` moves);
 - an authenticated HTTP(S) upload: ``PUT {base}/admin/books/{BOOK}/releases/{VERSION}`` with
   ``Authorization: Bearer <token>`` and an uncompressed POSIX tar of the release files (flat
@@ -23,7 +23,7 @@ from typing import Any
 import httpx2
 
 from opencm.errors import InputError, OpencmError, RefusedError
-from opencm.pbs.store import publish_release
+from opencm.phonebook.store import publish_release
 
 TAR_TYPE = "application/x-tar"
 

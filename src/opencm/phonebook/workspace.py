@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from opencm.errors import InputError, OpencmError, RefusedError
+from opencm.paths import data_home
 from opencm.phonebook import limits
 from opencm.phonebook.pbk import Pop, format_pbk, format_pop, parse_pbk
 from opencm.phonebook.pbr import format_pbr
@@ -889,5 +890,4 @@ def default_directory() -> Path:
     configured = os.environ.get("OPENCM_PBA_WORKSPACE")
     if configured:
         return Path(configured)
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "opencm" / "pba"
+    return data_home() / "opencm" / "pba"

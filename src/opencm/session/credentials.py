@@ -16,11 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write
 from opencm.links.api import Credentials
-from opencm.profile.model import CM, ServiceProfile
+from opencm.paths import config_home
+from opencm.profile.model import CM, ConnectionType, ServiceProfile
 from opencm.profile.usersettings import UserSettings
 
 KEYS = ("username", "password", "domain")
@@ -77,9 +77,8 @@ def _keyring() -> Any | None:
 
 
 def _store_file(profile: ServiceProfile, kind: str = LOGON) -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     suffix = "" if kind == LOGON else f".{kind}"
-    return Path(base) / "opencm" / "credentials" / f"{profile.short_name}{suffix}.conf"
+    return config_home() / "opencm" / "credentials" / f"{profile.short_name}{suffix}.conf"
 
 
 def _keyring_name(profile: ServiceProfile, kind: str, key: str) -> str:

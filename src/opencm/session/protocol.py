@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from opencm.errors import EXIT_BAD_INPUT, EXIT_PROBLEMS, OpencmError
+from opencm.paths import runtime_dir, state_home, system_state_dir
 
 PROTOCOL_VERSION = 1
 #: One request or answer line may not be longer than this (bytes).
@@ -50,18 +51,13 @@ def default_socket_path() -> Path:
         return Path(override)
     if os.geteuid() == 0:
         return Path("/run/opencm/opencm.sock")
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/opencm-{os.getuid()}"
-    return Path(runtime) / "opencm" / "opencm.sock"
+    return runtime_dir() / "opencm" / "opencm.sock"
 
 
 def default_state_dir() -> Path:
-    override = os.environ.get("OPENCM_STATE_DIR")
-    if override:
-        return Path(override)
-    if os.geteuid() == 0:
-        return Path("/var/lib/opencm")
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "opencm"
+    """The journal's home: ``$OPENCM_SYSTEM_STATE_DIR`` (/var/lib/opencm) for root, else the
+    user's ``$XDG_STATE_HOME/opencm``."""
+    return system_state_dir() if os.geteuid() == 0 else state_home() / "opencm"
 
 
 def encode(message: Mapping[str, Any]) -> bytes:

@@ -7,7 +7,7 @@ The parts a session is made of live beside it: :mod:`~opencm.session.macros` (th
 :mod:`~opencm.session.status` (what clients see) and :mod:`~opencm.session.processes` (waiting
 for the programs it started).
 
-:class:`Session` walks the table of :mod:`opencm.session.machine`; each state's work is here:
+What the states do:
 
 - pre-init, then (the logon screen is the caller's) pre-connect, pre-dial only when dialing,
   the dial, pre-tunnel only when tunnelling, the tunnel, post-connect, then monitored apps;
