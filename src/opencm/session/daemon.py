@@ -37,15 +37,11 @@ from anyio.streams.memory import MemoryObjectSendStream
 from opencm.actions.engine import ActionEngine
 from opencm.clock import Clock, RealClock
 from opencm.errors import EXIT_BAD_INPUT, EXIT_PROBLEMS, OpencmError, RefusedError
-from opencm.kit.roots import system_config_dir
 from opencm.links.api import Credentials, LinkInfo
-<<<<<<< HEAD
+from opencm.paths import system_config_dir
+from opencm.profile.model import ConnectionType
 from opencm.safepath import Caller
 from opencm.session.factory import Prepared, open_session, prepare, run_journaled_disconnect
-=======
-from opencm.profile.model import ConnectionType, load_profile
-from opencm.session.factory import open_session, run_journaled_disconnect
->>>>>>> main
 from opencm.session.journal import Journal, recover
 from opencm.session.machine import State
 from opencm.session.options import ConnectOptions, DialerLookup, SessionDeps, default_dialer_lookup

@@ -16,14 +16,8 @@ from opencm.actions.api import ActionPoint, RunContext
 from opencm.actions.engine import ActionEngine
 from opencm.actions.logon import logon_allowed
 from opencm.actions.plan import PlannedAction
-<<<<<<< HEAD
-from opencm.kit.logon import logon_allowed
-from opencm.profile.model import ServiceProfile, load_profile
+from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
 from opencm.session.config import SessionConfig, session_config
-=======
-from opencm.profile.model import ConnectionType, load_profile
-from opencm.session.config import session_config
->>>>>>> main
 from opencm.session.journal import JournalEntry
 from opencm.session.log import SessionLog
 from opencm.session.options import ConnectOptions, SessionDeps
@@ -60,15 +54,9 @@ def open_session(
     """
     options = options or ConnectOptions()
     deps = deps or SessionDeps()
-<<<<<<< HEAD
     prepared = profile_path if isinstance(profile_path, Prepared) else prepare(profile_path)
     profile, config = prepared.profile, prepared.config
-    # At boot/logon only what the root-owned allow list names may run (opencm.kit.logon).
-=======
-    profile = load_profile(profile_path)
-    config = session_config(profile)
     # At boot/logon only what the root-owned allow list names may run (opencm.actions.logon).
->>>>>>> main
     engine = ActionEngine(
         profile.cms,
         logon_allowed=lambda action: logon_allowed(profile, action.program),
