@@ -316,6 +316,15 @@ def test_an_installed_profile_is_found_by_its_short_name(
     user_cmp = roots.user.profiles_dir / "CONTOSO.cmp"
     assert find_installed_cmp("CONTOSO", [roots.user, roots.all_users]) == user_cmp
     assert find_installed_cmp("CONTOSO", [roots.all_users]) == system_cmp
+    # What `opencm connect NAME` and a front end call: a path wins, then the scopes in order.
+    from opencm.errors import InputError
+    from opencm.session.locate import resolve_profile
+
+    assert resolve_profile("CONTOSO", [roots.user, roots.all_users]) == user_cmp
+    assert resolve_profile("contoso", [roots.all_users]) == system_cmp
+    assert resolve_profile(str(system_cmp), [roots.user]) == system_cmp.resolve()
+    with pytest.raises(InputError, match="no such profile"):
+        resolve_profile("NOPE", [roots.user, roots.all_users])
 
 
 @pytest.mark.skipif(
