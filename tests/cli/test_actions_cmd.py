@@ -24,6 +24,8 @@ ACTION_KEYS: dict[str, type | tuple[type, ...]] = {
     "command_line": str,
     "flags": int,
     "description": str,
+    "wait": (int, type(None)),
+    "synchronous": bool,
     "runs": bool,
     "skip_reason": (str, type(None)),
 }
