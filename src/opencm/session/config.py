@@ -28,11 +28,17 @@ LINK_DIALERS = {
 MAX_SERVERS = 1000
 
 
+class UserValueMissing(InputError):
+    """A value the profile leaves to the user (``ask``) that the user has not set."""
+
+
 @dataclass
 class DialState:
     """What the last dial-up entry was made from (for ``%PopName%``/``%CurrentFavorite%``)."""
 
     choice: DialChoice | None = None
+    #: Why the dial-up entry cannot be made now; raised only when a connection dials.
+    error: InputError | None = None
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,8 @@ class SessionConfig:
         if stage == "tunnel":
             entries = list(self.tunnel_entries)
         elif self.dial_entries:
-            # Read at each dial, after the pre-dial actions (seed 000: "a program to change
-            # the telephone number"), from the user's .cmp.
+            # Read at each dial, after the pre-dial actions (Microsoft's "Custom Actions": "a
+            # program to change the telephone number"), from the user's .cmp.
             entries = dial_entries(self.profile, self.dun, self.netns, self.dial_state)
         else:
             entries = []
@@ -111,6 +117,8 @@ class SessionConfig:
                 path=self.profile.cms_path,
                 field="[opencm] VpnServer0",
             )
+        if connection_type.dials and self.dial_state.error is not None:
+            raise self.dial_state.error  # e.g. ModemDevice=ask and the user has not set theirs
         if connection_type.dials and not self.dial_entries:
             raise InputError(
                 "dial-up needs a modem: [opencm] ModemDevice is missing",
@@ -198,7 +206,7 @@ def _modem_value(profile: ServiceProfile, user: UserSettings, key: str) -> str:
         return value
     mine = user.get(key)
     if not mine:
-        raise InputError(
+        raise UserValueMissing(
             f"the profile leaves {key} to you: set it with "
             f"`opencm profile set {profile.cmp_path or profile.cms_path} opencm {key} VALUE`",
             path=profile.cmp_path or profile.cms_path,
@@ -234,6 +242,18 @@ def dial_entries(
     return [DialEntry(name=dun, dialer="modem", settings=settings)]
 
 
+def _dial_entries_or_error(
+    profile: ServiceProfile, dun: str, netns: str | None, state: DialState
+) -> list[DialEntry]:
+    """The dial-up entry, or none with the reason kept: a direct connection of a profile that
+    also dials must not fail over a dial-up value the user has not set."""
+    try:
+        return dial_entries(profile, dun, netns, state)
+    except UserValueMissing as error:
+        state.error = error
+        return []
+
+
 def session_config(profile: ServiceProfile) -> SessionConfig:
     """Read a loaded profile; raises :class:`InputError` naming the key that is wrong."""
     netns = (profile.cms.get(OPENCM, "Netns") or "").strip() or None
@@ -257,7 +277,7 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
         tunnel_dun=tunnel_dun,
         tunnel_entries=tunnel_entries,
         addresses=addresses,
-        dial_entries=tuple(dial_entries(profile, dun, netns, dial_state)),
+        dial_entries=tuple(_dial_entries_or_error(profile, dun, netns, dial_state)),
         dial_state=dial_state,
         use_same_credentials=profile.cms.get_bool(CM, "UseSameUserName", False),
         netns=netns,
