@@ -20,7 +20,7 @@ from pathlib import Path, PureWindowsPath
 
 from opencm.actions.api import ActionPoint
 from opencm.errors import InputError
-from opencm.fsutil import atomic_write
+from opencm.fsutil import atomic_write, shipped_mode
 from opencm.kit.merge import MergeResult, merge_components
 from opencm.kit.reconcile import Conflict, Desired, previous_from_rows, reconcile
 from opencm.kit.spec import ASK, Action, Dialup, KitSpec, load_spec
@@ -274,6 +274,10 @@ def desired_inf(spec: KitSpec, service_files: list[str], merged: list[str]) -> D
     return inf
 
 
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
 def _state_path(build_dir: Path, short: str) -> Path:
     return build_dir / f".state-{short}.json"
 
@@ -332,9 +336,9 @@ def build_kit(kit_dir: str | Path, *, overwrite: bool = False) -> BuildResult:
             stale.unlink()  # the spec no longer ships it
     for name, source in sources.items():
         data = source.read_bytes()
-        mode = 0o755 if source.stat().st_mode & 0o111 else 0o644
+        mode = shipped_mode(name, data, executable=bool(source.stat().st_mode & 0o111))
         target = service_dir / name
-        if not target.is_file() or target.read_bytes() != data:
+        if not target.is_file() or target.read_bytes() != data or _mode(target) != mode:
             atomic_write(target, data, mode=mode)
 
     own = {f"{short}.cms", f"{short}.inf"}

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 import minisign
 
 from opencm.errors import InputError, RefusedError
-from opencm.fsutil import atomic_write, fsync_dir
+from opencm.fsutil import atomic_write, fsync_dir, shipped_mode
 from opencm.kit.package import VerifiedPackage, check_member_name, read_package
 from opencm.kit.roots import Scope
 from opencm.kit.spec import check_short_name
@@ -250,7 +250,10 @@ def install_package(
         (root / folder).mkdir(parents=True, exist_ok=True)
     _write_all(
         {
-            root / path: (data, 0o755 if package.is_executable(path) else 0o644)
+            root / path: (
+                data,
+                shipped_mode(path, data, executable=package.is_executable(path)),
+            )
             for path, data in writes.items()
         }
     )
