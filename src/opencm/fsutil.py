@@ -50,33 +50,3 @@ def atomic_write(path: str | Path, data: bytes, *, mode: int | None = None) -> N
             os.unlink(tmp_name)
         raise
     fsync_dir(directory)
-
-
-#: Markers of secret key material in files a profile ships: PEM private keys (any algorithm,
-#: encrypted or not), OpenVPN static keys (tls-auth, tls-crypt, tls-crypt-v2), WireGuard
-#: private keys and PKCS#12 bundles are recognised by content or name.
-_SECRET_MARKERS = (
-    b"PRIVATE KEY-----",
-    b"-----BEGIN OpenVPN Static key",
-    b"-----BEGIN OpenVPN tls-crypt-v2 client key",
-)
-_SECRET_SUFFIXES = (".p12", ".pfx", ".key")
-
-
-def holds_secret(name: str, data: bytes) -> bool:
-    """True when a shipped file holds a private key: it must stay mode 0600 wherever opencm
-    writes it (a kit, a build, an installed profile)."""
-    if name.lower().endswith(_SECRET_SUFFIXES) or any(m in data for m in _SECRET_MARKERS):
-        return True
-    # WireGuard configs: ``PrivateKey = …`` in [Interface].
-    return any(
-        line.strip().lower().replace(b" ", b"").startswith(b"privatekey=")
-        for line in data.splitlines()
-    )
-
-
-def shipped_mode(name: str, data: bytes, *, executable: bool) -> int:
-    """The mode a profile file gets: 0600 for secrets, else 0755 or 0644."""
-    if holds_secret(name, data):
-        return 0o700 if executable else 0o600
-    return 0o755 if executable else 0o644

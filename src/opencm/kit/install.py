@@ -33,9 +33,10 @@ from pathlib import Path, PurePosixPath
 import minisign
 
 from opencm.errors import InputError, RefusedError
-from opencm.fsutil import atomic_write, fsync_dir, shipped_mode
+from opencm.fsutil import atomic_write, fsync_dir
 from opencm.kit.package import VerifiedPackage, check_member_name, read_package
 from opencm.kit.roots import Scope
+from opencm.kit.secrecy import file_mode
 from opencm.kit.spec import check_short_name
 from opencm.profile.ini import IniFile
 
@@ -252,7 +253,7 @@ def install_package(
         {
             root / path: (
                 data,
-                shipped_mode(path, data, executable=package.is_executable(path)),
+                file_mode(executable=package.is_executable(path), secret=package.is_private(path)),
             )
             for path, data in writes.items()
         }

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from opencm.errors import InputError
-from opencm.fsutil import atomic_write, holds_secret
+from opencm.fsutil import atomic_write
+from opencm.kit.secrecy import SECRET_MODE, looks_secret
 from opencm.kit.spec import SPEC_NAME, KitSpec, load_spec, render_spec
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -50,7 +51,7 @@ class KitDraft:
                 raise InputError(f"refusing to write {relative!r} outside the kit", path=out)
             target = out / pure
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, data, mode=0o600 if holds_secret(pure.name, data) else 0o644)
+            atomic_write(target, data, mode=SECRET_MODE if looks_secret(pure.name, data) else 0o644)
         atomic_write(out / SPEC_NAME, render_spec(self.spec).encode("utf-8"))
         load_spec(out / SPEC_NAME)  # what was written must read back
 

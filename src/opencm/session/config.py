@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import InputError
 from opencm.links.api import DialEntry
 from opencm.phonebook.dialing import DialChoice, choose_numbers
-from opencm.profile.model import CM, ServiceProfile
+from opencm.profile.model import CM, ConnectionType, ServiceProfile
 from opencm.profile.usersettings import UserSettings
 
 OPENCM = "opencm"
