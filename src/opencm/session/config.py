@@ -15,6 +15,7 @@ from opencm.errors import InputError
 from opencm.links.api import DialEntry
 from opencm.phonebook.dialing import DialChoice, choose_numbers
 from opencm.profile.model import CM, ConnectionType, ServiceProfile
+from opencm.profile.rasbook import ras_hint
 from opencm.profile.usersettings import UserSettings
 
 OPENCM = "opencm"
@@ -107,7 +108,8 @@ class SessionConfig:
             )
         if connection_type.tunnels and not self.tunnel_entries:
             raise InputError(
-                "a tunnel needs a VPN server: [opencm] VpnServer0 is missing",
+                "a tunnel needs a VPN server: [opencm] VpnServer0 is missing"
+                + ras_hint(self.profile),
                 path=self.profile.cms_path,
                 field="[opencm] VpnServer0",
             )
