@@ -441,7 +441,12 @@ def status(as_json: bool, watch: bool, socket_path: Path | None) -> int:
     default=None,
     help="Journal and lock (default: /var/lib/opencm as root).",
 )
-@click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.option(
+    "--log-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Session logs (default as root: <state-dir>/logs).",
+)
 @click.option(
     "--keep-ended",
     type=click.FloatRange(min=0),
@@ -449,8 +454,20 @@ def status(as_json: bool, watch: bool, socket_path: Path | None) -> int:
     show_default=True,
     help="Seconds an ended session stays in status with its outcome (unless dismissed).",
 )
+@click.option(
+    "--profile-root",
+    "profile_roots",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where profiles users may connect through a root daemon live (repeatable; "
+    "default: the all-users folder, /etc/opencm/Cm).",
+)
 def daemon(
-    socket_path: Path | None, state_dir: Path | None, log_dir: Path | None, keep_ended: float
+    socket_path: Path | None,
+    state_dir: Path | None,
+    log_dir: Path | None,
+    keep_ended: float,
+    profile_roots: tuple[Path, ...],
 ) -> int:
     """Run the daemon that owns sessions and links (systemd: opencm.service)."""
     import anyio
@@ -463,6 +480,7 @@ def daemon(
         state_dir or default_state_dir(),
         log_dir,
         keep_ended,
+        [root.absolute() for root in profile_roots],
     )
     return 0
 

@@ -25,6 +25,9 @@ SPEC_NAME = "kit.toml"
 
 #: Seed 002: at most eight characters, not all digits, no spaces or symbols.
 _SHORT_NAME = re.compile(r"[A-Za-z0-9_-]{1,8}")
+#: Azure's point-to-site profiles use a 36-character GUID as the short name (the .cmp, the
+#: service folder and every file are named by it). Windows' CM accepts it; so does opencm.
+_GUID_NAME = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 
 CONNECTION_TYPES = ("direct", "dialup", "double")
 ASK = "ask"
@@ -61,9 +64,12 @@ RUN_FOR: Mapping[str, int] = {
 
 def check_short_name(value: str, *, what: str = "short name") -> str:
     """Validate an eight-character name (service profile or phone book); returns it."""
+    if _GUID_NAME.fullmatch(value):
+        return value
     if not _SHORT_NAME.fullmatch(value) or value.isdigit():
         raise InputError(
             f"{what} {value!r} must be 1-8 letters, digits, '_' or '-', and not all digits"
+            " (or a GUID, as Azure's profiles use)"
         )
     return value
 

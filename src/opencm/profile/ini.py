@@ -442,7 +442,17 @@ class IniFile:
         if match is None:
             self._warn(index, f"[{section}] {key}={value!r} is not an integer; using {default}")
             return default
-        number = int(match.group(), 0)
+        digits = match.group()
+        if re.fullmatch(r"[+-]?0[0-9]+", digits) and digits.lstrip("+-0"):
+            # 08 or 010: Windows reads decimal, C (and Python's base 0) octal; say so.
+            raise InputError(
+                f"{value!r} is not a clear integer: a leading 0 reads as octal in some tools "
+                f"and decimal in others; write {int(digits, 10)}",
+                path=self.path,
+                line=index + 1,
+                field=f"[{section}] {key}",
+            )
+        number = int(digits, 0)
         if match.end() != len(value):
             self._warn(index, f"[{section}] {key}={value!r} read as the integer {number}")
         return number
