@@ -470,6 +470,9 @@ def _carry_into_config_dir(draft: KitDraft, source: Path, report: Report, what: 
         raise InputError(f"cannot read {what}: {error.strerror}", path=source) from None
     data = _der_to_pem(data)
     kit_path = draft.add_file(source.name, data)
+    if kit_path not in draft.spec.additional_files:
+        # Shipped beside the link's config, which names it relative to itself.
+        draft.spec.additional_files.append(kit_path)
     report.carried(what, f"{source.name} → {kit_path}")
     return kit_path.rsplit("/", 1)[-1]
 
