@@ -19,7 +19,7 @@ from typing import Any
 
 from opencm.actions import flags as flagbits
 from opencm.actions.api import ActionPoint
-from opencm.errors import InputError, RefusedError
+from opencm.errors import InputError
 from opencm.links import registry
 from opencm.phonebook.limits import check_book_name
 
@@ -280,14 +280,9 @@ class _Fields:
 
 def _check_link(entry: _Fields, server: VpnServer, path: Path | None, index: int) -> None:
     """The link must be one the registry allows, given the keys its dialer declares."""
+    named_by = f"vpn[{index}].link in {path or 'the kit spec'}"
     try:
-        keys = registry.tunnel_link(server.link)
-    except RefusedError as error:
-        raise RefusedError(
-            f"{error.message} (named by vpn[{index}].link in {path or 'the kit spec'})",
-            path=error.path,
-            line=error.line,
-        ) from error
+        keys = registry.tunnel_link(server.link, named_by=named_by)
     except InputError as error:
         raise entry._error("link", error.message) from error
     for key, (field_name, words) in LINK_FIELDS.items():
