@@ -1,10 +1,10 @@
 """``opencm install`` / ``uninstall`` / ``list``: putting a verified profile package in place.
 
 Install checks the package's signature and every hash before it writes anything (see
-:mod:`.package`), then writes the profile in seed 002's layout under the scope's ``Cm`` folder,
-a desktop entry that runs ``opencm connect <cmp>``, and last an install record listing exactly
-what it added. Uninstall removes exactly what the record lists, so files a user or the client
-added later (saved settings, logs) are never touched.
+:mod:`.package`), then writes the profile in the layout of "How Connection Manager Works" under the
+scope's ``Cm`` folder, a desktop entry that runs ``opencm connect <cmp>``, and last an install
+record listing exactly what it added. Uninstall removes exactly what the record lists, so files a
+user or the client added later (saved settings, logs) are never touched.
 
 Re-installing (an update) keeps what belongs to the user and replaces the rest:
 

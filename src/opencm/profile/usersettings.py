@@ -1,6 +1,6 @@
 """The user's own values of a profile: what the logon screen and the dial-up choices remember.
 
-Seed 002 ("How Connection Manager Works"): the ``.cmp`` "contains user-related information";
+"How Connection Manager Works": the ``.cmp`` "contains user-related information";
 an administrator may fill it in for a "first-time-only population of user information", and
 users overwrite it. opencm keeps the user's values there:
 
