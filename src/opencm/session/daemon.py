@@ -297,7 +297,7 @@ class Daemon:
                 choice = Choice(str(request.get("choice")))
             except ValueError as error:
                 raise ProtocolError(
-                    "choice must be stay-online or disconnect-now", code=EXIT_BAD_INPUT
+                    "choice must be stay-online, disconnect-now or timed-out", code=EXIT_BAD_INPUT
                 ) from error
             managed.prompt.answer(choice)
             yield {"ok": True}
