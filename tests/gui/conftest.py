@@ -31,7 +31,7 @@ def write_image(path: Path, width: int, height: int, color: str) -> Path:
     image = QImage(width, height, QImage.Format.Format_ARGB32)
     image.fill(QColor(color))
     path.parent.mkdir(parents=True, exist_ok=True)
-    assert image.save(str(path), "PNG")
+    assert image.save(str(path), b"PNG")
     return path
 
 
@@ -81,6 +81,5 @@ def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
 
 @pytest.fixture(autouse=True)
 def _private_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """"Save password" writes into the test's own folder (no keyring on the test machine)."""
+    """ "Save password" writes into the test's own folder (no keyring on the test machine)."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-

@@ -25,7 +25,12 @@ WAIT = 30_000  # ms: conditions, never timings
 def dialog_for(qtbot: QtBot, tmp_path: Path, daemon: DaemonProcess, **kw: Any) -> LogonDialog:
     profile, _record = branded_profile(tmp_path / "profile", **kw)
     opened: list[QUrl] = []
-    dialog = LogonDialog(profile, socket_path=daemon.socket, open_url=lambda url: bool(opened.append(url)) or True)
+
+    def open_url(url: QUrl) -> bool:
+        opened.append(url)
+        return True
+
+    dialog = LogonDialog(profile, socket_path=daemon.socket, open_url=open_url)
     dialog.opened_urls = opened  # type: ignore[attr-defined]
     qtbot.addWidget(dialog)
     dialog.show()
@@ -103,6 +108,7 @@ def test_keyboard_only_logon_connects_and_the_pane_shows_each_step_in_order(
     # The realm suffix went to the server and the actions: "jo" became jo@contoso.test.
     assert {row["UserName"] for row in recorded(record)[1:]} == {"jo@contoso.test"}
     lines = dialog.status.lines()
+
     def after(text: str, start: int) -> int:
         return lines.index(text, start)
 
@@ -140,9 +146,7 @@ def test_esc_at_the_logon_screen_closes_without_on_cancel_actions(
     assert points_of(tmp_path / "profile" / "record.jsonl") == ["pre-init"]
 
 
-def test_cancel_during_the_attempt_runs_the_on_cancel_actions(
-    qtbot: QtBot, tmp_path: Path
-) -> None:
+def test_cancel_during_the_attempt_runs_the_on_cancel_actions(qtbot: QtBot, tmp_path: Path) -> None:
     daemon = DaemonProcess(tmp_path, env={"OPENCM_TEST_DIAL": "hang"})
     daemon.start()
     try:

@@ -3,8 +3,8 @@
 Install checks the package's signature and every hash before it writes anything (see
 :mod:`.package`), then writes the profile in seed 002's layout under the scope's ``Cm`` folder,
 a desktop entry that opens the logon dialog (``opencm-gui --profile <cmp>``), and last an
-install record listing exactly what it added. Uninstall removes exactly what the record lists, so files a user or the client
-added later (saved settings, logs) are never touched.
+install record listing exactly what it added. Uninstall removes exactly what the record lists,
+so files a user or the client added later (saved settings, logs) are never touched.
 
 Re-installing (an update) keeps what belongs to the user and replaces the rest:
 
