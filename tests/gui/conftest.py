@@ -31,7 +31,7 @@ def write_image(path: Path, width: int, height: int, color: str) -> Path:
     image = QImage(width, height, QImage.Format.Format_ARGB32)
     image.fill(QColor(color))
     path.parent.mkdir(parents=True, exist_ok=True)
-    assert image.save(str(path), b"PNG")
+    assert image.save(str(path))  # the format follows the suffix
     return path
 
 

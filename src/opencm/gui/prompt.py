@@ -65,6 +65,7 @@ class StayOnlineDialog(QDialog):
         buttons.addWidget(self.disconnect_button)
         layout.addLayout(buttons)
         QWidget.setTabOrder(self.stay_button, self.disconnect_button)
+        self.disconnect_button.setFocus()
         self.stay_button.clicked.connect(lambda: self._answer(Choice.STAY_ONLINE))
         self.disconnect_button.clicked.connect(lambda: self._answer(Choice.DISCONNECT_NOW))
         self.timer = QTimer(self)
