@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from opencm.actions.api import ActionPoint
-from opencm.actions.check import register as register_action_checks
+from opencm.actions.check import check_profile
 from opencm.cli.output import emit_json, warn
 from opencm.errors import EXIT_PROBLEMS, InputError
 from opencm.fsutil import atomic_write
@@ -17,10 +17,15 @@ from opencm.kit.build import build_kit
 from opencm.kit.newkit import create_kit
 from opencm.kit.package import build_package, read_package
 from opencm.kit.spec import (
+    ASK,
+    CARRIERS,
     CONNECTION_TYPES,
     LINK_TYPES,
+    LOGINS,
     RUN_FOR,
     Action,
+    Dialing,
+    Dialup,
     KitSpec,
     PhoneBook,
     VpnServer,
@@ -28,12 +33,8 @@ from opencm.kit.spec import (
     load_spec,
     spec_from_mapping,
 )
-from opencm.profile.check import check_profile
 from opencm.profile.model import load_profile
 from opencm.signing import generate_keypair, load_public_key, load_secret_key
-
-# `profile check` includes the action sections' checks (numbering, values).
-register_action_checks()
 
 PATH = click.Path(path_type=Path)
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -119,6 +120,8 @@ def _wizard(spec: KitSpec) -> None:
             else:
                 server.config = click.prompt(f"  {link} config file", type=FILE).as_posix()
             spec.vpn.append(server)
+    if spec.dials and spec.dialup is None:
+        _ask_dialup(spec)
     if spec.dials and spec.phonebook is None:
         folder = _ask_optional("Phone book folder (holding BOOK.pbk/.pbr; empty for none)")
         if folder:
@@ -197,6 +200,29 @@ def _wizard(spec: KitSpec) -> None:
 @click.option("--phonebook-name", help="Phone book name (default: the short name).")
 @click.option("--pbs-url", default="", help="Phone Book Service URL for updates.")
 @click.option("--pba-key", type=PATH, help="The PBA's minisign public key.")
+@click.option("--modem", help='Dial-up: the modem\'s serial port, or "ask" (each user sets it).')
+@click.option("--modem-speed", help='Dial-up: line speed (default 115200), or "ask".')
+@click.option("--modem-init", help='Dial-up: modem init string (default ATZ), or "ask".')
+@click.option(
+    "--modem-carrier", type=click.Choice(CARRIERS), help="Dial-up: IP over the line (auto)."
+)
+@click.option("--modem-ip", nargs=2, metavar="LOCAL PEER", help="Dial-up: the line's addresses.")
+@click.option(
+    "--modem-login", type=click.Choice(LOGINS), help="Dial-up: the access server's login."
+)
+@click.option("--dial-numbers", help="Dial-up: fixed numbers (';'-separated) without a phone book.")
+@click.option(
+    "--same-credentials",
+    is_flag=True,
+    help="Double dial: send the VPN credentials to the dial-up server too.",
+)
+@click.option("--dial-country", type=click.IntRange(1, 999), help="Dialing rules: country code.")
+@click.option("--dial-area-code", help="Dialing rules: the users' area code.")
+@click.option("--outside-line", help="Dialing rules: outside-line prefix, e.g. '9,'.")
+@click.option("--calling-card", help="Dialing rules: calling-card prefix.")
+@click.option("--pulse", is_flag=True, help="Dialing rules: pulse dialing (default tone).")
+@click.option("--user-prefix", default="", help="Realm: put in front of the user name sent.")
+@click.option("--user-suffix", default="", help="Realm: put after the user name sent.")
 @click.option("--action", "actions", multiple=True, help="Custom action as a TOML inline table.")
 @click.option("--monitored", multiple=True, help="Monitored application (repeatable).")
 @click.option("--icon", type=PATH)
@@ -223,6 +249,21 @@ def new(
     phonebook_name: str | None,
     pbs_url: str,
     pba_key: Path | None,
+    modem: str | None,
+    modem_speed: str | None,
+    modem_init: str | None,
+    modem_carrier: str | None,
+    modem_ip: tuple[str, str] | None,
+    modem_login: str | None,
+    dial_numbers: str | None,
+    same_credentials: bool,
+    dial_country: int | None,
+    dial_area_code: str | None,
+    outside_line: str | None,
+    calling_card: str | None,
+    pulse: bool,
+    user_prefix: str,
+    user_suffix: str,
     actions: tuple[str, ...],
     monitored: tuple[str, ...],
     icon: Path | None,
@@ -271,7 +312,25 @@ def new(
         help_file=text(help_file),
         additional_files=[p.as_posix() for p in files],
         components=[p.as_posix() for p in components],
+        user_prefix=user_prefix,
+        user_suffix=user_suffix,
     )
+    modem_given = (modem, modem_speed, modem_init, modem_carrier, modem_ip, modem_login)
+    if any(value is not None for value in modem_given) or dial_numbers or same_credentials:
+        spec.dialup = _dialup_from_flags(
+            modem, modem_speed, modem_init, modem_carrier, modem_ip, modem_login,
+            dial_numbers, same_credentials,
+        )  # fmt: skip
+    if any(v is not None for v in (dial_country, dial_area_code, outside_line, calling_card)):
+        spec.dialing = Dialing(
+            country=dial_country,
+            area_code=dial_area_code or "",
+            outside_line=outside_line or "",
+            dial_mode="pulse" if pulse else "tone",
+            calling_card=calling_card or "",
+        )
+    elif pulse:
+        spec.dialing = Dialing(dial_mode="pulse")
     if phonebook_dir is not None:
         spec.phonebook = PhoneBook(
             phonebook_name or spec.short_name, phonebook_dir.as_posix(), pbs_url, text(pba_key)
@@ -283,6 +342,52 @@ def new(
     # create_kit validates through the same reader a hand-written kit.toml goes through.
     spec_path = create_kit(directory, spec)
     click.echo(f"Created {spec_path}; build it with: opencm kit build {directory}")
+
+
+def _dialup_from_flags(
+    device: str | None,
+    speed: str | None,
+    init: str | None,
+    carrier: str | None,
+    addresses: tuple[str, str] | None,
+    login: str | None,
+    numbers: str | None,
+    same_credentials: bool,
+) -> Dialup:
+    speed_value: int | None = 115200
+    if speed is not None:
+        if speed == ASK:
+            speed_value = None
+        elif speed.isdigit():
+            speed_value = int(speed)
+        else:
+            raise InputError(
+                f'expected a line speed or "ask", got {speed!r}', field="--modem-speed"
+            )
+    return Dialup(
+        device=device or ASK,
+        speed=speed_value,
+        init=init or "ATZ",
+        carrier=carrier or "auto",
+        local_ip=addresses[0] if addresses else None,
+        peer_ip=addresses[1] if addresses else None,
+        login=login or "none",
+        numbers=numbers,
+        credentials="same" if same_credentials else "separate",
+    )
+
+
+def _ask_dialup(spec: KitSpec) -> None:
+    device: str = click.prompt('Modem serial port ("ask": each user sets it)', default=ASK)
+    speed: str = click.prompt('  Line speed ("ask": each user sets it)', default="115200")
+    init: str = click.prompt("  Init string", default="ATZ")
+    spec.dialup = _dialup_from_flags(device, speed, init, None, None, None, None, False)
+    if "double" in spec.connection_types:
+        spec.dialup.credentials = (
+            "same"
+            if click.confirm("  Use the VPN user name and password for dial-up too?", default=False)
+            else "separate"
+        )
 
 
 # -- kit build ---------------------------------------------------------------------------------

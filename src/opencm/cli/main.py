@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "pops": "pops_cmd:pops",
     "kit": "kit_cmd:kit",
     "install": "install_cmd:install",
+    "import": "import_cmd:import_cmd",
     "uninstall": "install_cmd:uninstall_cmd",
     "list": "install_cmd:list_cmd",
     "logon": "logon_cmd:logon",

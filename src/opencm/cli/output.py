@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
@@ -17,8 +16,3 @@ def emit_json(data: Any) -> None:
 def warn(message: str) -> None:
     """Print a warning on stderr, where it never mixes with ``--json`` output."""
     click.echo(f"warning: {message}", err=True)
-
-
-def is_interactive() -> bool:
-    """True when a person is at the terminal (stdin and stdout are ttys)."""
-    return sys.stdin.isatty() and sys.stdout.isatty()

@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = DesktopClient(socket_path=args.socket, quit_when_done=args.profile is not None)
     try:
         if args.profile:
-            from opencm.cli.session_cmd import resolve_profile
+            from opencm.session.locate import resolve_profile
 
             client.open_profile(resolve_profile(args.profile))
         else:

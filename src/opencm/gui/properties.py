@@ -30,11 +30,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import OpencmError
 from opencm.phonebook.select import OfferedPop, dial_numbers, read_offered, select
 from opencm.profile.isp import read_isp_filters
-from opencm.profile.model import ServiceProfile
+from opencm.profile.model import ConnectionType, ServiceProfile
 from opencm.session.config import OPENCM, session_config
 
 TYPE_WORDS = {

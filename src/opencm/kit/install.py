@@ -36,6 +36,7 @@ from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write, fsync_dir
 from opencm.kit.package import VerifiedPackage, check_member_name, read_package
 from opencm.kit.roots import Scope
+from opencm.kit.secrecy import file_mode
 from opencm.kit.spec import check_short_name
 from opencm.profile.ini import IniFile
 
@@ -253,7 +254,10 @@ def install_package(
         (root / folder).mkdir(parents=True, exist_ok=True)
     _write_all(
         {
-            root / path: (data, 0o755 if package.is_executable(path) else 0o644)
+            root / path: (
+                data,
+                file_mode(executable=package.is_executable(path), secret=package.is_private(path)),
+            )
             for path, data in writes.items()
         }
     )

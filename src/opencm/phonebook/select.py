@@ -177,13 +177,14 @@ def _region_matches(offered: OfferedPop, region: str) -> bool:
     return offered.region_name.casefold() == wanted.casefold()
 
 
-def dial_numbers(
+def ordered_pops(
     chosen: Sequence[OfferedPop], *, first: int | None = None, limit: int = 5
-) -> list[str]:
-    """The numbers the modem dialer tries in turn: the chosen POP, then its alternates.
+) -> list[OfferedPop]:
+    """The POPs the modem dialer tries in turn: the chosen POP, then its alternates.
 
     ``first`` is the POP index the user picked (default: the first POP left); alternates are
-    the other POPs in the same country and region, in phone-book order, up to ``limit`` numbers.
+    the other POPs in the same country and region, in phone-book order, up to ``limit`` POPs
+    with distinct numbers.
     """
     if not chosen:
         return []
@@ -197,8 +198,17 @@ def dial_numbers(
         and p.pop.country == primary.pop.country
         and p.pop.region == primary.pop.region
     ]
-    numbers: list[str] = []
+    ordered: list[OfferedPop] = []
+    seen: set[str] = set()
     for candidate in [primary, *alternates]:
-        if candidate.dial_string and candidate.dial_string not in numbers:
-            numbers.append(candidate.dial_string)
-    return numbers[:limit]
+        if candidate.dial_string and candidate.dial_string not in seen:
+            seen.add(candidate.dial_string)
+            ordered.append(candidate)
+    return ordered[:limit]
+
+
+def dial_numbers(
+    chosen: Sequence[OfferedPop], *, first: int | None = None, limit: int = 5
+) -> list[str]:
+    """The numbers of :func:`ordered_pops` as written in the phone book (no dialing rules)."""
+    return [pop.dial_string for pop in ordered_pops(chosen, first=first, limit=limit)]

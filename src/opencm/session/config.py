@@ -11,15 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import InputError
 from opencm.links.api import DialEntry
-from opencm.profile.model import CM, ServiceProfile
+from opencm.phonebook.dialing import DialChoice, choose_numbers
+from opencm.profile.model import CM, ConnectionType, ServiceProfile
+from opencm.profile.usersettings import UserSettings
 
 OPENCM = "opencm"
 #: ``Link&<name>`` values and the dialer each one names.
-LINK_DIALERS = {"openvpn": "openvpn", "wireguard": "wireguard", "networkmanager": "networkmanager"}
+LINK_DIALERS = {
+    "openvpn": "openvpn",
+    "wireguard": "wireguard",
+    "networkmanager": "networkmanager",
+    "ikev2": "ikev2",
+}
 MAX_SERVERS = 1000
+
+
+@dataclass
+class DialState:
+    """What the last dial-up entry was made from (for ``%PopName%``/``%CurrentFavorite%``)."""
+
+    choice: DialChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,10 @@ class SessionConfig:
     netns: str | None = None
     log_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    dial_state: DialState = field(default_factory=DialState)
+    #: ``[Connection Manager] UseSameUserName``: double dial sends the tunnel's credentials to
+    #: the dial-up server too.
+    use_same_credentials: bool = False
 
     @property
     def service_name(self) -> str:
@@ -49,7 +66,14 @@ class SessionConfig:
     def entries_for(self, stage: str, preferred: str | None = None) -> list[DialEntry]:
         """The entries to try for ``stage`` ("dial" or "tunnel"), ``preferred`` first and the
         others after it in profile order."""
-        entries = list(self.tunnel_entries if stage == "tunnel" else self.dial_entries)
+        if stage == "tunnel":
+            entries = list(self.tunnel_entries)
+        elif self.dial_entries:
+            # Read at each dial, after the pre-dial actions (seed 000: "a program to change
+            # the telephone number"), from the user's .cmp.
+            entries = dial_entries(self.profile, self.dun, self.netns, self.dial_state)
+        else:
+            entries = []
         if preferred is not None:
             names = [entry.name for entry in entries]
             if preferred not in names:
@@ -61,6 +85,16 @@ class SessionConfig:
             start = names.index(preferred)
             entries = entries[start:] + entries[:start]
         return entries
+
+    def dial_macros(self) -> dict[str, str]:
+        """``%PopName%`` and ``%CurrentFavorite%`` of the POP chosen for the last dial."""
+        choice = self.dial_state.choice
+        macros: dict[str, str] = {}
+        if choice is not None and choice.pop is not None and choice.pop.pop.name:
+            macros["PopName"] = choice.pop.pop.name
+        if choice is not None and choice.favorite:
+            macros["CurrentFavorite"] = choice.favorite
+        return macros
 
     def check_type(self, connection_type: ConnectionType) -> None:
         if connection_type not in self.supported_types:
@@ -129,7 +163,7 @@ def _tunnel_entries(
         config = (profile.cms.get(OPENCM, f"Config&{name}") or "").strip()
         if config:
             settings["config"] = str(profile.resolve(config))
-        elif link in ("openvpn", "wireguard"):
+        elif link in ("openvpn", "wireguard", "ikev2"):
             _required(profile, f"Config&{name}", f"the {link} config file of server '{name}'")
         connection = (profile.cms.get(OPENCM, f"Connection&{name}") or "").strip()
         if connection:
@@ -142,63 +176,62 @@ def _tunnel_entries(
     return entries
 
 
-def _dial_entries(profile: ServiceProfile, dun: str, netns: str | None) -> list[DialEntry]:
-    device = (profile.cms.get(OPENCM, "ModemDevice") or "").strip()
-    if not device:
-        return []
-    settings = {
-        "device": device,
-        "init": (profile.cms.get(OPENCM, "ModemInit") or "ATZ").strip(),
-        "baud": str(_int(profile, OPENCM, "ModemBaud", 115200, low=1)),
-        "numbers": ";".join(
-            number.strip()
-            for number in (profile.cms.get(OPENCM, "DialNumbers") or "").split(";")
-            if number.strip()
+#: ``.cms`` ``[opencm]`` modem keys and the modem dialer settings they fill; ``ask`` in the
+#: first three leaves the value to the user (their ``.cmp``, see opencm.profile.usersettings).
+MODEM_KEYS = (
+    ("ModemDevice", "device"),
+    ("ModemBaud", "baud"),
+    ("ModemInit", "init"),
+    ("ModemCarrier", "carrier"),
+    ("ModemLocalIP", "local_ip"),
+    ("ModemPeerIP", "peer_ip"),
+    ("ModemLogin", "login"),
+)
+ASK = "ask"
+
+
+def _modem_value(profile: ServiceProfile, user: UserSettings, key: str) -> str:
+    value = (profile.cms.get(OPENCM, key) or "").strip()
+    if value.casefold() != ASK:
+        if key == "ModemBaud" and value:
+            return str(_int(profile, OPENCM, key, 115200, low=1))
+        return value
+    mine = user.get(key)
+    if not mine:
+        raise InputError(
+            f"the profile leaves {key} to you: set it with "
+            f"`opencm profile set {profile.cmp_path or profile.cms_path} opencm {key} VALUE`",
+            path=profile.cmp_path or profile.cms_path,
+            field=f"[{OPENCM}] {key}",
         )
-        or ";".join(_phonebook_numbers(profile)),
-    }
-    # Without PPP in the kernel the modem dialer carries IP over the line itself and needs
-    # both ends' addresses.
-    for key, setting in (("ModemLocalIP", "local_ip"), ("ModemPeerIP", "peer_ip")):
-        value = (profile.cms.get(OPENCM, key) or "").strip()
+    return mine
+
+
+def dial_entries(
+    profile: ServiceProfile, dun: str, netns: str | None, state: DialState | None = None
+) -> list[DialEntry]:
+    """The dial-up entry, read now: the user's ``.cmp`` again (a pre-dial action may have
+    changed the number), the chosen POP and the dialing rules (opencm.phonebook.dialing)."""
+    if not (profile.cms.get(OPENCM, "ModemDevice") or "").strip():
+        return []
+    user = UserSettings(profile)
+    settings: dict[str, str] = {}
+    for key, setting in MODEM_KEYS:
+        value = _modem_value(profile, user, key)
         if value:
             settings[setting] = value
-    if not settings["numbers"]:
+    settings.setdefault("init", "ATZ")
+    settings.setdefault("baud", "115200")
+    choice = choose_numbers(profile, user)
+    if not choice.numbers:
         _required(profile, "DialNumbers", "the phone numbers to dial (';'-separated)")
+    settings["numbers"] = ";".join(choice.numbers)
+    settings["dial_mode"] = "tone" if choice.rules.tone else "pulse"
     if netns:
         settings["netns"] = netns
+    if state is not None:
+        state.choice = choice
     return [DialEntry(name=dun, dialer="modem", settings=settings)]
-
-
-def _phonebook_numbers(profile: ServiceProfile) -> list[str]:
-    """The dial order from the profile's phone book: the chosen POP, then its alternates.
-
-    The user's choices (what CM's dialog asks) are ``[opencm] PopCountry``, ``PopRegion``,
-    ``PopServiceType`` and ``PopIndex``; ``DialPrefix`` (an outside line, say ``9,``) goes in
-    front of every number. Same selection as ``opencm pops``.
-    """
-    from opencm.phonebook.select import dial_numbers, read_offered, select
-    from opencm.profile.isp import read_isp_filters
-
-    if profile.phonebook_path() is None:
-        return []
-
-    def choice(key: str) -> str | None:
-        return (profile.cms.get(OPENCM, key) or "").strip() or None
-
-    view = read_offered(profile)
-    country = choice("PopCountry")
-    index = choice("PopIndex")
-    chosen = select(
-        view.pops,
-        read_isp_filters(profile.cms),
-        country=int(country) if country and country.isdigit() else None,
-        region=choice("PopRegion"),
-        service_type=choice("PopServiceType"),
-    )
-    prefix = choice("DialPrefix") or ""
-    first = int(index) if index and index.isdigit() else None
-    return [prefix + number for number in dial_numbers(chosen, first=first)]
 
 
 def session_config(profile: ServiceProfile) -> SessionConfig:
@@ -211,6 +244,7 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
     )
     types = tuple(profile.supported_types())
     addresses: dict[str, str] = {}
+    dial_state = DialState()
     tunnel_entries = tuple(_tunnel_entries(profile, netns, addresses))
     return SessionConfig(
         profile=profile,
@@ -223,11 +257,20 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
         tunnel_dun=tunnel_dun,
         tunnel_entries=tunnel_entries,
         addresses=addresses,
-        dial_entries=tuple(_dial_entries(profile, dun, netns)),
+        dial_entries=tuple(dial_entries(profile, dun, netns, dial_state)),
+        dial_state=dial_state,
+        use_same_credentials=profile.cms.get_bool(CM, "UseSameUserName", False),
         netns=netns,
         log_dir=profile.resolve(log_dir_text) if log_dir_text else None,
         notes=list(profile.notes),
     )
 
 
-__all__ = ["LINK_DIALERS", "OPENCM", "SessionConfig", "session_config"]
+__all__ = [
+    "LINK_DIALERS",
+    "OPENCM",
+    "DialState",
+    "SessionConfig",
+    "dial_entries",
+    "session_config",
+]

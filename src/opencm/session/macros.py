@@ -4,7 +4,10 @@ The profile gives the fixed ones (``%ServiceName%``, ``%ProfileDir%`` …:
 :meth:`~opencm.profile.model.ServiceProfile.base_macros`); a session adds what only a connection
 knows, following the macro list of Microsoft's "Custom actions keys":
 
-- ``%UserName%``, ``%InetUserName%``, ``%Domain%`` from the credentials;
+- ``%UserName%``, ``%InetUserName%``, ``%Domain%`` from the credentials (``%InetUserName%``
+  from a double dial's own Internet credentials when it has them);
+- ``%PopName%``, ``%CurrentFavorite%``: the POP the dial-up entry dials and the user's
+  favorite (opencm.session.config, from the profile's base);
 - ``%ConnectionType%`` (0 dial-up, 1 direct, 2 double dial);
 - ``%AutoRedial%``: 1 once the session redials or reconnects on its own;
 - ``%DialRasEntry%`` / ``%TunnelRasEntry%``: the entry being dialled at each stage;
@@ -21,8 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from opencm.actions.api import ConnectionType
 from opencm.links.api import Credentials, DialEntry, LinkInfo
+from opencm.profile.model import ConnectionType
 
 
 class SessionMacros:
@@ -32,18 +35,25 @@ class SessionMacros:
         credentials: Credentials,
         connection_type: ConnectionType,
         configured_addresses: Mapping[str, str],
+        *,
+        inet_credentials: Credentials | None = None,
     ) -> None:
         # Asked each time: the profile's values can change under a session (the post-connect
         # phone-book update may install the book that %DialRasPhoneBook% names).
         self._base = base
         self._credentials = credentials
+        self._inet_credentials = inet_credentials
         self._connection_type = connection_type
         self._configured_addresses = configured_addresses
         self._own: dict[str, str] = {}
 
-    def set_credentials(self, credentials: Credentials) -> None:
-        """The logon screen's user name and domain (given after pre-init)."""
+    def set_credentials(
+        self, credentials: Credentials, inet_credentials: Credentials | None = None
+    ) -> None:
+        """The logon screen's user name and domain (given after pre-init), and a double dial's
+        Internet user."""
         self._credentials = credentials
+        self._inet_credentials = inet_credentials
 
     def set_auto_redial(self, redialing: bool) -> None:
         self._own["AutoRedial"] = "1" if redialing else "0"
@@ -72,9 +82,13 @@ class SessionMacros:
     def values(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """Every macro an action would get now, ``extra`` (the point's own) last."""
         macros = dict(self._base())
+        # %UserName% is the name without the realm (Microsoft's "Custom Actions");
+        # %InetUserName% the dial-up server's: a double dial's Internet user, else the same.
         if self._credentials.username:
             macros["UserName"] = self._credentials.username
             macros["InetUserName"] = self._credentials.username
+        if self._inet_credentials is not None and self._inet_credentials.username:
+            macros["InetUserName"] = self._inet_credentials.username
         if self._credentials.domain:
             macros["Domain"] = self._credentials.domain
         macros.update(self._own)

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from opencm.actions.api import ConnectionType
 from opencm.clock import Clock, RealClock
 from opencm.links.api import Credentials, Dialer
+from opencm.profile.model import ConnectionType
 from opencm.session.journal import Journal
 from opencm.session.log import SessionLog
 from opencm.session.prompt import PROMPT_TIMEOUT, DisconnectPrompt
@@ -38,6 +38,8 @@ class ConnectOptions:
     #: The VPN server (or dial-up entry) to try first; None: the profile's order.
     entry: str | None = None
     credentials: Credentials = field(default_factory=Credentials)
+    #: A double dial's own Internet (dial-up) credentials; None: none given.
+    inet_credentials: Credentials | None = None
     #: Someone is at the screen: prompts are asked, interactive actions run.
     interactive: bool = True
     #: A boot/logon run: only actions the root-owned allow list names may run.

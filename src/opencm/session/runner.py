@@ -1,32 +1,11 @@
 """One connection session: the state machine, the action engine and the dialers, together.
 
-<<<<<<< HEAD
-:class:`Session` walks the table of :mod:`opencm.session.machine`; each state's work is here:
-
-- pre-init, then (the logon screen is the caller's) pre-connect, pre-dial only when dialing,
-  the dial, pre-tunnel only when tunnelling, the tunnel, post-connect, then monitored apps;
-- a failing pre-*/post-connect action ends the attempt (→ ``failed``: on-error actions with
-  ``%ErrorCode%`` and ``%LastErrorSource%``), as does a dial error or a drop before the end;
-- Cancel during an attempt stops it, runs the on-cancel actions and nothing after them (links
-  half up are released, silently); Cancel before Connect closes without on-cancel actions;
-- redial up to ``RedialCount`` times after ``RedialDelay``, each time with the next alternate
-  entry of the stage that failed; ``AutoReconnect`` after a drop;
-- disconnect actions run before an orderly disconnect and right after a drop, with
-  ``%DisconnectReason%`` (opencm's own macro);
-- when the last monitored application exits, the prompt decides; 30 s without an answer
-  disconnects.
-
-Executables started at a point are awaited before the session moves on (so points never
-overlap); at a fatal point a non-zero exit status is a failure *(opencm)*. Every timer goes
-through the injectable :class:`~opencm.clock.Clock`.
-=======
 :class:`Session` walks the table of :mod:`opencm.session.machine`; each state's work is here.
 The parts a session is made of live beside it: :mod:`~opencm.session.macros` (the macros it sets),
 :mod:`~opencm.session.journal` (what it started, on disk, for crash recovery),
 :mod:`~opencm.session.events` (what reaches it while connected),
 :mod:`~opencm.session.status` (what clients see) and :mod:`~opencm.session.processes` (waiting
 for the programs it started).
->>>>>>> main
 """
 
 from __future__ import annotations
@@ -53,6 +32,7 @@ from opencm.errors import OpencmError
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, LinkDown, LinkInfo
 from opencm.session import events
 from opencm.session.config import SessionConfig
+from opencm.session.credentials import stage_credentials
 from opencm.session.journal import JournalEntry
 from opencm.session.log import SessionLog
 from opencm.session.machine import (
@@ -166,6 +146,11 @@ class Session:
             stage = "tunnel" if self.connection_type.tunnels else "dial"
             config.entries_for(stage, options.entry)  # raises for an unknown name, before anything
         self.credentials = options.credentials
+        # What each link gets: the realm applied, Internet or logon credentials
+        # (opencm.session.credentials.stage_credentials).
+        self._stage_credentials = stage_credentials(
+            config.profile, self.connection_type, self.credentials, options.inet_credentials
+        )
         self.interactive = options.interactive
         # Nobody at the screen: the answer is always "Disconnect now" (Microsoft's "Custom
         # Actions": the prompt is for an interactive user).
@@ -185,7 +170,11 @@ class Session:
         self.disconnect_reason: str | None = None
         self.changed = anyio.Event()  # set (and replaced) on every state change
         self.macros = SessionMacros(
-            config.profile.base_macros, self.credentials, self.connection_type, config.addresses
+            lambda: {**config.profile.base_macros(), **config.dial_macros()},
+            self.credentials,
+            self.connection_type,
+            config.addresses,
+            inet_credentials=options.inet_credentials if self.connection_type.dials else None,
         )
         self._journal_entry: JournalEntry | None = None
         self._cancel_requested = False
@@ -215,14 +204,21 @@ class Session:
             self._attempt_scope.cancel()
         return True
 
-    def submit_logon(self, credentials: Credentials | None = None) -> None:
+    def submit_logon(
+        self, credentials: Credentials | None = None, inet_credentials: Credentials | None = None
+    ) -> None:
         """The logon screen's Connect, for a session run with ``hold_at_logon``: the user's
-        credentials (if any), then the connection goes on from ``ready``."""
+        credentials (if any) and a double dial's Internet credentials, then the connection goes
+        on from ``ready``."""
         if self.state is not State.READY or self._logon_done.is_set():
             raise InvalidTransition(f"not at the logon screen: the session is {self.state}")
-        if credentials is not None:
-            self.credentials = credentials
-            self.macros.set_credentials(credentials)
+        if credentials is not None or inet_credentials is not None:
+            self.credentials = credentials or self.credentials
+            inet = inet_credentials if self.connection_type.dials else None
+            self._stage_credentials = stage_credentials(
+                self.config.profile, self.connection_type, self.credentials, inet_credentials
+            )
+            self.macros.set_credentials(self.credentials, inet)
         self._logon_done.set()
 
     def disconnect(self, reason: str = "user-disconnect") -> None:
@@ -403,7 +399,7 @@ class Session:
             ) from error
         self.log.write("dial", stage=stage, entry=entry.name, dialer=entry.dialer)
         try:
-            info, journal_error = await self._dial_journaled(dialer, entry)
+            info, journal_error = await self._dial_journaled(dialer, entry, stage)
         except DialError as error:
             self._failures[stage] += 1
             self.log.write("dial-error", stage=stage, entry=entry.name, code=error.code)
@@ -444,7 +440,7 @@ class Session:
         )
 
     async def _dial_journaled(
-        self, dialer: Dialer, entry: DialEntry
+        self, dialer: Dialer, entry: DialEntry, stage: str
     ) -> tuple[LinkInfo, Exception | None]:
         """Dial while a worker thread writes the journal entry (its fsyncs take milliseconds,
         and more on a busy disk); return the link and the journal's error, once both are done.
@@ -465,7 +461,11 @@ class Session:
         async with anyio.create_task_group() as group:
             group.start_soon(anyio.to_thread.run_sync, write_journal)
             try:
-                info = await dialer.dial(entry, self.credentials, self._on_link_down)
+                info = await dialer.dial(
+                    entry,
+                    self._stage_credentials.get(stage, self.credentials),
+                    self._on_link_down,
+                )
             except Exception as error:  # re-raised as is once the journal write has finished
                 dial_error = error
         if dial_error is not None:
