@@ -231,6 +231,7 @@ class LogonDialog(QDialog):
         self.session_id = None
         self.status.add(state_words("pre-init"))
         self._talk = self._conversation_factory(self.socket_path)
+        self._talk.setParent(self)
         self._talk.line.connect(self._on_line)
         self._talk.failed.connect(self._on_failed)
         self._talk.send(
@@ -361,6 +362,7 @@ class LogonDialog(QDialog):
         if self.phase == "connecting" and self.session_id is not None:
             self.status.add("Cancelling…")
             canceller = self._conversation_factory(self.socket_path)
+            canceller.setParent(self)  # kept alive while its thread may still signal
             canceller.line.connect(lambda _line: canceller.close())
             canceller.failed.connect(lambda message, _code: self.status.add(message))
             canceller.send({"op": "cancel", "session": self.session_id, "wait": False})

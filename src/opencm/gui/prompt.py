@@ -66,13 +66,19 @@ class StayOnlineDialog(QDialog):
         layout.addLayout(buttons)
         QWidget.setTabOrder(self.stay_button, self.disconnect_button)
         self.disconnect_button.setFocus()
-        self.stay_button.clicked.connect(lambda: self._answer(Choice.STAY_ONLINE))
-        self.disconnect_button.clicked.connect(lambda: self._answer(Choice.DISCONNECT_NOW))
+        self.stay_button.clicked.connect(self.stay_online)
+        self.disconnect_button.clicked.connect(self.disconnect_now)
         self.timer = QTimer(self)
         self.timer.setInterval(250)
         self.timer.timeout.connect(self.tick)
         self.timer.start()
         self.tick()
+
+    def stay_online(self) -> None:
+        self._answer(Choice.STAY_ONLINE)
+
+    def disconnect_now(self) -> None:
+        self._answer(Choice.DISCONNECT_NOW)
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - self.clock.monotonic())

@@ -60,6 +60,7 @@ class TrayController(QObject):
             clock.wall() if status["state"] == "connected" else None
         )
         self.dialog: StayOnlineDialog | None = None
+        self._retired: list[StayOnlineDialog] = []
         self.final: dict[str, Any] | None = None
         icon_path = facts.tray_icon or facts.icon
         self.icon = QIcon(str(icon_path)) if icon_path is not None else QIcon()
@@ -84,6 +85,7 @@ class TrayController(QObject):
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
         self._watch = conversation(socket_path)
+        self._watch.setParent(self)
         self._watch.line.connect(self._on_line)
         self._watch.failed.connect(self._on_failed)
         self._watch.send({"op": "watch", "session": status["session"]})
@@ -129,7 +131,7 @@ class TrayController(QObject):
                 self.connected_since = float(line.get("time") or self.clock.wall())
             if line["state"] != "prompting" and self.dialog is not None:
                 self.dialog.close_unanswered()
-                self.dialog = None
+                self._drop_dialog()
         elif kind == "link" and line.get("phase") == "up":
             self.status["client_ip"] = line.get("client_ip")
             self.status["server_ip"] = line.get("server_ip")
@@ -151,13 +153,21 @@ class TrayController(QObject):
 
     def answer(self, choice: str) -> None:
         self._request({"op": "answer", "session": self.status["session"], "choice": choice})
-        self.dialog = None
+        self._drop_dialog()
+
+    def _drop_dialog(self) -> None:
+        """Let Qt delete the dialog once its own signal has returned (this may run inside it)."""
+        if self.dialog is not None:
+            self.dialog.deleteLater()
+            self._retired.append(self.dialog)
+            self.dialog = None
 
     def request_disconnect(self) -> None:
         self._request({"op": "disconnect", "session": self.status["session"], "wait": False})
 
     def _request(self, request: dict[str, Any]) -> None:
         talk = self._conversation(self.socket_path)
+        talk.setParent(self)  # kept alive while its thread may still signal
         talk.line.connect(lambda _line: talk.close())
         talk.failed.connect(lambda message, _code: self.tray.showMessage("opencm", message))
         talk.send(request)
@@ -166,7 +176,7 @@ class TrayController(QObject):
         self.final = status
         if self.dialog is not None:
             self.dialog.close_unanswered()
-            self.dialog = None
+            self._drop_dialog()
         self.timer.stop()
         self.refresh()
         self.tray.showMessage(self.facts.service_name, outcome_words(status))
@@ -180,6 +190,9 @@ class TrayController(QObject):
         self._watch.close()
         self.timer.stop()
         self.tray.hide()
+        self._drop_dialog()
+        self.menu.deleteLater()
+        self.deleteLater()
 
 
 __all__ = ["TrayController", "connected_for"]
