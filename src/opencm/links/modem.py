@@ -60,6 +60,8 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
+    Stage,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import check_netns, check_settings, existing_netns
@@ -279,6 +281,8 @@ class ModemDialer(NoDialogDialer):
     """
 
     name = "modem"
+    # The dial-up link: its settings come from the [opencm] Modem* keys, not Link&.
+    profile_keys = ProfileKeys(stage=Stage.DIAL, netns=True)
 
     def __init__(
         self,
@@ -432,6 +436,7 @@ class ModemDialer(NoDialogDialer):
             pass_fds=(fd,),
             start_new_session=True,
         )
+        proc.started(process.pid)
         assert process.stdout is not None
         ready = b""
         with contextlib.suppress(TimeoutError):
@@ -456,7 +461,7 @@ class ModemDialer(NoDialogDialer):
             os.close(password_write)
         try:
             argv = pppd_argv(fd, settings, credentials, password_read)
-            return await asyncio.create_subprocess_exec(
+            process = await asyncio.create_subprocess_exec(
                 *proc.netns_argv(netns, argv),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
@@ -464,6 +469,8 @@ class ModemDialer(NoDialogDialer):
                 pass_fds=(password_read,) if password_read is not None else (),
                 start_new_session=True,
             )
+            proc.started(process.pid)
+            return process
         finally:
             if password_read is not None:
                 os.close(password_read)
