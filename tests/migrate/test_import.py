@@ -154,7 +154,8 @@ def check_ikev2_kit(kit: Path, report: dict[str, Any], ca: str = "ca.crt") -> No
     [action] = spec["action"]
     assert (action["point"], action["program"]) == ("post-connect", "cmroute.dll")
     assert action["parameters"].startswith("SetRoutes /Profile %PROFILE% /STATIC_FILE_NAME")
-    assert spec["files"]["additional"] == ["files/routes.txt"]
+    assert "files/routes.txt" in spec["files"]["additional"]
+    assert f"files/{ca}" in spec["files"]["additional"]
     assert mode(kit / "files" / "client.key") == 0o600
     assert "cmroute.SetRoutes" in " ".join(items(report, "mapped").values())
     assert report["link"] == "ikev2"
@@ -277,3 +278,21 @@ def test_out_must_be_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code, _, err = run_cli(capsys, "import", str(ovpn), "--out", str(tmp_path / "kit"))
     assert code == 2 and "not empty" in err
     assert os.listdir(tmp_path / "kit") == ["mine.txt"]
+
+
+@pytest.mark.parametrize("shape", ["folder", "cmp", "cab", "exe"])
+def test_install_of_a_windows_profile_says_use_import_before_any_trust_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], shape: str
+) -> None:
+    profile = write_windows_profile(tmp_path / "Cm")
+    cab = write_cab(profile.root, tmp_path / "p.cab")
+    target = {
+        "folder": profile.root,
+        "cmp": profile.cmp,
+        "cab": cab,
+        "exe": write_iexpress(cab, tmp_path / "setup.exe"),
+    }[shape]
+    # No trusted key anywhere: the answer must still be about the input, not the trust.
+    code, _, err = run_cli(capsys, "install", str(target))
+    assert code == 2, err
+    assert "not a package: use `opencm import`" in err and "trusted key" not in err

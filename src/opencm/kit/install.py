@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 import minisign
 
-from opencm.errors import InputError, RefusedError
+from opencm.errors import DiskFullError, InputError, RefusedError, is_disk_full
 from opencm.fsutil import atomic_write, fsync_dir
 from opencm.kit.package import VerifiedPackage, check_member_name, read_package
 from opencm.kit.roots import Scope
@@ -185,10 +185,13 @@ def _write_all(writes: dict[Path, tuple[bytes, int]]) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.chmod(name, mode)
-    except BaseException:
+    except BaseException as error:
         for temporary, _ in staged:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
+        if is_disk_full(error):
+            target = next(iter(writes))
+            raise DiskFullError(target.parent, sum(len(d) for d, _ in writes.values())) from error
         raise
     for temporary, target in staged:
         if target.is_symlink():

@@ -107,6 +107,20 @@ class WindowsImporter:
         self.report = report
         self.client = client
         self.cms = profile.cms_path
+        self.root = profile.profile_dir.resolve()
+
+    def inside(self, path: Path, what: str) -> Path | None:
+        """``path`` when it is a file inside the profile; a profile never carries other files
+        (``Icon=/etc/shadow``, ``..\\..\\`` paths) into a kit."""
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):
+            return None
+        if not resolved.is_relative_to(self.root):
+            self.report.dropped(what, f"{path} is outside the profile folder: not carried",
+                                self.cms)  # fmt: skip
+            return None
+        return resolved if resolved.is_file() else None
 
     def line(self, section: str, key: str) -> int | None:
         return self.profile.cms.line_of(section, key)
@@ -152,6 +166,8 @@ class WindowsImporter:
         profile, report = self.profile, self.report
         book = profile.phonebook_path()
         tunnel_address = (profile.cms.get(CM, "TunnelAddress") or "").strip()
+        if book is not None and book.exists() and self.inside(book, "PBFile") is None:
+            book = None
         if book is None or not book.is_file():
             if book is not None:
                 report.needed("PBFile", f"{book.name} is missing", self.cms,
@@ -199,7 +215,7 @@ class WindowsImporter:
             return
         for suffix in (".pbk", ".pbr", ".ver"):
             companion = resolve_case_insensitive(book.parent, f"{name}{suffix}")
-            if companion.is_file():
+            if self.inside(companion, "phone book") is not None:
                 draft.files[f"phonebook/{name}{suffix}"] = companion.read_bytes()
         draft.spec.phonebook = PhoneBook(name=name, dir="phonebook")
         self.report.carried("PBFile", f"{book.name}: MS-CPSP POP phone book", book)
@@ -336,8 +352,9 @@ class WindowsImporter:
         if suffix.casefold() in ("exe", "com", "bat", "cmd"):
             report.dropped(where, f"{name}: a Windows program", self.cms, action.line)
             return
-        program = resolve_case_insensitive(self.profile.profile_dir, action.program)
-        if program.is_file():
+        found = resolve_case_insensitive(self.profile.profile_dir, action.program)
+        program = self.inside(found, where) if found.exists() else None
+        if program is not None:
             kit_path = draft.add_file(program.name, program.read_bytes())
             draft.spec.actions.append(
                 Action(point, kit_path, action.parameters, action.description or "",
@@ -365,8 +382,9 @@ class WindowsImporter:
             report.dropped(where, f"cmroute.dll: {error.message}", self.cms, action.line)
             return
         if switches.static_file:
-            routes = resolve_case_insensitive(self.profile.service_dir, switches.static_file)
-            if not routes.is_file():
+            found = resolve_case_insensitive(self.profile.service_dir, switches.static_file)
+            routes = (self.inside(found, "route file") if found.exists() else None) or found
+            if not routes.is_file() or not routes.resolve().is_relative_to(self.root):
                 report.needed("route file", f"{switches.static_file} is missing", routes)
             else:
                 data = routes.read_bytes()
@@ -398,8 +416,9 @@ class WindowsImporter:
         found: list[Path] = []
         for entry in inf.entries("Extra Files"):
             path = resolve_case_insensitive(self.profile.service_dir, entry.value)
-            if path.is_file():
-                found.append(path)
+            inside = self.inside(path, "extra file") if path.exists() else None
+            if inside is not None:
+                found.append(inside)
         return found
 
     def _files(self, draft: KitDraft) -> None:
@@ -409,8 +428,9 @@ class WindowsImporter:
             written = (profile.cms.get(CM, key) or "").strip()
             if not written:
                 continue
-            path = profile.resolve(written)
-            if path.is_file():
+            found = profile.resolve(written)
+            path = self.inside(found, key) if found.exists() else None
+            if path is not None:
                 setattr(spec, attribute, draft.add_file(path.name, path.read_bytes()))
                 report.carried(key, path.name, self.cms, self.line(CM, key))
             else:
@@ -449,6 +469,9 @@ def _carry_into_config_dir(draft: KitDraft, source: Path, report: Report, what: 
         raise InputError(f"cannot read {what}: {error.strerror}", path=source) from None
     data = _der_to_pem(data)
     kit_path = draft.add_file(source.name, data)
+    if kit_path not in draft.spec.additional_files:
+        # Shipped beside the link's config, which names it relative to itself.
+        draft.spec.additional_files.append(kit_path)
     report.carried(what, f"{source.name} → {kit_path}")
     return kit_path.rsplit("/", 1)[-1]
 

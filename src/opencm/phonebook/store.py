@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from opencm.errors import InputError, RefusedError
+from opencm.errors import DiskFullError, InputError, RefusedError, is_disk_full
 from opencm.fsutil import atomic_write, fsync_dir
 
 RELEASE_FORMAT = "opencm-release/1"
@@ -183,9 +183,12 @@ def _publish_locked(
         os.chmod(incoming, 0o755)
         fsync_dir(incoming)
         os.rename(incoming, final)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             shutil.rmtree(incoming)
+        if is_disk_full(error):
+            needed = sum(len(data) for data in files.values()) + len(manifest)
+            raise DiskFullError(book_dir, needed) from error
         raise
     fsync_dir(book_dir)
     atomic_write(book_dir / CURRENT, f"{version}\n".encode())
