@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from opencm.actions.api import ActionPoint
-from opencm.errors import InputError
+from opencm.errors import InputError, RefusedError
+from opencm.links import registry
 
 SPEC_NAME = "kit.toml"
 
@@ -35,7 +36,12 @@ LOGINS = ("none", "prompt")
 CREDENTIALS = ("separate", "same")
 DIAL_MODES = ("tone", "pulse")
 _PREFIX = re.compile(r"[0-9*#,Ww]*")
-LINK_TYPES = ("openvpn", "wireguard", "networkmanager", "ikev2")
+#: The ``[[vpn]]`` field holding each profile key a link may read (``ProfileKeys``), and how
+#: a missing one is named.
+LINK_FIELDS = {
+    "Config": ("config", "its config file"),
+    "Connection": ("connection", "a connection name"),
+}
 
 # The N&Flags bits, as opencm's action engine reads them (opencm.actions.flags): which
 # connections run an action, whether it talks to the user, whether the profile ships it.
@@ -277,6 +283,29 @@ class _Fields:
             raise self._error(unknown[0], "unknown field (see docs/kit-spec.md)")
 
 
+def _check_link(entry: _Fields, server: VpnServer, path: Path | None, index: int) -> None:
+    """The link must be one the registry allows, given the keys its dialer declares."""
+    try:
+        keys = registry.tunnel_link(server.link)
+    except RefusedError as error:
+        raise RefusedError(
+            f"{error.message} (named by vpn[{index}].link in {path or 'the kit spec'})",
+            path=error.path,
+            line=error.line,
+        ) from error
+    except InputError as error:
+        raise entry._error("link", error.message) from error
+    for key, (field_name, words) in LINK_FIELDS.items():
+        given = getattr(server, field_name)
+        if given and key not in keys.reads:
+            reads = ", ".join(LINK_FIELDS[k][0] for k in keys.reads) or "neither"
+            raise entry._error(
+                field_name, f"a {server.link} server does not take {field_name} (it takes: {reads})"
+            )
+        if not given and key in keys.required:
+            raise entry._error(field_name, f"a {server.link} server needs {words}")
+
+
 def _kit_file(fields: _Fields, key: str, *, required: bool = False) -> str | None:
     """A path inside the kit folder: relative, no ``..``; checked for existence by the build."""
     value = fields.text(key, required=required)
@@ -342,14 +371,11 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         server = VpnServer(
             name=entry.text("name", required=True) or "",
             address=entry.text("address", required=True) or "",
-            link=entry.choice("link", LINK_TYPES, "openvpn"),
+            link=entry.text_or("link", registry.DEFAULT_LINK),
             config=_kit_file(entry, "config"),
             connection=entry.text("connection"),
         )
-        if server.link in ("openvpn", "wireguard", "ikev2") and server.config is None:
-            raise entry._error("config", f"a {server.link} server needs its config file")
-        if server.link == "networkmanager" and not server.connection:
-            raise entry._error("connection", "a networkmanager server needs a connection name")
+        _check_link(entry, server, path, index)
         entry.finish()
         spec.vpn.append(server)
     if spec.tunnels and not spec.vpn:
