@@ -14,6 +14,7 @@ import pytest
 from opencm.errors import InputError, RefusedError
 from opencm.links import registry
 from opencm.links.openvpn import OpenVPNDialer
+from tests.plugin_dist import install_distribution
 
 COMPLETE = """
 class GoodDialer:
@@ -35,15 +36,12 @@ class HalfDialer:
 @pytest.fixture
 def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A real installed distribution (dist-info on sys.path) registering two plug-in dialers."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "acme_dialers.py").write_text(COMPLETE)
-    dist = site / "acme_dialers-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-dialers\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
+    site = install_distribution(
+        tmp_path / "site",
+        "acme-dialers",
+        {"acme_dialers": COMPLETE},
         "[opencm.dialers]\nacme = acme_dialers:GoodDialer\nhalf = acme_dialers:HalfDialer\n"
-        "openvpn = acme_dialers:GoodDialer\n"
+        "openvpn = acme_dialers:GoodDialer\n",
     )
     monkeypatch.syspath_prepend(str(site))
     yield site
@@ -199,11 +197,12 @@ def test_cli_list_and_check(plugins: Path, tmp_path: Path) -> None:
 def test_plugin_that_fails_to_import_is_a_clear_error(
     plugins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (plugins / "broken_dialer.py").write_text("raise RuntimeError('missing libfoo')\n")
-    dist = plugins / "broken_dialer-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-dialer\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[opencm.dialers]\nbroken = broken_dialer:Dialer\n")
+    install_distribution(
+        plugins,
+        "broken-dialer",
+        {"broken_dialer": "raise RuntimeError('missing libfoo')\n"},
+        "[opencm.dialers]\nbroken = broken_dialer:Dialer\n",
+    )
     listed = allow_list(tmp_path / "etc", "broken\n")
     with pytest.raises(InputError, match=r"'broken'.*failed to load.*missing libfoo"):
         registry.load_dialer("broken", allow_list=listed)

@@ -18,6 +18,7 @@ from opencm.errors import InputError, RefusedError
 from opencm.kit.spec import spec_from_mapping
 from opencm.profile.model import load_profile
 from opencm.session.config import session_config
+from tests.plugin_dist import install_distribution
 from tests.session.conftest import build_profile, points_of
 
 pytestmark = pytest.mark.skipif(
@@ -58,13 +59,12 @@ class AcmeDialer:
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    folder = tmp_path / "site"
-    folder.mkdir()
-    (folder / "acme_dialer.py").write_text(PLUGIN)
-    dist = folder / "acme_dialer-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-dialer\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[opencm.dialers]\nacme = acme_dialer:AcmeDialer\n")
+    folder = install_distribution(
+        tmp_path / "site",
+        "acme-dialer",
+        {"acme_dialer": PLUGIN},
+        "[opencm.dialers]\nacme = acme_dialer:AcmeDialer\n",
+    )
     monkeypatch.syspath_prepend(str(folder))
     yield folder
     sys.modules.pop("acme_dialer", None)

@@ -213,21 +213,31 @@ def profile_keys(info: DialerInfo) -> ProfileKeys:
     return declared
 
 
-def tunnel_link(name: str, *, allow_list: Path | None = None) -> ProfileKeys:
+def tunnel_link(
+    name: str, *, allow_list: Path | None = None, named_by: str | None = None
+) -> ProfileKeys:
     """The profile keys of ``name`` as a profile's tunnel link (``[opencm] Link&<server>``, a
     kit spec's ``vpn.link``): a built-in tunnel dialer or a plug-in the allow list admits.
 
     Raises :class:`InputError` naming the links there are when ``name`` is none of them (or is
     the dial-up modem), and :class:`RefusedError` naming the allow list for a plug-in it does
-    not admit.
+    not admit; ``named_by`` (say "[opencm] Link&Main in X.cms") is added to that message, whose
+    location is the allow list.
     """
     if name in BUILTIN_DIALERS or name in {info.name for info in discover()}:
-        keys = profile_keys(resolve(name, allow_list=allow_list))
+        try:
+            info = resolve(name, allow_list=allow_list)
+        except RefusedError as error:
+            if named_by is None:
+                raise
+            raise RefusedError(
+                f"{error.message} (named by {named_by})", path=error.path, line=error.line
+            ) from error
+        keys = profile_keys(info)
         if keys.stage is Stage.TUNNEL:
             return keys
-    raise InputError(
-        f"expected one of {', '.join(link_names(allow_list=allow_list))}, got {name!r}"
-    )
+    names = ", ".join(link_names(allow_list=allow_list))
+    raise InputError(f"expected one of {names}, got {name!r}")
 
 
 def link_names(*, allow_list: Path | None = None) -> list[str]:

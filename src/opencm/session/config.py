@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opencm.errors import InputError, RefusedError
+from opencm.errors import InputError
 from opencm.links import registry
 from opencm.links.api import PROFILE_KEYS, DialEntry, ProfileKeys
 from opencm.phonebook.dialing import DialChoice, choose_numbers
@@ -135,16 +135,12 @@ def _required(profile: ServiceProfile, key: str, what: str) -> str:
 
 
 def _link_keys(profile: ServiceProfile, server: str, link: str) -> ProfileKeys:
-    """What the tunnel dialer ``link`` reads, from the registry (the one list of dialers)."""
+    """What the tunnel dialer ``link`` reads, from the registry (the one list of dialers); a
+    plug-in the allow list refuses raises RefusedError naming the allow list and this key."""
     try:
-        return registry.tunnel_link(link)
-    except RefusedError as error:
-        # The allow list said no: the message names that file; say which profile key asked.
-        raise RefusedError(
-            f"{error.message} (named by [{OPENCM}] Link&{server} in {profile.cms_path})",
-            path=error.path,
-            line=error.line,
-        ) from error
+        return registry.tunnel_link(
+            link, named_by=f"[{OPENCM}] Link&{server} in {profile.cms_path}"
+        )
     except InputError as error:
         raise InputError(
             error.message,
