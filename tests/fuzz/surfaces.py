@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import minisign
 from hypothesis import strategies as st
 
 from opencm.errors import OpencmError
@@ -156,7 +157,7 @@ def query_surface(data: bytes) -> None:
 
 
 @functools.cache
-def _signed_package() -> tuple[bytes, dict[str, bytes], object]:
+def _signed_package() -> tuple[bytes, dict[str, bytes], minisign.PublicKey]:
     from tests.kit.conftest import make_keys, write_kit
     from tests.kit.test_install import package_of
 
@@ -174,7 +175,7 @@ def package_surface(data: bytes) -> None:
         handle.write(data)
         handle.flush()
         try:
-            verified = read_package(handle.name, [public])  # type: ignore[list-item]
+            verified = read_package(handle.name, [public])
         except OpencmError:
             return
         assert verified.files == files
