@@ -35,8 +35,8 @@ def atomic_write(path: str | Path, data: bytes, *, mode: int | None = None) -> N
             mode = target.stat().st_mode & 0o7777
         except FileNotFoundError:
             mode = 0o644
-    # Imported here: tempfile pulls in random, shutil and the compression modules (~5 ms), a
-    # cost every ``opencm`` start would pay though most commands never write a file.
+    # Imported here: tempfile pulls in random, shutil and the compression modules, a cost
+    # every ``opencm`` start would pay though most commands never write a file.
     import tempfile
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
