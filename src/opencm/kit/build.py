@@ -24,9 +24,9 @@ from opencm.errors import InputError
 from opencm.fsutil import atomic_write
 from opencm.kit.merge import MergeResult, merge_components
 from opencm.kit.reconcile import Conflict, Desired, previous_from_rows, reconcile
-from opencm.kit.secrecy import file_mode, is_secret
 from opencm.kit.spec import ASK, Action, Dialup, KitSpec, load_spec
 from opencm.profile.ini import IniFile
+from opencm.secrecy import file_mode, is_secret
 
 #: The [ISP] POP filters every real .cms carries (cm-formats §1.6).
 ISP_FILTERS: tuple[tuple[str, str, str], ...] = (

@@ -36,9 +36,9 @@ from opencm.errors import DiskFullError, InputError, RefusedError, is_disk_full
 from opencm.fsutil import atomic_write, fsync_dir
 from opencm.kit.package import VerifiedPackage, check_member_name, read_package
 from opencm.kit.roots import Scope
-from opencm.kit.secrecy import file_mode
 from opencm.kit.spec import check_short_name
 from opencm.profile.ini import IniFile
+from opencm.secrecy import file_mode
 
 _INTEGER = re.compile(r"\s*([0-9]+)")
 _PHONEBOOK_SUFFIXES = (".pbk", ".pbr", ".ver")

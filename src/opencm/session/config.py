@@ -16,6 +16,7 @@ from opencm.links import registry
 from opencm.links.api import PROFILE_KEYS, DialEntry, ProfileKeys
 from opencm.phonebook.dialing import DialChoice, choose_numbers
 from opencm.profile.model import CM, ConnectionType, ServiceProfile
+from opencm.profile.rasbook import ras_hint
 from opencm.profile.usersettings import UserSettings
 
 OPENCM = "opencm"
@@ -103,7 +104,8 @@ class SessionConfig:
             )
         if connection_type.tunnels and not self.tunnel_entries:
             raise InputError(
-                "a tunnel needs a VPN server: [opencm] VpnServer0 is missing",
+                "a tunnel needs a VPN server: [opencm] VpnServer0 is missing"
+                + ras_hint(self.profile),
                 path=self.profile.cms_path,
                 field="[opencm] VpnServer0",
             )
