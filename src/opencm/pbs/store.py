@@ -23,15 +23,13 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from opencm.errors import InputError, RefusedError
-from opencm.fsutil import atomic_write, fsync_dir
+from opencm.fsutil import atomic_write, atomic_write_folder
 
 RELEASE_FORMAT = "opencm-release/1"
 MANIFEST = "release.json"
@@ -170,21 +168,7 @@ def _publish_locked(
     final = book_dir / str(version)
     if final.exists():
         raise RefusedError(f"{book} version {version} is already in the store", path=final)
-    incoming = Path(tempfile.mkdtemp(prefix=f".incoming-{version}-", dir=book_dir))
-    try:
-        for name, data in {**files, MANIFEST: manifest}.items():
-            with open(incoming / name, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.chmod(incoming, 0o755)
-        fsync_dir(incoming)
-        os.rename(incoming, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(incoming)
-        raise
-    fsync_dir(book_dir)
+    atomic_write_folder(final, {**files, MANIFEST: manifest})
     atomic_write(book_dir / CURRENT, f"{version}\n".encode())
     return load_release(store, book, version)
 
