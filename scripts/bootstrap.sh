@@ -11,6 +11,8 @@ APT_PACKAGES=(
     cabextract gcab minisign openssl
     openvpn wireguard-go wireguard-tools iproute2 iputils-ping socat ppp
     wrk nginx-light
+    strongswan-charon strongswan-swanctl libcharon-extra-plugins libcharon-extauth-plugins
+    libstrongswan-standard-plugins libstrongswan-extra-plugins sstp-client
     dbus libdbus-1-dev libglib2.0-dev pkg-config
     systemd xdg-utils desktop-file-utils
 )

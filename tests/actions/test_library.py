@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from opencm.actions import libhost
-from opencm.actions.api import ActionKind, ActionPoint, ConnectionType
+from opencm.actions.api import ActionKind, ActionPoint
 from opencm.actions.engine import ActionEngine
 from opencm.actions.libhost import LibraryHost, Outcome
+from opencm.profile.model import ConnectionType
 from tests.actions.conftest import compile_library, context_for, make_profile
 
 

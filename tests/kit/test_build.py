@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from opencm.actions.api import ActionPoint, ConnectionType
+from opencm.actions.api import ActionPoint
 from opencm.errors import InputError
 from opencm.kit.build import build_kit
 from opencm.kit.spec import load_spec
 from opencm.profile.ini import IniFile
-from opencm.profile.model import load_profile
+from opencm.profile.model import ConnectionType, load_profile
 from tests.kit.conftest import run_cli, tree
 
 EXPECTED_FILES = {

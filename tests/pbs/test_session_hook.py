@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from opencm.actions.libhost import LibraryHost
-from opencm.pbs.store import publish_release
+from opencm.phonebook.store import publish_release
 from opencm.phonebook.update import installed_version
 from opencm.session.log import read_log
 from opencm.session.runner import Outcome

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from opencm.cli.main import main
-from opencm.pbs.store import load_current
 from opencm.phonebook.cabinet import read_cab
 from opencm.phonebook.release import verify_release_file
+from opencm.phonebook.store import load_current
 from opencm.phonebook.update import apply_update, installed_version
 from opencm.phonebook.workspace import Workspace
 from opencm.signing import load_public_key

@@ -148,15 +148,15 @@ def test_peer_credentials_keep_users_to_their_own_sessions(
     session_id = json.loads(daemon.cli("status", "--json").stdout)["sessions"][0]["session"]
     refused = _as_user(nobody, daemon.socket, {"op": "disconnect", "session": session_id})
     assert refused["exit_code"] == 3 and "belongs to another user" in refused["error"]
-    # The root daemon would run a user's profile actions as root: only root-owned profiles.
-    build_profile(tmp_path / "user")
-    os.chown(tmp_path / "user" / "CONTOSO" / "CONTOSO.cms", nobody, nobody)
+    # The root daemon would run a user's profile actions as root: only root's, installed for
+    # all users (tests/session/test_daemon_security.py has the rest of that boundary).
+    build_profile(public / "user")
     theirs = _as_user(
         nobody,
         daemon.socket,
-        {"op": "connect", "profile": str(tmp_path / "user" / "CONTOSO.cmp"), "unattended": True},
+        {"op": "connect", "profile": str(public / "user" / "CONTOSO.cmp"), "unattended": True},
     )
-    assert theirs["exit_code"] == 3 and "must belong to root" in theirs["error"]
+    assert theirs["exit_code"] == 3 and "installed for all users" in theirs["error"]
     assert daemon.cli("disconnect", "--session", session_id).returncode == 0
     assert daemon.stop() == 0
     shutil.rmtree(public)

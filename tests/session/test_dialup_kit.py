@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -187,3 +190,49 @@ def test_wrong_internet_credentials_fail_at_the_access_server(tmp_path: Path) ->
         events = modem.events()
     assert "dial 95550001 (call 1)" in events, events
     assert "login ISP/x refused" in events
+
+
+def test_a_pre_dial_action_changes_the_number_dialed(tmp_path: Path) -> None:
+    """Microsoft's "Custom Actions": pre-dial actions "might include a program to change the
+    telephone number". Here it is opencm's own CLI writing the user's .cmp (``%Profile%``);
+    the session reads the number after the pre-dial actions have run."""
+    change = (
+        f'{{point="pre-dial", program="{sys.executable}", interactive=false, '
+        'parameters="-m opencm profile set %Profile% opencm PhoneNumber 555-7777"}'
+    )
+    with Lab() as lab:
+        server_ns, client_ns = lab.netns("s"), lab.netns("c")
+        modem = start_modem_emulator(
+            lab, {"5557777": "CONNECT 28800"}, far_ns=server_ns, login=("ISP/x", "pw")
+        )
+        cmp, record = make_kit(tmp_path, modem, "", kind="dialup", extra=["--action", change])
+        set_netns(cmp, client_ns)
+        creds = credentials_file(tmp_path / "c.cred", "x", "pw")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "opencm", "connect", str(cmp), "--foreground",
+             "--unattended", "--json", "--credentials", str(creds)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )  # fmt: skip
+        lines: list[str] = []
+        assert process.stderr is not None
+        reader = threading.Thread(target=lambda: lines.extend(process.stderr or []), daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 60
+            while "opencm: connected\n" not in lines:
+                assert process.poll() is None, lines
+                assert time.monotonic() < deadline, "never connected"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGTERM)  # the user's disconnect
+            out = process.communicate(timeout=60)[0]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        reader.join(10)
+        err = "".join(lines)
+        events = modem.events()
+    assert json.loads(out)["outcome"] == "disconnected", err
+    assert "dial 5557777 (call 1) -> CONNECT 28800" in events, events
+    assert "dial 95550001" not in events  # the POP's number was never dialed
+    assert recorded(record)[0][-3:] == ["NULL", "ISP/", "Fidelity ISP"]  # no POP behind it

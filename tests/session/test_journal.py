@@ -11,10 +11,11 @@ from typing import Any
 import anyio
 import pytest
 
-from opencm.actions.api import ActionPoint, ConnectionType, RunContext
+from opencm.actions.api import ActionPoint, RunContext
 from opencm.actions.libhost import LibraryHost
 from opencm.links.api import LinkInfo
 from opencm.process import ProcessMark, end_process
+from opencm.profile.model import ConnectionType
 from opencm.session.config import session_config
 from opencm.session.journal import Journal, JournalEntry, recover
 from opencm.session.machine import State

@@ -8,9 +8,9 @@ from typing import Any
 import anyio
 import pytest
 
-from opencm.actions.api import ConnectionType
 from opencm.actions.libhost import LibraryHost
 from opencm.links.api import DownReason
+from opencm.profile.model import ConnectionType
 from opencm.session.config import session_config
 from opencm.session.log import SessionLog, read_log
 from opencm.session.machine import State

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from opencm.actions.api import ActionPoint
-from opencm.actions.check import register as register_action_checks
+from opencm.actions.check import check_profile
 from opencm.cli.output import emit_json, warn
 from opencm.errors import EXIT_PROBLEMS, InputError
 from opencm.fsutil import atomic_write
@@ -33,12 +33,8 @@ from opencm.kit.spec import (
     load_spec,
     spec_from_mapping,
 )
-from opencm.profile.check import check_profile
 from opencm.profile.model import load_profile
 from opencm.signing import generate_keypair, load_public_key, load_secret_key
-
-# `profile check` includes the action sections' checks (numbering, values).
-register_action_checks()
 
 PATH = click.Path(path_type=Path)
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)

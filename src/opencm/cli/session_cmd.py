@@ -8,7 +8,6 @@ disconnected in order), 1 the connection failed or dropped, 2 bad input, 3 refus
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from opencm.cli.output import emit_json
-from opencm.errors import InputError
+from opencm.session.locate import resolve_profile
 from opencm.session.protocol import (
     KEEP_ENDED,
     Client,
@@ -52,22 +51,6 @@ socket_option = click.option(
 )
 
 
-def resolve_profile(name: str) -> Path:
-    """A path to a .cmp/.cms/folder, or the short name of an installed profile."""
-    path = Path(name)
-    if path.exists():
-        return path.resolve()
-    if "/" not in name and not name.endswith((".cmp", ".cms")):
-        from opencm.kit.install import find_installed_cmp
-        from opencm.kit.roots import all_users_scope, user_scope
-
-        scopes = [all_users_scope()] if os.geteuid() == 0 else [user_scope(), all_users_scope()]
-        found = find_installed_cmp(name, scopes)
-        if found is not None:
-            return found
-    raise InputError("no such profile file, folder or installed profile", path=name)
-
-
 def gather_credentials(
     profile_path: Path,
     credentials_file: Path | None,
@@ -80,42 +63,33 @@ def gather_credentials(
     back there once typed)."""
     from opencm.links.api import Credentials
     from opencm.profile.model import load_profile
-    from opencm.session import credentials as creds
+    from opencm.session.credentials import INET, credentials_for
 
-    profile = load_profile(profile_path)
-    what = "Internet " if kind == creds.INET else ""
-    if credentials_file is not None:
-        found = creds.read_credentials_file(credentials_file)
-    else:
-        saved = creds.load_saved(profile, kind)
-        if saved is not None:
-            return saved
-        if not creds.needs_credentials(profile):
-            return Credentials()
-        if not interactive:
-            option = "--inet-credentials" if kind == creds.INET else "--credentials"
-            raise InputError(
-                f"the profile needs a {what.lower()}user name and password: pass {option} FILE",
-                path=profile.cms_path,
-                field="[opencm] Credentials",
-            )
-        default = creds.logon_defaults(profile, kind)
-        found = Credentials(
+    what = "Internet " if kind == INET else ""
+
+    def ask(default: Credentials, _kind: str) -> Credentials:
+        return Credentials(
             username=click.prompt(f"{what}User name", default=default.username, err=True),
             password=click.prompt(f"{what}Password", hide_input=True, err=True),
             domain=default.domain,
         )
-        where = creds.remember_logon(profile, found, kind)
-        click.echo(f"{what}user name remembered in {where}", err=True)
-    if save:
-        where_saved = creds.save(profile, found, kind)
-        click.echo(f"{what}credentials saved in {where_saved}", err=True)
-    return found
+
+    gathered = credentials_for(
+        load_profile(profile_path),
+        kind=kind,
+        credentials_file=credentials_file,
+        ask=ask if interactive else None,
+        remember=save,
+    )
+    if gathered.remembered_in is not None:
+        click.echo(f"{what}user name remembered in {gathered.remembered_in}", err=True)
+    if gathered.saved_in is not None:
+        click.echo(f"{what}credentials saved in {gathered.saved_in}", err=True)
+    return gathered.credentials
 
 
 def _wants_inet(profile_path: Path, kind: str | None) -> bool:
-    from opencm.actions.api import ConnectionType
-    from opencm.profile.model import load_profile
+    from opencm.profile.model import ConnectionType, load_profile
     from opencm.session.credentials import needs_inet_credentials
 
     profile = load_profile(profile_path)
@@ -299,7 +273,7 @@ async def _foreground(
 
     import anyio
 
-    from opencm.actions.api import ConnectionType
+    from opencm.profile.model import ConnectionType
     from opencm.session.factory import open_session
     from opencm.session.options import ConnectOptions, SessionDeps
     from opencm.session.prompt import TtyPrompt
@@ -467,7 +441,12 @@ def status(as_json: bool, watch: bool, socket_path: Path | None) -> int:
     default=None,
     help="Journal and lock (default: /var/lib/opencm as root).",
 )
-@click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.option(
+    "--log-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Session logs (default as root: <state-dir>/logs).",
+)
 @click.option(
     "--keep-ended",
     type=click.FloatRange(min=0),
@@ -475,8 +454,20 @@ def status(as_json: bool, watch: bool, socket_path: Path | None) -> int:
     show_default=True,
     help="Seconds an ended session stays in status with its outcome (unless dismissed).",
 )
+@click.option(
+    "--profile-root",
+    "profile_roots",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where profiles users may connect through a root daemon live (repeatable; "
+    "default: the all-users folder, /etc/opencm/Cm).",
+)
 def daemon(
-    socket_path: Path | None, state_dir: Path | None, log_dir: Path | None, keep_ended: float
+    socket_path: Path | None,
+    state_dir: Path | None,
+    log_dir: Path | None,
+    keep_ended: float,
+    profile_roots: tuple[Path, ...],
 ) -> int:
     """Run the daemon that owns sessions and links (systemd: opencm.service)."""
     import anyio
@@ -489,6 +480,7 @@ def daemon(
         state_dir or default_state_dir(),
         log_dir,
         keep_ended,
+        [root.absolute() for root in profile_roots],
     )
     return 0
 

@@ -15,6 +15,7 @@ edits survive; ``DIR/build/.state-<SHORT>.json`` remembers what the previous bui
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
@@ -23,6 +24,7 @@ from opencm.errors import InputError
 from opencm.fsutil import atomic_write
 from opencm.kit.merge import MergeResult, merge_components
 from opencm.kit.reconcile import Conflict, Desired, previous_from_rows, reconcile
+from opencm.kit.secrecy import file_mode, is_secret
 from opencm.kit.spec import ASK, Action, Dialup, KitSpec, load_spec
 from opencm.profile.ini import IniFile
 
@@ -332,9 +334,16 @@ def build_kit(kit_dir: str | Path, *, overwrite: bool = False) -> BuildResult:
             stale.unlink()  # the spec no longer ships it
     for name, source in sources.items():
         data = source.read_bytes()
-        mode = 0o755 if source.stat().st_mode & 0o111 else 0o644
+        source_mode = source.stat().st_mode
+        mode = file_mode(
+            executable=bool(source_mode & 0o111), secret=is_secret(name, data, source_mode)
+        )
         target = service_dir / name
-        if not target.is_file() or target.read_bytes() != data:
+        if (
+            not target.is_file()
+            or target.read_bytes() != data
+            or stat.S_IMODE(target.stat().st_mode) != mode
+        ):
             atomic_write(target, data, mode=mode)
 
     own = {f"{short}.cms", f"{short}.inf"}

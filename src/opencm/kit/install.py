@@ -34,6 +34,7 @@ from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write, atomic_write_all
 from opencm.kit.package import VerifiedPackage, check_member_name, read_package
 from opencm.kit.roots import Scope
+from opencm.kit.secrecy import file_mode
 from opencm.kit.spec import check_short_name
 from opencm.profile.ini import IniFile
 
@@ -221,7 +222,11 @@ def install_package(
     # it was. A symbolic link planted at an installed file's path is refused.
     atomic_write_all(
         [
-            (root / path, data, 0o755 if package.is_executable(path) else 0o644)
+            (
+                root / path,
+                data,
+                file_mode(executable=package.is_executable(path), secret=package.is_private(path)),
+            )
             for path, data in writes.items()
         ]
     )

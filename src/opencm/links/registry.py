@@ -43,6 +43,7 @@ BUILTIN_DIALERS = {
     "wireguard": "opencm.links.wireguard:WireGuardDialer",
     "modem": "opencm.links.modem:ModemDialer",
     "networkmanager": "opencm.links.networkmanager:NetworkManagerDialer",
+    "ikev2": "opencm.links.ikev2:IKEv2Dialer",
 }
 
 

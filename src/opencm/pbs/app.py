@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from opencm.errors import InputError, OpencmError, RefusedError
-from opencm.pbs import rsgi, store
+from opencm.pbs import rsgi
 from opencm.pbs.catalog import Catalog, Headers, Payload
 from opencm.pbs.openapi import openapi_document
 from opencm.pbs.query import PbsQuery, QueryError, is_endpoint, parse_query
@@ -39,6 +39,7 @@ from opencm.pbs.stats import (
     add_totals,
 )
 from opencm.pbs.stats import prometheus_text as _prometheus_text
+from opencm.phonebook import store
 
 log = logging.getLogger("opencm.pbs")
 

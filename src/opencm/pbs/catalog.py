@@ -1,6 +1,6 @@
 """The in-memory decision table of every phone book the service answers for.
 
-Each book's current release (``STORE/<BOOK>/CURRENT``, see :mod:`opencm.pbs.store`) is read
+Each book's current release (``STORE/<BOOK>/CURRENT``, see :mod:`opencm.phonebook.store`) is read
 once into a :class:`BookTable`: the cab bytes, their signatures and the response headers, all
 prepared ahead so the hot path only looks things up. :meth:`Catalog.refresh` notices a changed
 ``CURRENT`` (by its inode, size and mtime: ``publish_release`` replaces it by rename), builds the
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from opencm.errors import OpencmError
-from opencm.pbs import store
+from opencm.phonebook import store
 
 log = logging.getLogger("opencm.pbs")
 

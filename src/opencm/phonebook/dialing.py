@@ -27,7 +27,7 @@ from opencm.errors import InputError
 from opencm.phonebook.select import OfferedPop, ordered_pops, read_offered, select
 from opencm.profile.isp import read_isp_filters
 from opencm.profile.model import ServiceProfile
-from opencm.profile.usersettings import UserSettings
+from opencm.profile.usersettings import FAVORITE_KEYS, UserSettings
 
 OPENCM = "opencm"
 _PREFIX = re.compile(r"[0-9*#,Ww ]*")
@@ -238,7 +238,8 @@ def save_choice(
             PhoneNumber=None,
         )
     if favorite is not None and not updates:
-        updates = {key: value for key, value in user.favorite(favorite).items()}
+        saved = user.favorite(favorite)
+        updates = {key: saved.get(key) for key in FAVORITE_KEYS}
     return user.save(updates, favorite=favorite)
 
 

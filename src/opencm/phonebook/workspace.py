@@ -25,11 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import minisign
+
 from opencm.errors import InputError, OpencmError, RefusedError
+from opencm.paths import data_home
 from opencm.phonebook import limits
 from opencm.phonebook.pbk import Pop, format_pbk, format_pop, parse_pbk
 from opencm.phonebook.pbr import format_pbr
-from opencm.phonebook.release import Snapshot, delta_bases
+from opencm.phonebook.release import Snapshot, build_release, delta_bases
 
 DB_NAME = "workspace.sqlite"
 BUSY_TIMEOUT_MS = 30_000
@@ -769,6 +772,18 @@ class Workspace:
         info = ReleaseInfo(version, created, snapshot.pops, added, changed, deleted, None)
         return info, files
 
+    def release(
+        self, name: str, secret_key: minisign.SecretKey
+    ) -> tuple[ReleaseInfo, dict[str, bytes]]:
+        """The next version, signed: the full cab and the deltas from the versions in the
+        window (:func:`opencm.phonebook.release.build_release`)."""
+        book = self.book(name)
+
+        def build(snapshot: Snapshot, previous: dict[int, Snapshot]) -> dict[str, bytes]:
+            return build_release(book.name, snapshot, previous, secret_key)
+
+        return self.add_release(name, build)
+
     def history(self, name: str) -> list[ReleaseInfo]:
         book_id = self._book_id(name)
         rows = self.db.execute(
@@ -889,5 +904,4 @@ def default_directory() -> Path:
     configured = os.environ.get("OPENCM_PBA_WORKSPACE")
     if configured:
         return Path(configured)
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "opencm" / "pba"
+    return data_home() / "opencm" / "pba"

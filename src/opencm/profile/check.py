@@ -1,15 +1,16 @@
-"""``opencm profile check``: what in a profile will not behave the way its author expects.
+"""The profile files' share of ``opencm profile check``: what will not behave the way its author
+expects.
 
 Each problem names the file and line. Nothing here is fatal to reading the profile (that raises
 :class:`~opencm.errors.InputError` earlier); these are the quiet surprises of the Windows profile
 API — a repeated section that is never read, a second key that loses to the first, a number that
-is not one — plus what the action engine will refuse or skip.
+is not one. What the action engine will refuse or skip is the actions' share; the whole check,
+both together, is :func:`opencm.actions.check.check_profile`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,15 +60,6 @@ INTEGER_KEYS = (
     "UseSameUserName",
     "TunnelReferences",
 )
-
-#: Extra checks contributed by other parts (actions add numbering and program checks).
-ProfileCheck = Callable[[ServiceProfile], list[Problem]]
-_EXTRA_CHECKS: list[ProfileCheck] = []
-
-
-def register_check(check: ProfileCheck) -> ProfileCheck:
-    _EXTRA_CHECKS.append(check)
-    return check
 
 
 def check_ini_structure(ini: IniFile, *, keys_need_equals: bool) -> list[Problem]:
@@ -126,8 +118,8 @@ def _warn(ini: IniFile, line: int, message: str) -> Problem:
     return Problem(Severity.WARNING, ini.path, line, message)
 
 
-def check_profile(profile: ServiceProfile) -> list[Problem]:
-    """Every problem found in the profile's files, in file then line order."""
+def check_profile_files(profile: ServiceProfile) -> list[Problem]:
+    """The problems of the profile's files as INI files, in file then line order."""
     problems: list[Problem] = [
         Problem(Severity.WARNING, profile.cms_path, None, note) for note in profile.notes
     ]
@@ -147,6 +139,9 @@ def check_profile(profile: ServiceProfile) -> list[Problem]:
     problems += [
         Problem(Severity.WARNING, d.path, d.line, d.message) for d in profile.cms.diagnostics
     ]
-    for extra in _EXTRA_CHECKS:
-        problems += extra(profile)
+    return sort_problems(problems)
+
+
+def sort_problems(problems: list[Problem]) -> list[Problem]:
+    """File then line order (the order ``opencm profile check`` prints)."""
     return sorted(problems, key=lambda p: (str(p.path), p.line or 0))

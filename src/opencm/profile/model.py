@@ -15,17 +15,38 @@ with ``\\``; on Linux they are resolved case-insensitively, one component at a t
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from opencm.errors import InputError
 from opencm.profile.ini import IniFile
 
-if TYPE_CHECKING:
-    from opencm.actions.api import ConnectionType
-
 CM = "Connection Manager"
+
+
+class ConnectionType(enum.IntEnum):
+    """The value of ``%ConnectionType%``: 0 dial-up, 1 direct tunnel, 2 dial-up then tunnel."""
+
+    DIALUP = 0
+    DIRECT = 1
+    DOUBLE = 2
+
+    @property
+    def dials(self) -> bool:
+        return self in (ConnectionType.DIALUP, ConnectionType.DOUBLE)
+
+    @property
+    def tunnels(self) -> bool:
+        return self in (ConnectionType.DIRECT, ConnectionType.DOUBLE)
+
+    @classmethod
+    def from_name(cls, name: str) -> ConnectionType:
+        return {"dialup": cls.DIALUP, "direct": cls.DIRECT, "double": cls.DOUBLE}[name]
+
+    @property
+    def cli_name(self) -> str:
+        return {0: "dialup", 1: "direct", 2: "double"}[int(self)]
 
 
 def resolve_case_insensitive(base: Path, windows_path: str) -> Path:
@@ -98,9 +119,6 @@ class ServiceProfile:
 
     def supported_types(self) -> list[ConnectionType]:
         """Connection types the profile offers, from ``Dialup``/``Direct``/``Tunnel``."""
-        # Imported here: ``opencm connect`` loads profiles in its client, which needs no types.
-        from opencm.actions.api import ConnectionType
-
         tunnel = self.cms.get_bool(CM, "Tunnel", False)
         dialup = self.cms.get_bool(CM, "Dialup", not tunnel)
         direct = self.cms.get_bool(CM, "Direct", tunnel and not dialup)
@@ -113,8 +131,6 @@ class ServiceProfile:
 
     def default_connection_type(self) -> ConnectionType:
         """``ConnectionType`` (0 dial-up, 1 direct) picks among what the profile offers."""
-        from opencm.actions.api import ConnectionType
-
         offered = self.supported_types()
         wanted = self.cms.get_int(CM, "ConnectionType", 0)
         if wanted == 1 and ConnectionType.DIRECT in offered:

@@ -41,6 +41,10 @@ CHOICE_KEYS = (
     "International", "ModemDevice", "ModemBaud", "ModemInit", "CurrentFavorite",
 )  # fmt: skip
 FAVORITE_PREFIX = "Favorite "
+#: What a favorite remembers: the POP, a typed number and the dialing rules.
+FAVORITE_KEYS = tuple(
+    key for key in CHOICE_KEYS if not key.startswith("Modem") and key != "CurrentFavorite"
+)
 _MAX_VALUE = 256
 
 
@@ -110,7 +114,7 @@ class UserSettings:
         values: dict[str, str] = {}
         for ini in (self.cmp, self.overlay):
             for entry in ini.entries(section) if ini is not None else []:
-                if entry.key in CHOICE_KEYS and entry.value:
+                if entry.key in FAVORITE_KEYS and entry.value:
                     values[entry.key] = entry.value
         if not values:
             known = ", ".join(self.favorites()) or "none"
@@ -154,12 +158,14 @@ class UserSettings:
             _check("CurrentFavorite", favorite)
             if not favorite.strip() or "]" in favorite:
                 raise InputError("a favorite needs a name without ']'", field="favorite")
-            for key, value in values.items():
-                if key in CHOICE_KEYS and key != "CurrentFavorite":
-                    if value:
-                        ini.set(FAVORITE_PREFIX + favorite, key, value)
-                    else:
-                        ini.delete(FAVORITE_PREFIX + favorite, key)
+            for key in FAVORITE_KEYS:  # the whole choice, so that switching restores it
+                value = ini.get(OPENCM, key)
+                if value is None and ini is self.overlay and self.cmp is not None:
+                    value = self.cmp.get(OPENCM, key)
+                if value:
+                    ini.set(FAVORITE_PREFIX + favorite, key, value)
+                else:
+                    ini.delete(FAVORITE_PREFIX + favorite, key)
             ini.set(OPENCM, "CurrentFavorite", favorite)
         if ini is self.overlay:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -175,6 +181,7 @@ def choice_updates(pairs: Iterable[tuple[str, object | None]]) -> dict[str, str]
 
 __all__ = [
     "CHOICE_KEYS",
+    "FAVORITE_KEYS",
     "LOGON_KEYS",
     "UserSettings",
     "choice_updates",

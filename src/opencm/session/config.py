@@ -11,16 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import InputError
 from opencm.links.api import DialEntry
 from opencm.phonebook.dialing import DialChoice, choose_numbers
-from opencm.profile.model import CM, ServiceProfile
+from opencm.profile.model import CM, ConnectionType, ServiceProfile
 from opencm.profile.usersettings import UserSettings
 
 OPENCM = "opencm"
 #: ``Link&<name>`` values and the dialer each one names.
-LINK_DIALERS = {"openvpn": "openvpn", "wireguard": "wireguard", "networkmanager": "networkmanager"}
+LINK_DIALERS = {
+    "openvpn": "openvpn",
+    "wireguard": "wireguard",
+    "networkmanager": "networkmanager",
+    "ikev2": "ikev2",
+}
 MAX_SERVERS = 1000
 
 
@@ -159,7 +163,7 @@ def _tunnel_entries(
         config = (profile.cms.get(OPENCM, f"Config&{name}") or "").strip()
         if config:
             settings["config"] = str(profile.resolve(config))
-        elif link in ("openvpn", "wireguard"):
+        elif link in ("openvpn", "wireguard", "ikev2"):
             _required(profile, f"Config&{name}", f"the {link} config file of server '{name}'")
         connection = (profile.cms.get(OPENCM, f"Connection&{name}") or "").strip()
         if connection:

@@ -7,24 +7,39 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
-from opencm.actions.api import ActionPoint, ConnectionType, RunContext
+from opencm.actions.api import ActionPoint, RunContext
 from opencm.actions.engine import ActionEngine
+from opencm.actions.logon import logon_allowed
 from opencm.actions.plan import PlannedAction
-from opencm.kit.logon import logon_allowed
-from opencm.profile.model import load_profile
-from opencm.session.config import session_config
+from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
+from opencm.session.config import SessionConfig, session_config
 from opencm.session.journal import JournalEntry
 from opencm.session.log import SessionLog
 from opencm.session.options import ConnectOptions, SessionDeps
 from opencm.session.runner import Session
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A profile read and its session settings worked out: all the file reading a session
+    needs before it starts (the daemon does it in a worker thread, off its event loop)."""
+
+    profile: ServiceProfile
+    config: SessionConfig
+
+
+def prepare(profile_path: str | Path) -> Prepared:
+    profile = load_profile(profile_path)
+    return Prepared(profile, session_config(profile))
+
+
 def open_session(
-    profile_path: str | Path,
+    profile_path: str | Path | Prepared,
     options: ConnectOptions | None = None,
     deps: SessionDeps | None = None,
     *,
@@ -39,9 +54,9 @@ def open_session(
     """
     options = options or ConnectOptions()
     deps = deps or SessionDeps()
-    profile = load_profile(profile_path)
-    config = session_config(profile)
-    # At boot/logon only what the root-owned allow list names may run (opencm.kit.logon).
+    prepared = profile_path if isinstance(profile_path, Prepared) else prepare(profile_path)
+    profile, config = prepared.profile, prepared.config
+    # At boot/logon only what the root-owned allow list names may run (opencm.actions.logon).
     engine = ActionEngine(
         profile.cms,
         logon_allowed=lambda action: logon_allowed(profile, action.program),
@@ -100,4 +115,4 @@ async def run_journaled_disconnect(entry: JournalEntry, reason: str) -> None:
     await anyio.to_thread.run_sync(_run_disconnect_sync, entry, reason)
 
 
-__all__ = ["open_session", "run_journaled_disconnect"]
+__all__ = ["Prepared", "open_session", "prepare", "run_journaled_disconnect"]

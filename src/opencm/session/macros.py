@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from opencm.actions.api import ConnectionType
 from opencm.links.api import Credentials, DialEntry, LinkInfo
+from opencm.profile.model import ConnectionType
 
 
 class SessionMacros:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from opencm.actions.api import ConnectionType
 from opencm.clock import Clock, RealClock
 from opencm.links.api import Credentials, Dialer
+from opencm.profile.model import ConnectionType
 from opencm.session.journal import Journal
 from opencm.session.log import SessionLog
 from opencm.session.prompt import PROMPT_TIMEOUT, DisconnectPrompt

@@ -1,32 +1,11 @@
 """One connection session: the state machine, the action engine and the dialers, together.
 
-<<<<<<< HEAD
-:class:`Session` walks the table of :mod:`opencm.session.machine`; each state's work is here:
-
-- pre-init, then (the logon screen is the caller's) pre-connect, pre-dial only when dialing,
-  the dial, pre-tunnel only when tunnelling, the tunnel, post-connect, then monitored apps;
-- a failing pre-*/post-connect action ends the attempt (→ ``failed``: on-error actions with
-  ``%ErrorCode%`` and ``%LastErrorSource%``), as does a dial error or a drop before the end;
-- Cancel during an attempt stops it, runs the on-cancel actions and nothing after them (links
-  half up are released, silently); Cancel before Connect closes without on-cancel actions;
-- redial up to ``RedialCount`` times after ``RedialDelay``, each time with the next alternate
-  entry of the stage that failed; ``AutoReconnect`` after a drop;
-- disconnect actions run before an orderly disconnect and right after a drop, with
-  ``%DisconnectReason%`` (opencm's own macro);
-- when the last monitored application exits, the prompt decides; 30 s without an answer
-  disconnects.
-
-Executables started at a point are awaited before the session moves on (so points never
-overlap); at a fatal point a non-zero exit status is a failure *(opencm)*. Every timer goes
-through the injectable :class:`~opencm.clock.Clock`.
-=======
 :class:`Session` walks the table of :mod:`opencm.session.machine`; each state's work is here.
 The parts a session is made of live beside it: :mod:`~opencm.session.macros` (the macros it sets),
 :mod:`~opencm.session.journal` (what it started, on disk, for crash recovery),
 :mod:`~opencm.session.events` (what reaches it while connected),
 :mod:`~opencm.session.status` (what clients see) and :mod:`~opencm.session.processes` (waiting
 for the programs it started).
->>>>>>> main
 """
 
 from __future__ import annotations

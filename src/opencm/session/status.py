@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from opencm.actions.api import ConnectionType
+from opencm.profile.model import ConnectionType
 from opencm.session.machine import State
 
 

@@ -13,6 +13,9 @@ This layout is opencm's own (Microsoft's PBS data folder is not documented); it 
 A release folder is filled under a hidden temporary name, flushed, and renamed into place; only
 then is ``CURRENT`` replaced (temp + rename). A reader that follows ``CURRENT`` therefore never
 sees half a release, and a release folder never changes once it has its name.
+
+The store lives in the phone-book package, below the service: the PBA posts into it
+(:mod:`opencm.phonebook.post`) and the PBS (:mod:`opencm.pbs`) reads it.
 """
 
 from __future__ import annotations
