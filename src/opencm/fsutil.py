@@ -12,7 +12,9 @@ new one, never a mix.
 - :func:`atomic_write_folder`: a new folder with its files, renamed into place whole.
 
 A symbolic link where a file is to be written is refused (:class:`~opencm.errors.RefusedError`),
-never written through nor silently replaced: someone planted it, and the user must see it.
+never written through nor silently replaced: someone planted it, and the user must see it. Running
+out of space (or quota) is a :class:`~opencm.errors.DiskFullError` naming the path and the space
+the write needed, with the old files left as they were.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from opencm.errors import RefusedError
+from opencm.errors import DiskFullError, RefusedError, is_disk_full
 
 #: Permission bits of a new file when the caller gives none and no file is there yet.
 DEFAULT_MODE = 0o644
@@ -55,7 +57,13 @@ def atomic_write_all(writes: Sequence[tuple[Path, bytes, int | None]]) -> None:
     staged: list[tuple[str, Path]] = []
     try:
         for target, (_, data, mode) in zip(targets, writes, strict=True):
-            staged.append((_stage(target, data, mode), target))
+            try:
+                staged.append((_stage(target, data, mode), target))
+            except OSError as error:
+                if is_disk_full(error):
+                    needed = sum(len(data) for _, data, _ in writes)
+                    raise DiskFullError(target, needed) from error
+                raise
         for temporary, target in staged:
             os.replace(temporary, target)
     finally:
@@ -87,9 +95,11 @@ def atomic_write_folder(target: Path, files: Mapping[str, bytes], *, mode: int =
         os.chmod(incoming, mode)
         fsync_dir(incoming)
         os.rename(incoming, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             shutil.rmtree(incoming)
+        if is_disk_full(error):
+            raise DiskFullError(parent, sum(len(data) for data in files.values())) from error
         raise
     fsync_dir(parent)
 

@@ -51,10 +51,19 @@ class ProcessMark:
             start, cmdline = _proc_identity(pid)
         return None if start is None or not cmdline else cls(pid, start, cmdline)
 
+    @classmethod
+    def started(cls, pid: int) -> ProcessMark | None:
+        """A process just started, known by PID and start time only: its command line may
+        still change (``ip netns exec`` execs the helper in place)."""
+        start, _cmdline = _proc_identity(pid)
+        return None if start is None else cls(pid, start, [])
+
     def still_ours(self) -> bool:
         """True while the PID still runs the very process that was marked."""
         start, cmdline = _proc_identity(self.pid)
-        return start == self.start_time and cmdline == self.cmdline
+        # PID and start time (clock ticks since boot) name one process; the command line, when
+        # recorded, guards against a misread start time too.
+        return start == self.start_time and (not self.cmdline or cmdline == self.cmdline)
 
     def runs(self, program: str) -> bool:
         """True when the marked process is ``program``: the executable's base name, or for a

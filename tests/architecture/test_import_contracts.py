@@ -43,7 +43,8 @@ def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
 
 def _plant(module: Path, code: str) -> None:
     """Append ``code`` to ``module``, the way a careless change would add it."""
-    module.write_text(module.read_text("utf-8") + "\n\n" + code + "\n", "utf-8")
+    before = module.read_text("utf-8") if module.exists() else ""
+    module.write_text(before + "\n\n" + code + "\n", "utf-8")
 
 
 def test_the_copied_tree_keeps_every_contract(tmp_path: Path) -> None:
@@ -51,6 +52,16 @@ def test_the_copied_tree_keeps_every_contract(tmp_path: Path) -> None:
     done = _lint(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Contracts: 3 kept, 0 broken." in done.stdout
+
+
+def test_the_desktop_front_end_may_import_qt(tmp_path: Path) -> None:
+    _copy_tree(tmp_path)
+    gui = tmp_path / "opencm" / "gui"
+    gui.mkdir(exist_ok=True)
+    _plant(gui / "__init__.py", "import PySide6  # noqa: F401")
+    _plant(gui / "window.py", "from PySide6 import QtWidgets  # noqa: F401")
+    done = _lint(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from opencm.errors import RefusedError
+from opencm.errors import DiskFullError, RefusedError
 from opencm.kit.build import build_kit
 from opencm.kit.install import install_package, read_version_file, uninstall
 from opencm.kit.package import build_package
@@ -275,7 +275,7 @@ def test_a_failure_while_writing_leaves_the_installed_version_intact(
         real_chmod(path, mode)
 
     monkeypatch.setattr(os, "chmod", failing_chmod)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DiskFullError, match="no space left on the device"):
         install_package(newer, roots.user, trusted_keys=[keys.public])
     assert {p: (roots.base / p).read_bytes() for p in tree(roots.base)} == before
 

@@ -9,9 +9,12 @@ shown by ``opencm actions plan`` rather than here.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from opencm.actions.api import ActionPoint
 from opencm.actions.parse import parse_section
-from opencm.profile.check import Problem, Severity, check_profile_files, sort_problems
+from opencm.problems import Problem, sort_problems
+from opencm.profile.check import check_profile_files
 from opencm.profile.model import ServiceProfile
 
 
@@ -20,14 +23,9 @@ def action_section_problems(profile: ServiceProfile) -> list[Problem]:
     for point in ActionPoint:
         parsed = parse_section(point.section, profile.cms.entries(point.section))
         problems.extend(
-            Problem(
-                Severity.WARNING,
-                profile.cms_path,
-                problem.line,
-                f"[{point.section}] {problem.message}",
-            )
+            replace(problem, path=profile.cms_path, message=f"[{point.section}] {problem.message}")
             for problem in parsed.problems
-            if problem.category != "duplicate"
+            if problem.rule != "duplicate"
         )
     return problems
 

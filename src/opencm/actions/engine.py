@@ -30,11 +30,12 @@ from opencm.actions.api import (
     RunContext,
 )
 from opencm.actions.libhost import LibraryHost
-from opencm.actions.parse import ParsedSection, Problem, parse_section
+from opencm.actions.parse import ParsedSection, parse_section
 from opencm.actions.plan import LogonCheck, PlannedAction, plan_section
 from opencm.actions.pyactions import CURRENT_CONTEXT, PythonAction, PythonActions
 from opencm.actions.source import ActionSource
 from opencm.errors import OpencmError
+from opencm.problems import Problem
 
 #: What may run at logon: None (nothing, the default), program paths / ``python:NAME`` names,
 #: or a predicate over the planned action.

@@ -10,7 +10,7 @@ import click
 
 from opencm.actions.api import ActionPoint
 from opencm.actions.check import check_profile
-from opencm.cli.output import emit_json, warn
+from opencm.cli.output import emit_json, warn, warn_problem
 from opencm.errors import EXIT_PROBLEMS, InputError
 from opencm.fsutil import atomic_write
 from opencm.kit.build import build_kit
@@ -464,7 +464,7 @@ def build(
         for merge_conflict in merge_conflicts:
             warn(str(merge_conflict))
         for problem in problems:
-            click.echo(str(problem), err=True)
+            warn_problem(problem)
         if package:
             click.echo(f"Package: {package} (signed, version {spec.version})")
     if result.kept_hand_edits or merge_conflicts or problems:

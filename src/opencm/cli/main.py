@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import click
 
 from opencm import __version__
-from opencm.errors import EXIT_BAD_INPUT, OpencmError
+from opencm.errors import EXIT_BAD_INPUT, DiskFullError, OpencmError, is_disk_full
 
 #: Every command: its name and where it lives ("module:attribute" under opencm.cli). Modules
 #: are imported only when their command runs (or help lists it), so ``opencm connect`` does not
@@ -31,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "pops": "pops_cmd:pops",
     "kit": "kit_cmd:kit",
     "install": "install_cmd:install",
+    "import": "import_cmd:import_cmd",
     "uninstall": "install_cmd:uninstall_cmd",
     "list": "install_cmd:list_cmd",
     "logon": "logon_cmd:logon",
@@ -71,6 +73,14 @@ def main(argv: list[str] | None = None) -> None:
     except OpencmError as error:
         click.echo(f"opencm: error: {error}", err=True)
         sys.exit(error.exit_code)
+    except Exception as error:
+        # A full disk is the machine's state, not a bug: whatever write met it (SQLite, a
+        # cabinet, a copy) left the old data in place, so say where and stop.
+        if not is_disk_full(error):
+            raise
+        full = DiskFullError(getattr(error, "filename", None) or Path.cwd())
+        click.echo(f"opencm: error: {full}", err=True)
+        sys.exit(full.exit_code)
     except click.exceptions.Abort:
         click.echo("opencm: aborted", err=True)
         sys.exit(EXIT_BAD_INPUT)

@@ -342,9 +342,28 @@ def _parse_manifest(data: bytes, where: str | Path) -> Manifest:
     )
 
 
+_IMPORT_HINT = "not a package: use `opencm import` to turn it into a kit, then `opencm kit build`"
+
+
+def check_is_package(where: Path) -> None:
+    """Refuse, before any trust check, what is plainly a profile and not a package: a folder, a
+    Windows ``.cmp``/``.cms``, a cabinet, an ``.exe``, a VPN config."""
+    if where.is_dir():
+        raise InputError(f"a folder is {_IMPORT_HINT}", path=where)
+    if not where.is_file():
+        return  # reading says "no such package"
+    with where.open("rb") as handle:
+        head = handle.read(64)
+    if head.startswith((b"MSCF", b"MZ")) or where.suffix.casefold() in (
+        ".cmp", ".cms", ".inf", ".pbk", ".ovpn", ".conf", ".cab", ".exe",
+    ):  # fmt: skip
+        raise InputError(f"a {where.suffix or 'file'} is {_IMPORT_HINT}", path=where)
+
+
 def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -> VerifiedPackage:
     """Open and verify a package; raises RefusedError (nothing is written either way)."""
     where = Path(path)
+    check_is_package(where)
     if not trusted_keys:
         raise RefusedError(
             "no trusted key to check the package with: pass --trust KEY.pub or add the "
@@ -375,7 +394,11 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
                 raise RefusedError(f"{info.filename!r} appears twice in the package", path=where)
             members[info.filename] = info
         if MANIFEST not in members:
-            raise InputError(f"not an opencm package (no {MANIFEST})", path=where)
+            raise InputError(
+                f"not an opencm package (no {MANIFEST}); if it is Azure's"
+                f" VpnClientConfiguration.zip: {_IMPORT_HINT}",
+                path=where,
+            )
         if SIGNATURE not in members:
             raise RefusedError("the package is not signed: refusing to install it", path=where)
 

@@ -24,6 +24,9 @@ SPEC_NAME = "kit.toml"
 
 #: Seed 002: at most eight characters, not all digits, no spaces or symbols.
 _SHORT_NAME = re.compile(r"[A-Za-z0-9_-]{1,8}")
+#: Azure's point-to-site profiles use a 36-character GUID as the short name (the .cmp, the
+#: service folder and every file are named by it). Windows' CM accepts it; so does opencm.
+_GUID_NAME = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 
 CONNECTION_TYPES = ("direct", "dialup", "double")
 ASK = "ask"
@@ -32,7 +35,7 @@ LOGINS = ("none", "prompt")
 CREDENTIALS = ("separate", "same")
 DIAL_MODES = ("tone", "pulse")
 _PREFIX = re.compile(r"[0-9*#,Ww]*")
-LINK_TYPES = ("openvpn", "wireguard", "networkmanager")
+LINK_TYPES = ("openvpn", "wireguard", "networkmanager", "ikev2")
 
 # The N&Flags bits, as opencm's action engine reads them (opencm.actions.flags): which
 # connections run an action, whether it talks to the user, whether the profile ships it.
@@ -55,9 +58,12 @@ RUN_FOR: Mapping[str, int] = {
 
 def check_short_name(value: str, *, what: str = "short name") -> str:
     """Validate an eight-character name (service profile or phone book); returns it."""
+    if _GUID_NAME.fullmatch(value):
+        return value
     if not _SHORT_NAME.fullmatch(value) or value.isdigit():
         raise InputError(
             f"{what} {value!r} must be 1-8 letters, digits, '_' or '-', and not all digits"
+            " (or a GUID, as Azure's profiles use)"
         )
     return value
 
@@ -340,7 +346,7 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
             config=_kit_file(entry, "config"),
             connection=entry.text("connection"),
         )
-        if server.link in ("openvpn", "wireguard") and server.config is None:
+        if server.link in ("openvpn", "wireguard", "ikev2") and server.config is None:
             raise entry._error("config", f"a {server.link} server needs its config file")
         if server.link == "networkmanager" and not server.connection:
             raise entry._error("connection", "a networkmanager server needs a connection name")

@@ -433,6 +433,7 @@ class ModemDialer(NoDialogDialer):
             pass_fds=(fd,),
             start_new_session=True,
         )
+        proc.started(process.pid)
         assert process.stdout is not None
         ready = b""
         with contextlib.suppress(TimeoutError):
@@ -457,7 +458,7 @@ class ModemDialer(NoDialogDialer):
             os.close(password_write)
         try:
             argv = pppd_argv(fd, settings, credentials, password_read)
-            return await asyncio.create_subprocess_exec(
+            process = await asyncio.create_subprocess_exec(
                 *proc.netns_argv(netns, argv),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
@@ -465,6 +466,8 @@ class ModemDialer(NoDialogDialer):
                 pass_fds=(password_read,) if password_read is not None else (),
                 start_new_session=True,
             )
+            proc.started(process.pid)
+            return process
         finally:
             if password_read is not None:
                 os.close(password_read)

@@ -20,7 +20,7 @@ from pathlib import Path
 from opencm.errors import InputError
 from opencm.phonebook.pbk import Pop, parse_pbk
 from opencm.phonebook.pbr import parse_pbr
-from opencm.phonebook.problems import Problem
+from opencm.problems import Problem
 from opencm.profile.isp import IspFilters, read_isp_filters
 from opencm.profile.model import ServiceProfile, resolve_case_insensitive
 from opencm.profile.rasbook import require_pop_book

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from opencm.errors import InputError, where
+from opencm.errors import InputError
+from opencm.problems import Problem
 
 #: ``Type=`` values (RASET_*): only VPN entries become links.
 ENTRY_TYPES = {1: "phone", 2: "vpn", 3: "direct", 4: "internet", 5: "broadband"}
@@ -154,22 +155,11 @@ class RasEntry:
         return groups
 
 
-@dataclass(frozen=True)
-class RasProblem:
-    message: str
-    path: str | Path | None
-    line: int | None
-    field: str | None = None
-
-    def __str__(self) -> str:
-        return f"{where(self.path, self.line, self.field)}: {self.message}"
-
-
 @dataclass
 class RasBook:
     path: str | Path | None
     entries: list[RasEntry]
-    problems: list[RasProblem]
+    problems: list[Problem]
 
     def entry(self, name: str) -> RasEntry | None:
         wanted = name.casefold()
@@ -179,7 +169,7 @@ class RasBook:
 def parse_ras(data: bytes, path: str | Path | None = None) -> RasBook:
     """Read a RAS phone book; never raises for its content."""
     entries: list[RasEntry] = []
-    problems: list[RasProblem] = []
+    problems: list[Problem] = []
     current: RasEntry | None = None
     for number, raw in enumerate(decode_book(data).splitlines(), start=1):
         text = raw.strip()
@@ -188,7 +178,7 @@ def parse_ras(data: bytes, path: str | Path | None = None) -> RasBook:
         if text.startswith("["):
             if not text.endswith("]") or len(text) < 3:
                 problems.append(
-                    RasProblem("expected an entry header `[name]`", path, number, text[:40])
+                    Problem("expected an entry header `[name]`", path, number, text[:40])
                 )
                 current = None
                 continue
@@ -197,11 +187,11 @@ def parse_ras(data: bytes, path: str | Path | None = None) -> RasBook:
             continue
         key, equals, value = raw.partition("=")
         if not equals or not key.strip():
-            problems.append(RasProblem("expected `Key=value`", path, number, text[:40]))
+            problems.append(Problem("expected `Key=value`", path, number, text[:40]))
             continue
         if current is None:
             problems.append(
-                RasProblem("a key before the first `[entry]` header", path, number, key.strip())
+                Problem("a key before the first `[entry]` header", path, number, key.strip())
             )
             continue
         current.keys.append(RasKey(key.strip(), value.strip(), number))
@@ -335,7 +325,6 @@ __all__ = [
     "RasBook",
     "RasEntry",
     "RasKey",
-    "RasProblem",
     "Verdict",
     "decode_book",
     "map_entry",

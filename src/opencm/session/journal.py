@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,12 @@ class JournalEntry:
                 "processes": [vars(mark) for mark in marks],
             }
         )
+        self.data["starting"] = []  # the link is up: its processes are recorded with it
+        self.save()
+
+    def set_starting(self, marks: list[ProcessMark]) -> None:
+        """The helpers a dial still in progress has started (ended by a recovery)."""
+        self.data["starting"] = [vars(mark) for mark in marks]
         self.save()
 
     def set_macros(self, macros: Mapping[str, str]) -> None:
@@ -128,6 +135,44 @@ class JournalEntry:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         fsync_dir(self.path.parent)
+
+
+class DialStarts:
+    """The helpers one dial starts, each journaled the moment it starts.
+
+    A link's processes are journaled with the link once it is up; until then a daemon killed
+    mid-dial (OpenVPN still connecting) would lose their PIDs and leave them running for good.
+    The dialer reports each start (``opencm.links.proc.watching_starts``) on the event loop
+    while a worker thread may be opening the entry: a lock orders the two.
+    """
+
+    def __init__(self, entry: JournalEntry | None) -> None:
+        self._lock = threading.Lock()
+        self._entry = entry
+        self._marks: list[ProcessMark] = []
+
+    def started(self, pid: int) -> None:
+        mark = ProcessMark.started(pid)
+        if mark is None:
+            return
+        with self._lock:
+            self._marks.append(mark)
+            if self._entry is not None:
+                self._entry.set_starting(self._marks)
+
+    def attach(self, entry: JournalEntry | None) -> None:
+        """The entry now exists (opened by the worker thread): write what started so far."""
+        with self._lock:
+            self._entry = entry
+            if entry is not None and self._marks:
+                entry.set_starting(self._marks)
+
+    def failed(self) -> None:
+        """The dial failed and its dialer ended what it started."""
+        with self._lock:
+            self._marks.clear()
+            if self._entry is not None and self._entry.data.get("starting"):
+                self._entry.set_starting([])
 
 
 class Journal:
@@ -213,6 +258,9 @@ async def recover(
             report.note = "disconnect actions had started before the crash: not run again"
         else:
             report.note = f"no disconnect actions owed (state {entry.data.get('disconnect')})"
+        for raw in entry.data.get("starting", []):  # a dial the crash interrupted
+            mark = ProcessMark(int(raw["pid"]), str(raw["start_time"]), list(raw["cmdline"]))
+            report.processes[mark.pid] = await anyio.to_thread.run_sync(end_process, mark)
         for link in reversed(entry.data.get("links", [])):
             for raw in link.get("processes", []):
                 mark = ProcessMark(int(raw["pid"]), str(raw["start_time"]), list(raw["cmdline"]))
@@ -231,6 +279,7 @@ async def recover(
 
 
 __all__ = [
+    "DialStarts",
     "DisconnectState",
     "Journal",
     "JournalEntry",
