@@ -154,7 +154,8 @@ def check_ikev2_kit(kit: Path, report: dict[str, Any], ca: str = "ca.crt") -> No
     [action] = spec["action"]
     assert (action["point"], action["program"]) == ("post-connect", "cmroute.dll")
     assert action["parameters"].startswith("SetRoutes /Profile %PROFILE% /STATIC_FILE_NAME")
-    assert spec["files"]["additional"] == ["files/routes.txt"]
+    assert "files/routes.txt" in spec["files"]["additional"]
+    assert f"files/{ca}" in spec["files"]["additional"]
     assert mode(kit / "files" / "client.key") == 0o600
     assert "cmroute.SetRoutes" in " ".join(items(report, "mapped").values())
     assert report["link"] == "ikev2"

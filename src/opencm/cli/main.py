@@ -67,6 +67,13 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user mistakes end with a message and an exit code, never a traceback."""
+    # Profiles keep bytes their code page does not map, and UTF-16 files may hold a lone
+    # surrogate, so that they are written back byte for byte; printing such text must not fail
+    # on a UTF-8 pipe. It is shown as a \udXXX escape (valid inside JSON strings too).
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         # With standalone_mode off, click returns ctx.exit()'s code instead of exiting.
         code = cli.main(args=argv, prog_name="opencm", standalone_mode=False)

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opencm.actions import flags as flagbits
 from opencm.actions.api import ActionPoint
 from opencm.errors import InputError
+from opencm.links import registry
+from opencm.phonebook.limits import check_book_name
 
 SPEC_NAME = "kit.toml"
 
@@ -35,29 +38,27 @@ LOGINS = ("none", "prompt")
 CREDENTIALS = ("separate", "same")
 DIAL_MODES = ("tone", "pulse")
 _PREFIX = re.compile(r"[0-9*#,Ww]*")
-LINK_TYPES = ("openvpn", "wireguard", "networkmanager", "ikev2")
+#: The ``[[vpn]]`` field holding each profile key a link may read (``ProfileKeys``), and how
+#: a missing one is named.
+LINK_FIELDS = {
+    "Config": ("config", "its config file"),
+    "Connection": ("connection", "a connection name"),
+}
 
-# The N&Flags bits, as opencm's action engine reads them (opencm.actions.flags): which
-# connections run an action, whether it talks to the user, whether the profile ships it.
-FLAG_DIRECT_ONLY = 0x1
-FLAG_DIALS = 0x2
-FLAG_DIALUP_ONLY = 0x4
-FLAG_TUNNELS = 0x8
-FLAG_NON_INTERACTIVE = 0x10
-FLAG_INCLUDED = 0x20
-
-#: CMAK's "Run this custom action for" choices and their connection bits.
+#: CMAK's "Run this custom action for" choices and their connection bits (``N&Flags``, as the
+#: action engine reads them: :mod:`opencm.actions.flags`).
 RUN_FOR: Mapping[str, int] = {
     "all": 0,
-    "dialup": FLAG_DIALS,
-    "tunnel": FLAG_TUNNELS,
-    "tunnel-only": FLAG_DIRECT_ONLY,
-    "dialup-only": FLAG_DIALUP_ONLY,
+    "dialup": flagbits.DIALS,
+    "tunnel": flagbits.TUNNELS,
+    "tunnel-only": flagbits.DIRECT_ONLY,
+    "dialup-only": flagbits.DIALUP_ONLY,
 }
 
 
 def check_short_name(value: str, *, what: str = "short name") -> str:
-    """Validate an eight-character name (service profile or phone book); returns it."""
+    """Validate a service profile's short name; returns it. (A phone book's name follows the
+    phone book's own rule, :func:`opencm.phonebook.limits.check_book_name`.)"""
     if _GUID_NAME.fullmatch(value):
         return value
     if not _SHORT_NAME.fullmatch(value) or value.isdigit():
@@ -99,9 +100,9 @@ class Action:
     def flags(self) -> int:
         flags = RUN_FOR[self.run_for]
         if not self.interactive:
-            flags |= FLAG_NON_INTERACTIVE
+            flags |= flagbits.NON_INTERACTIVE
         if self.include:
-            flags |= FLAG_INCLUDED
+            flags |= flagbits.INCLUDED
         return flags
 
 
@@ -277,6 +278,24 @@ class _Fields:
             raise self._error(unknown[0], "unknown field (see docs/kit-spec.md)")
 
 
+def _check_link(entry: _Fields, server: VpnServer, path: Path | None, index: int) -> None:
+    """The link must be one the registry allows, given the keys its dialer declares."""
+    named_by = f"vpn[{index}].link in {path or 'the kit spec'}"
+    try:
+        keys = registry.tunnel_link(server.link, named_by=named_by)
+    except InputError as error:
+        raise entry._error("link", error.message) from error
+    for key, (field_name, words) in LINK_FIELDS.items():
+        given = getattr(server, field_name)
+        if given and key not in keys.reads:
+            reads = ", ".join(LINK_FIELDS[k][0] for k in keys.reads) or "neither"
+            raise entry._error(
+                field_name, f"a {server.link} server does not take {field_name} (it takes: {reads})"
+            )
+        if not given and key in keys.required:
+            raise entry._error(field_name, f"a {server.link} server needs {words}")
+
+
 def _kit_file(fields: _Fields, key: str, *, required: bool = False) -> str | None:
     """A path inside the kit folder: relative, no ``..``; checked for existence by the build."""
     value = fields.text(key, required=required)
@@ -342,14 +361,11 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         server = VpnServer(
             name=entry.text("name", required=True) or "",
             address=entry.text("address", required=True) or "",
-            link=entry.choice("link", LINK_TYPES, "openvpn"),
+            link=entry.text_or("link", registry.DEFAULT_LINK),
             config=_kit_file(entry, "config"),
             connection=entry.text("connection"),
         )
-        if server.link in ("openvpn", "wireguard", "ikev2") and server.config is None:
-            raise entry._error("config", f"a {server.link} server needs its config file")
-        if server.link == "networkmanager" and not server.connection:
-            raise entry._error("connection", "a networkmanager server needs a connection name")
+        _check_link(entry, server, path, index)
         entry.finish()
         spec.vpn.append(server)
     if spec.tunnels and not spec.vpn:
@@ -364,7 +380,7 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         book = _Fields(book_table, "phonebook.", path)
         book_name = book.text("name", required=True) or ""
         try:
-            check_short_name(book_name, what="phone book name")
+            check_book_name(book_name)
         except InputError as error:
             raise InputError(error.message, path=path, field="phonebook.name") from None
         spec.phonebook = PhoneBook(

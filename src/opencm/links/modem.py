@@ -60,6 +60,8 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
+    Stage,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import check_netns, check_settings, existing_netns
@@ -280,6 +282,8 @@ class ModemDialer(NoDialogDialer):
     """
 
     name = "modem"
+    # The dial-up link: its settings come from the [opencm] Modem* keys, not Link&.
+    profile_keys = ProfileKeys(stage=Stage.DIAL, netns=True)
 
     def __init__(
         self,

@@ -46,6 +46,7 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import (
@@ -107,6 +108,7 @@ class OpenVPNDialer(NoDialogDialer):
     """
 
     name = "openvpn"
+    profile_keys = ProfileKeys(required=("Config",), netns=True)
 
     def __init__(self, *, runtime_dir: Path | None = None, hold_wait_cap: float = HOLD_WAIT_CAP):
         self._runtime_dir = runtime_dir

@@ -50,6 +50,7 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import (
@@ -208,6 +209,7 @@ class WireGuardDialer(NoDialogDialer):
     """
 
     name = "wireguard"
+    profile_keys = ProfileKeys(required=("Config",), netns=True)
 
     def __init__(
         self,

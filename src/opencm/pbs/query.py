@@ -12,9 +12,10 @@ clients send the same few hundred query strings over and over (see ``docs/pbs-pr
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
+
+from opencm.phonebook.limits import is_book_name
 
 PATH = "/pbserver/pbserver.dll"
 #: Longer queries are refused (414) before they are parsed. A real one is about 80 bytes; the
@@ -25,7 +26,6 @@ MAX_QUERY_BYTES = 2048
 MAX_OTHER_CHARS = 32
 #: The seed caps a phone book at 32,676 updates; more than nine digits is nonsense.
 MAX_VERSION = 999_999_999
-_BOOK_NAME = re.compile(rb"^[A-Za-z0-9_]{1,8}$")
 _KNOWN = frozenset({b"osarch", b"ostype", b"osver", b"cmver", b"lcid", b"pbver", b"pb"})
 _CACHE_LIMIT = 4096
 
@@ -86,7 +86,7 @@ def _parse(raw: bytes) -> PbsQuery | QueryError:
         return QueryError(400, "the query needs pb (phone book name) and pbver (its version)")
     if pb is None or not pb:
         return QueryError(400, "pb (the phone book name) is missing")
-    if not _BOOK_NAME.match(pb) or pb.isdigit():
+    if not (pb.isascii() and is_book_name(pb.decode("ascii"))):
         return QueryError(400, "pb must be 1-8 letters, digits or '_', not all digits")
     if pbver is None or not pbver:
         return QueryError(400, "pbver (the installed phone book version) is missing")

@@ -12,19 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opencm.errors import InputError
-from opencm.links.api import DialEntry
+from opencm.links import registry
+from opencm.links.api import PROFILE_KEYS, DialEntry, ProfileKeys
 from opencm.phonebook.dialing import DialChoice, choose_numbers
 from opencm.profile.model import CM, ConnectionType, ServiceProfile
 from opencm.profile.usersettings import UserSettings
 
 OPENCM = "opencm"
-#: ``Link&<name>`` values and the dialer each one names.
-LINK_DIALERS = {
-    "openvpn": "openvpn",
-    "wireguard": "wireguard",
-    "networkmanager": "networkmanager",
-    "ikev2": "ikev2",
-}
+#: How a missing required key is named: "the openvpn config file of server 'Main' is missing".
+KEY_WORDS = {"Config": "config file", "Connection": "connection"}
 MAX_SERVERS = 1000
 
 
@@ -138,6 +134,22 @@ def _required(profile: ServiceProfile, key: str, what: str) -> str:
     return value
 
 
+def _link_keys(profile: ServiceProfile, server: str, link: str) -> ProfileKeys:
+    """What the tunnel dialer ``link`` reads, from the registry (the one list of dialers); a
+    plug-in the allow list refuses raises RefusedError naming the allow list and this key."""
+    try:
+        return registry.tunnel_link(
+            link, named_by=f"[{OPENCM}] Link&{server} in {profile.cms_path}"
+        )
+    except InputError as error:
+        raise InputError(
+            error.message,
+            path=profile.cms_path,
+            line=profile.cms.line_of(OPENCM, f"Link&{server}"),
+            field=f"[{OPENCM}] Link&{server}",
+        ) from error
+
+
 def _tunnel_entries(
     profile: ServiceProfile, netns: str | None, addresses: dict[str, str]
 ) -> list[DialEntry]:
@@ -146,33 +158,32 @@ def _tunnel_entries(
         name = (profile.cms.get(OPENCM, f"VpnServer{index}") or "").strip()
         if not name:
             break  # like the action sections, the list ends at the first missing number
-        link = (profile.cms.get(OPENCM, f"Link&{name}") or "openvpn").strip().casefold()
-        if link not in LINK_DIALERS:
-            raise InputError(
-                f"expected one of {', '.join(LINK_DIALERS)}, got '{link}'",
-                path=profile.cms_path,
-                line=profile.cms.line_of(OPENCM, f"Link&{name}"),
-                field=f"[{OPENCM}] Link&{name}",
-            )
-        # Each dialer takes only its own settings (it rejects others): the address is kept
-        # for %TunnelServerAddress% until the link reports the server it reached.
-        settings: dict[str, str] = {}
+        link = (profile.cms.get(OPENCM, f"Link&{name}") or registry.DEFAULT_LINK).strip().casefold()
+        keys = _link_keys(profile, name, link)
+        # The address is kept for %TunnelServerAddress% until the link reports the server it
+        # reached; the dialer gets only the keys it declares (profile_keys).
         address = (profile.cms.get(OPENCM, f"Address&{name}") or "").strip()
         if address:
             addresses[name] = address
-        config = (profile.cms.get(OPENCM, f"Config&{name}") or "").strip()
-        if config:
-            settings["config"] = str(profile.resolve(config))
-        elif link in ("openvpn", "wireguard", "ikev2"):
-            _required(profile, f"Config&{name}", f"the {link} config file of server '{name}'")
-        connection = (profile.cms.get(OPENCM, f"Connection&{name}") or "").strip()
-        if connection:
-            settings["connection"] = connection
-        elif link == "networkmanager":
-            _required(profile, f"Connection&{name}", f"the NetworkManager connection of '{name}'")
-        if netns and link != "networkmanager":  # NetworkManager has its own namespaces
+        settings: dict[str, str] = {}
+        for key, setting in PROFILE_KEYS.items():
+            field_name = f"{key}&{name}"
+            value = (profile.cms.get(OPENCM, field_name) or "").strip()
+            if value and key not in keys.reads:
+                raise InputError(
+                    f"the {link} link does not read {key}& (it reads: "
+                    f"{', '.join(k + '&' for k in keys.reads) or 'no per-server keys'})",
+                    path=profile.cms_path,
+                    line=profile.cms.line_of(OPENCM, field_name),
+                    field=f"[{OPENCM}] {field_name}",
+                )
+            if value:
+                settings[setting] = str(profile.resolve(value)) if key == "Config" else value
+            elif key in keys.required:
+                _required(profile, field_name, f"the {link} {KEY_WORDS[key]} of server '{name}'")
+        if netns and keys.netns:
             settings["netns"] = netns
-        entries.append(DialEntry(name=name, dialer=LINK_DIALERS[link], settings=settings))
+        entries.append(DialEntry(name=name, dialer=link, settings=settings))
     return entries
 
 
@@ -267,7 +278,6 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
 
 
 __all__ = [
-    "LINK_DIALERS",
     "OPENCM",
     "DialState",
     "SessionConfig",
