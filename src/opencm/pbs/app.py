@@ -25,19 +25,10 @@ from typing import Any
 
 from opencm.errors import InputError, OpencmError, RefusedError
 from opencm.pbs import rsgi, store
-from opencm.pbs.catalog import Catalog, Headers, Payload
+from opencm.pbs.answers import NOT_A_PBS_PATH, Answer, choose
+from opencm.pbs.catalog import Catalog
 from opencm.pbs.openapi import openapi_document
-from opencm.pbs.query import PbsQuery, QueryError, is_endpoint, parse_query
-from opencm.pbs.stats import (
-    DELTA,
-    ERROR,
-    FULL,
-    NONE,
-    UNKNOWN,
-    Counters,
-    StatsFiles,
-    add_totals,
-)
+from opencm.pbs.stats import Counters, StatsFiles, add_totals
 from opencm.pbs.stats import prometheus_text as _prometheus_text
 
 log = logging.getLogger("opencm.pbs")
@@ -54,8 +45,9 @@ MAX_UPLOAD_ENV = "OPENCM_PBS_MAX_UPLOAD"
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 _TEXT = b"text/plain; charset=utf-8"
 _JSON = b"application/json"
-_KIND_INDEX = {"full": FULL, "delta": DELTA, "none": NONE}
 _ADMIN_PREFIX = "/admin/books/"
+_ROUTES = frozenset({"/metrics", "/openapi.json", "/healthz"})
+Headers = list[tuple[bytes, bytes]]
 
 
 def _text_headers(body: bytes, content_type: bytes = _TEXT) -> Headers:
@@ -72,18 +64,6 @@ async def _respond(
 async def _text(send: Send, status: int, text: str, *extra: tuple[bytes, bytes]) -> None:
     body = text.encode()
     await _respond(send, status, body, [*_text_headers(body), *extra])
-
-
-def _etag_matches(header: bytes, etag: bytes) -> bool:
-    if header.strip() == b"*":
-        return True
-    for candidate in header.split(b","):
-        tag = candidate.strip()
-        if tag.startswith(b"W/"):
-            tag = tag[2:]  # If-None-Match uses the weak comparison (RFC 9110 13.1.2)
-        if tag == etag:
-            return True
-    return False
 
 
 class PbsApp:
@@ -115,12 +95,21 @@ class PbsApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if is_endpoint(scope["path"]):
-                await self._pbserver(scope, send)
-            else:
+            if self.is_admin_route(scope["path"]):
                 await self._other(scope, receive, send)
+            else:
+                await self._pbserver(scope, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    @staticmethod
+    def is_admin_route(path: str) -> bool:
+        """The few routes that are not the PBS endpoint (metrics, health, upload…)."""
+        return path in _ROUTES or path.startswith(_ADMIN_PREFIX)
+
+    def account(self, answer: Answer, head_request: bool) -> None:
+        if answer.counted(head_request) and answer.kind is not None:
+            self.counters.hit(answer.book, answer.kind)
 
     # ---- granian's RSGI (same behaviour, see opencm.pbs.rsgi) ----------------------------
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
@@ -136,42 +125,21 @@ class PbsApp:
 
     # ---- the hot path ------------------------------------------------------------------
     async def _pbserver(self, scope: Scope, send: Send) -> None:
-        method = scope["method"]
-        head = method == "HEAD"
-        if method != "GET" and not head:
-            await _text(send, 405, "Method Not Allowed: use GET\n", (b"allow", b"GET, HEAD"))
-            return
-        query = parse_query(scope["query_string"])
-        if isinstance(query, QueryError):
-            await self._error(send, query.status, query.body, UNKNOWN, head)
-            return
-        table = self.catalog.tables.get(query.book)
-        if table is None:
-            body = f"Not Found: no phone book named {query.book} on this server\n".encode()
-            await self._error(send, 404, body, UNKNOWN, head)
-            return
-        payload = table.decide(query.pbver)
-        await self._deliver(scope, send, payload, query, head)
-
-    async def _deliver(
-        self, scope: Scope, send: Send, payload: Payload, query: PbsQuery, head: bool
-    ) -> None:
+        if_none_match = None
         for name, value in scope["headers"]:
-            if name == b"if-none-match" and _etag_matches(value, payload.etag):
-                await _respond(send, 304, b"", payload.not_modified_headers)
-                if not head:
-                    self.counters.hit(payload.book, NONE)
-                return
-        await send(
-            {"type": "http.response.start", "status": payload.status, "headers": payload.headers}
+            if name == b"if-none-match":
+                if_none_match = value
+                break
+        method = scope["method"]
+        answer = choose(
+            self.catalog.tables, method, scope["path"], scope["query_string"], if_none_match
         )
-        await send({"type": "http.response.body", "body": b"" if head else payload.body})
-        if not head:
-            self.counters.hit(payload.book, _KIND_INDEX[payload.kind])
-
-    async def _error(self, send: Send, status: int, body: bytes, book: str, head: bool) -> None:
-        await _respond(send, status, body, _text_headers(body), head=head)
-        self.counters.hit(book, ERROR)
+        head = method == "HEAD"
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        await send({"type": "http.response.body", "body": b"" if head else bytes(answer.body)})
+        self.account(answer, head)
 
     # ---- everything else -----------------------------------------------------------------
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -187,7 +155,8 @@ class PbsApp:
         }
         route = routes.get(path)
         if route is None:
-            await _text(send, 404, f"Not Found: {path[:100]!r} is not a PBS path\n")
+            answer = NOT_A_PBS_PATH
+            await _respond(send, answer.status, bytes(answer.body), list(answer.headers))
         elif method not in ("GET", "HEAD"):
             await _text(send, 405, "Method Not Allowed: use GET\n", (b"allow", b"GET, HEAD"))
         else:
