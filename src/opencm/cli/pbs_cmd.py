@@ -130,6 +130,56 @@ def stats(data: Path, as_json: bool) -> None:
         )
 
 
+@pbs.command("export")
+@DATA_OPTION
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the static tree and the nginx configuration go.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="nginx's listen address for the server block (HOST:PORT).",
+)
+@click.option(
+    "--keep", default=5, show_default=True, type=click.IntRange(2, 1000), help="Generations kept."
+)
+@click.option(
+    "--reload",
+    "reload_pid",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="After the export, tell the nginx whose pid file this is to reload (SIGHUP).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def export_cmd(
+    data: Path, out: Path, listen: str, keep: int, reload_pid: Path | None, as_json: bool
+) -> None:
+    """Write the store as a static tree and the nginx routing that answers like `pbs serve`."""
+    from opencm.pbs.export import check_listen, export, reload_nginx
+
+    check_listen(listen)
+    result = export(_existing(data), out, listen=listen, keep=keep)
+    if reload_pid is not None:
+        reload_nginx(reload_pid)
+    if as_json:
+        emit_json(
+            {
+                "generation": str(result.generation),
+                "books": result.books,
+                "snippet": str(result.snippet),
+                "nginx_conf": str(result.standalone),
+                "reloaded": reload_pid is not None,
+            }
+        )
+        return
+    click.echo(f"exported {len(result.books)} book(s) to {result.generation}")
+    click.echo(f"include {result.snippet} in nginx's http block, or run:")
+    click.echo(f"  nginx -p {result.standalone.parent} -c nginx.conf")
+
+
 @pbs.group()
 def token() -> None:
     """Upload tokens for `opencm phonebook post` (stored hashed in DATA/tokens.json)."""
