@@ -6,9 +6,10 @@
 The few other routes (``/metrics``, ``/openapi.json``, ``/healthz`` and the upload
 ``PUT /admin/books/{BOOK}/releases/{VERSION}``) are rare and handled by small functions below.
 
-A background task polls the data folder (every ``poll_interval`` seconds): new releases become
-visible without a restart, and the hit counters are flushed for ``opencm pbs stats``. Polling
-rather than inotify because it also works on the NFS/SMB shares replicas may serve from.
+A background task follows the data folder (inotify, :mod:`opencm.pbs.watch`; polling every
+``poll_interval`` seconds where inotify is missing or ``poll_only`` is set, e.g. a store on an
+NFS/SMB share another machine writes): new releases become visible without a restart, and the
+hit counters are flushed for ``opencm pbs stats``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from opencm.pbs.catalog import Catalog
 from opencm.pbs.openapi import openapi_document
 from opencm.pbs.stats import Counters, StatsFiles, add_totals
 from opencm.pbs.stats import prometheus_text as _prometheus_text
+from opencm.pbs.watch import StoreWatch
 
 log = logging.getLogger("opencm.pbs")
 
@@ -40,6 +42,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 DATA_ENV = "OPENCM_PBS_DATA"
 POLL_ENV = "OPENCM_PBS_POLL"
+POLL_ONLY_ENV = "OPENCM_PBS_POLL_ONLY"
+#: With inotify, the whole store is still looked at every this many ticks of the poll interval.
+_SAFETY_TICKS = 60
 MAX_UPLOAD_ENV = "OPENCM_PBS_MAX_UPLOAD"
 #: Default bound on a release upload (a 65,000-POP phone book compresses to a few MB).
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -74,6 +79,7 @@ class PbsApp:
         data_dir: Path,
         *,
         poll_interval: float = 1.0,
+        poll_only: bool = False,
         max_upload: int = MAX_UPLOAD_BYTES,
     ) -> None:
         self.data_dir = data_dir
@@ -82,7 +88,10 @@ class PbsApp:
         self.catalog = Catalog(data_dir)
         self.counters = Counters()
         self.stats_files = StatsFiles(data_dir)
+        self.poll_only = poll_only
         self._watcher: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Task[None] | None = None
+        self._refresh_again = False
         self._openapi = json.dumps(openapi_document()).encode()
         for change in self.catalog.refresh():
             log.info("pbs: serving %s", change)
@@ -116,7 +125,7 @@ class PbsApp:
         await rsgi.handle(self, scope, proto)
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._watcher = loop.create_task(self._watch())
+        self._watcher = loop.create_task(self._watch())  # the loop is not running yet
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._watcher is not None:
@@ -247,28 +256,81 @@ class PbsApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._watcher = asyncio.create_task(self._watch())
+                self.start_watching()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._watcher is not None:
-                    self._watcher.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._watcher
-                self._flush()
+                await self.stop_watching()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def start_watching(self) -> None:
+        """Follow the store (inotify, or polling) and flush the counters, on the running loop."""
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        self._flush()
+
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
+        loop = asyncio.get_running_loop()
+        notify: StoreWatch | None = None
+        if not self.poll_only:
             try:
-                changes = await asyncio.to_thread(self.catalog.refresh)
-                for change in changes:
-                    log.info("pbs: serving %s", change)
+                notify = StoreWatch(self.data_dir)
+                loop.add_reader(notify.fileno(), self._store_event, notify)
+            except OSError as error:
+                log.warning(
+                    "pbs: no inotify (%s); checking the store every %ss", error, self.poll_interval
+                )
+                notify = None
+        try:
+            ticks = 0
+            while True:
+                await asyncio.sleep(self.poll_interval)
+                ticks += 1
+                # With inotify, a full look now and then still catches a change made in the
+                # instant between a book folder appearing and its watch being added.
+                if notify is None or ticks % _SAFETY_TICKS == 0:
+                    self._refresh_soon()
                 if self.counters.changed:
                     self._flush()
-            except Exception:  # the watcher must outlive a bad moment on the disk
-                log.exception("pbs: refreshing the catalog failed; retrying")
+        finally:
+            if notify is not None:
+                loop.remove_reader(notify.fileno())
+                notify.close()
+
+    def _store_event(self, notify: StoreWatch) -> None:
+        try:
+            changed = notify.changed()
+        except OSError as error:
+            log.warning("pbs: reading store events failed: %s", error)
+            changed = True
+        if changed:
+            self._refresh_soon()
+
+    def _refresh_soon(self) -> None:
+        """Reload changed books off the event loop; one refresh at a time, repeated if asked."""
+        if self._refreshing is not None:
+            self._refresh_again = True
+            return
+        self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            while True:
+                self._refresh_again = False
+                try:
+                    for change in await asyncio.to_thread(self.catalog.refresh):
+                        log.info("pbs: serving %s", change)
+                except Exception:  # the watcher must outlive a bad moment on the disk
+                    log.exception("pbs: refreshing the catalog failed; retrying")
+                if not self._refresh_again:
+                    return
+        finally:
+            self._refreshing = None
 
     def _flush(self) -> None:
         try:
@@ -320,5 +382,6 @@ def app_from_env() -> PbsApp:
     return PbsApp(
         Path(data),
         poll_interval=float(os.environ.get(POLL_ENV, "1.0")),
+        poll_only=os.environ.get(POLL_ONLY_ENV) == "1",
         max_upload=int(os.environ.get(MAX_UPLOAD_ENV, str(MAX_UPLOAD_BYTES))),
     )
