@@ -62,11 +62,14 @@ def request(
 
 def matrix(etags: dict[str, str]) -> list[tuple[str, str, dict[str, str]]]:
     """(method, target, headers) for every case the protocol defines; ``etags`` by answer."""
-    cases: list[tuple[str, str, dict[str, str]]] = []
-    for version in (0, 1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 100, 999999999):
-        cases.append(("GET", f"{ENDPOINT}?{SEED.format(v=version, b='WORLD')}", {}))
-    for version in (0, 1, 2, 3, 4, 10):
-        cases.append(("GET", f"{ENDPOINT}?{SEED.format(v=version, b='other')}", {}))
+    cases: list[tuple[str, str, dict[str, str]]] = [
+        ("GET", f"{ENDPOINT}?{SEED.format(v=version, b=book)}", {})
+        for book, versions in (
+            ("WORLD", (0, 1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 100, 999999999)),
+            ("other", (0, 1, 2, 3, 4, 10)),
+        )
+        for version in versions
+    ]
     spellings = [
         "/pbserver/pbserver.dll?OSArch=0&OSType=2&LCID=1033&PBVer=7&PB=world",
         "/PBServer/PBServer.dll?pbver=7&pb=World",

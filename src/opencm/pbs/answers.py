@@ -118,6 +118,13 @@ def _pbs_headers(etag: bytes, kind: str, book: str, version: int, base: int | No
     return (*headers, (b"x-opencm-pbs-base", b"%d" % base)) if base is not None else headers
 
 
+def upload_too_large(limit: int) -> Answer:
+    """``413`` for an upload over ``--max-upload`` (the server refuses it before reading it)."""
+    body = b'{"error": "the upload is over %d bytes"}\n' % limit
+    headers = ((b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)))
+    return Answer(413, headers, body, UNKNOWN, None)
+
+
 NOT_A_PBS_PATH = text_answer(404, b"Not Found: not a PBS path\n", kind=None)
 METHOD_NOT_ALLOWED = text_answer(
     405, b"Method Not Allowed: use GET\n", (b"allow", b"GET, HEAD"), kind=None

@@ -26,7 +26,7 @@ from typing import Any
 
 from opencm.errors import InputError, OpencmError, RefusedError
 from opencm.pbs import rsgi, store
-from opencm.pbs.answers import NOT_A_PBS_PATH, Answer, choose
+from opencm.pbs.answers import NOT_A_PBS_PATH, Answer, choose, upload_too_large
 from opencm.pbs.catalog import Catalog
 from opencm.pbs.openapi import openapi_document
 from opencm.pbs.stats import Counters, StatsFiles, add_totals
@@ -219,7 +219,8 @@ class PbsApp:
             return
         body = await _read_body(receive, self.max_upload)
         if body is None:
-            await _json(send, 400, {"error": f"the upload is over {self.max_upload} bytes"})
+            answer = upload_too_large(self.max_upload)
+            await _respond(send, answer.status, bytes(answer.body), list(answer.headers))
             return
         book, version_text = parts[0], parts[2]
         try:

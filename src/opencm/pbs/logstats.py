@@ -56,9 +56,9 @@ def count_lines(lines: Iterable[str], data: Path) -> tuple[Totals, int]:
                 skipped += 1
             continue
         parts = match["request"].split(" ")
-        if len(parts) != 3:
+        if len(parts) not in (2, 3):
             continue  # a request nginx could not read: no server would have counted it
-        method, target, _ = parts
+        method, target = parts[:2]  # nginx logs a too-long request line cut short
         path, _, query = target.partition("?")
         if not is_endpoint(unquote(path)) or method not in ("GET", "HEAD"):
             continue

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
-from opencm.pbs.answers import Answer, choose, text_answer
+from opencm.pbs.answers import Answer, choose, text_answer, upload_too_large
 
 if TYPE_CHECKING:
     from opencm.pbs.app import Message, PbsApp
@@ -49,7 +49,6 @@ _BAD = text_answer(400, b"Bad Request: malformed HTTP request\n", kind=None)
 _HEADERS_TOO_LARGE = text_answer(431, b"Request Header Fields Too Large\n", kind=None)
 _NO_CHUNKS = text_answer(501, b"Not Implemented: Transfer-Encoding\n", kind=None)
 _BAD_VERSION = text_answer(505, b"HTTP Version Not Supported: use HTTP/1.1\n", kind=None)
-_TOO_BIG = text_answer(413, b"Content Too Large\n", kind=None)
 
 
 @dataclass(frozen=True)
@@ -260,7 +259,7 @@ class HttpConnection(asyncio.Protocol):
             self._send(_BAD, head_request=False, close=True)
             return b""
         if length > self.server.limits.max_upload:
-            self._send(_TOO_BIG, head_request=False, close=True)
+            self._send(upload_too_large(self.server.limits.max_upload), False, close=True)
             return b""
         headers = [
             (name.strip().lower(), value.strip())
