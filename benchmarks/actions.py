@@ -25,13 +25,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from opencm.actions.api import ActionPoint, ConnectionType, RunContext
+from opencm.actions.api import ActionPoint, RunContext
 from opencm.actions.engine import ActionEngine
 from opencm.actions.libhost import LibraryHost
 from opencm.actions.parse import parse_section
 from opencm.actions.plan import plan_section
 from opencm.actions.pyactions import PythonActions
 from opencm.profile.ini import IniFile
+from opencm.profile.model import ConnectionType
 
 ACTIONS = 2000
 NOOP_C = "int Noop(void *p, void *i, const char *line, unsigned int r) { return line[0] == 'x'; }\n"

@@ -50,10 +50,11 @@ import anyio
 
 import opencm
 from opencm.links.api import Credentials, DialEntry, LinkDown
-from opencm.links.lab import Lab, OpenVPNServer, end_process, missing_tools, start_openvpn_server
 from opencm.links.openvpn import OpenVPNDialer
 from opencm.session.factory import open_session
 from opencm.session.journal import Journal
+from opencm.session.options import ConnectOptions, SessionDeps
+from opencm_lab.lab import Lab, OpenVPNServer, end_process, missing_tools, start_openvpn_server
 
 TARGET_RATIO = 1.1
 TARGET_ADDED_MS = 150.0
@@ -114,7 +115,9 @@ async def dialer_once(server: OpenVPNServer, netns: str) -> float:
 
 async def session_once(profile: Path, server: OpenVPNServer, netns: str, state: Path) -> float:
     started = time.monotonic()
-    session, engine = open_session(profile, interactive=False, journal=Journal(state))
+    session, engine = open_session(
+        profile, ConnectOptions(interactive=False), SessionDeps(journal=Journal(state))
+    )
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(session.run)

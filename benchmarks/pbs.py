@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from opencm.pbs.store import publish_release
+from opencm.phonebook.store import publish_release
 from opencm.signing import generate_keypair, load_secret_key, sign
 
 HERE = Path(__file__).resolve().parent

@@ -11,6 +11,8 @@ APT_PACKAGES=(
     cabextract gcab minisign openssl
     openvpn wireguard-go wireguard-tools iproute2 iputils-ping socat ppp
     wrk nginx-light
+    strongswan-charon strongswan-swanctl libcharon-extra-plugins libcharon-extauth-plugins
+    libstrongswan-standard-plugins libstrongswan-extra-plugins sstp-client
     dbus libdbus-1-dev libglib2.0-dev pkg-config
     systemd xdg-utils desktop-file-utils
 )
@@ -45,12 +47,15 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.opencm-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# The test lab (testlab/: namespaces, servers, modem emulator, demo) is a package of its own so
+# that `pip install opencm` never ships it; the development venv gets both, editable.
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ testlab/pyproject.toml -nt "$stamp" ] \
+    || ! .venv/bin/python -c 'import opencm_lab' 2>/dev/null; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    .venv/bin/python -m pip install -q -e '.[dev]' -e ./testlab
     touch "$stamp"
 fi
 
 # Byte-compile opencm once: with PYTHONDONTWRITEBYTECODE set (as on these machines) every
 # `opencm` run would otherwise compile its modules from source again (~50 ms a start).
-.venv/bin/python -m compileall -q src >/dev/null
+.venv/bin/python -m compileall -q src testlab >/dev/null

@@ -4,4 +4,4 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 bash scripts/bootstrap.sh
-exec "$here/.venv/bin/python" -m opencm.demo "$@"
+exec "$here/.venv/bin/python" -m opencm_lab.demo "$@"

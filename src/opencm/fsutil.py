@@ -11,6 +11,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from opencm.errors import DiskFullError, is_disk_full
+
 
 def fsync_dir(directory: Path) -> None:
     """Flush a directory entry so a rename inside it survives a power cut."""
@@ -45,8 +47,10 @@ def atomic_write(path: str | Path, data: bytes, *, mode: int | None = None) -> N
             os.fsync(handle.fileno())
         os.chmod(tmp_name, mode)
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if is_disk_full(error):
+            raise DiskFullError(target, len(data)) from error
         raise
     fsync_dir(directory)

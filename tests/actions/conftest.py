@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from opencm.actions.api import ConnectionType, RunContext
+from opencm.actions.api import RunContext
 from opencm.actions.libhost import LibraryHost
-from opencm.profile.model import ServiceProfile, load_profile
+from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
 
 #: A custom-action library with the seed's signature: it records what it received, then returns
 #: 0, returns -5, crashes or hangs, depending on the entry point called.

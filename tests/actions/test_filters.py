@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from opencm.actions.api import ActionPoint, ConnectionType
+from opencm.actions.api import ActionPoint
 from opencm.actions.engine import ActionEngine
 from opencm.actions.plan import PlannedAction
+from opencm.profile.model import ConnectionType
 from tests.actions.conftest import context_for, make_profile
 
 DIALUP, DIRECT, DOUBLE = ConnectionType.DIALUP, ConnectionType.DIRECT, ConnectionType.DOUBLE

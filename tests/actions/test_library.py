@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from opencm.actions import libhost
-from opencm.actions.api import ActionKind, ActionPoint, ConnectionType
+from opencm.actions.api import ActionKind, ActionPoint
 from opencm.actions.engine import ActionEngine
 from opencm.actions.libhost import LibraryHost, Outcome
+from opencm.profile.model import ConnectionType
 from tests.actions.conftest import compile_library, context_for, make_profile
 
 
@@ -173,16 +174,16 @@ def test_windows_dll_runs_as_the_so_beside_it(tmp_path: Path, host: LibraryHost)
 def test_windows_dll_without_replacement_fails_and_says_why(tmp_path: Path) -> None:
     profile = make_profile(
         tmp_path,
-        {"Connect Actions": [r"0=CONTOSO\cmroute.dll,SetRoutes /x", "0&Description=routes"]},
+        {"Connect Actions": [r"0=CONTOSO\cmproxy.dll,SetProxy /x", "0&Description=proxy"]},
     )
     with ActionEngine(profile.cms) as engine:
         result = engine.run_point(ActionPoint.POST_CONNECT, context_for(profile))
     failed = result.failed
     assert failed is not None and not failed.ran
     assert failed.message == (
-        "Custom Action routes failed: cmroute.dll is a Windows library, not available on Linux:"
-        f" no cmroute.so beside it ({tmp_path / 'CONTOSO'}) and no Python action"
-        " 'cmroute.SetRoutes' registered (entry-point group opencm.actions)"
+        "Custom Action proxy failed: cmproxy.dll is a Windows library, not available on Linux:"
+        f" no cmproxy.so beside it ({tmp_path / 'CONTOSO'}) and no Python action"
+        " 'cmproxy.SetProxy' registered (entry-point group opencm.actions)"
     )
 
 
@@ -242,6 +243,9 @@ def test_status_text_while_a_library_runs(tmp_path: Path, host: LibraryHost) -> 
         profile.cms, library_host=host, on_running=lambda _action, text: shown.append(text)
     ) as engine:
         result = engine.run_point(ActionPoint.POST_CONNECT, context_for(profile))
-    assert shown == ["Running Custom Action to update your routing table"]
+    # The executable shows its line too: the session waits for it at this point.
+    assert shown[0] == "Running Custom Action to update your routing table"
+    assert shown[1].startswith("Running Custom Action ") and "true" in shown[1]
+    assert len(shown) == 2
     process = result.results[1].process
     assert process is not None and process.wait(timeout=30) == 0

@@ -258,3 +258,38 @@ def test_any_macro_value_arrives_verbatim_as_one_argument(tmp_path: Path, value:
     assert wait_for(action) == 0
     expected = value if value else "NULL"
     assert json.loads(out.read_text())["argv"] == ["-u", expected, "-d", "CORP"]
+
+
+def test_a_program_flag_0x20_includes_must_be_inside_the_profile_folder(tmp_path: Path) -> None:
+    """``..\\bin\\sh``, ``/bin/sh``, a link out of the folder: not run, and the plan says why."""
+    from click.testing import CliRunner
+
+    from opencm.cli.main import cli
+
+    make_profile(
+        tmp_path,
+        {
+            "Disconnect Actions": [  # not fatal: each is planned
+                r"0=..\..\..\..\..\..\..\..\bin\sh -c x",
+                "0&Flags=0x20",
+                "1=/bin/sh -c x",
+                "1&Flags=32",
+                r"2=CONTOSO\out.sh",
+                "2&Flags=32",
+                r"3=CONTOSO\inside.sh",
+                "3&Flags=32",
+                "4=/bin/true",
+            ]
+        },
+    )
+    (tmp_path / "CONTOSO" / "out.sh").symlink_to("/bin/sh")
+    inside = tmp_path / "CONTOSO" / "inside.sh"
+    inside.write_text("#!/bin/sh\n")
+    inside.chmod(0o755)
+    result = CliRunner().invoke(cli, ["actions", "plan", str(tmp_path / "CONTOSO.cmp"), "--json"])
+    (point,) = [p for p in json.loads(result.output)["points"] if p["point"] == "disconnect"]
+    runs = {action["index"]: action["runs"] for action in point["actions"]}
+    assert runs == {0: False, 1: False, 2: False, 3: True, 4: True}
+    for action in point["actions"][:3]:
+        assert "outside the profile folder" in action["skip_reason"]
+        assert "flag 0x20" in action["skip_reason"]

@@ -43,7 +43,7 @@ record = ocm_test_actions:record
 refuse = ocm_test_actions:refuse
 explode = ocm_test_actions:explode
 vague = ocm_test_actions:vague
-cmroute.SetRoutes = ocm_test_actions:record
+cmproxy.SetProxy = ocm_test_actions:record
 """
 
 
@@ -84,15 +84,15 @@ def test_python_action_gets_the_dll_contract(installed: Path, tmp_path: Path) ->
 def test_python_replacement_of_a_windows_dll(installed: Path, tmp_path: Path) -> None:
     profile = make_profile(
         tmp_path,
-        {"Connect Actions": [r"0=CONTOSO\cmroute.dll,SetRoutes /ServiceName %SERVICENAME%"]},
+        {"Connect Actions": [r"0=CONTOSO\cmproxy.dll,SetProxy /ServiceName %SERVICENAME%"]},
     )
     with ActionEngine(profile.cms) as engine:
         (planned,) = engine.plan(ActionPoint.POST_CONNECT, context_for(profile))
         assert engine.run_point(ActionPoint.POST_CONNECT, context_for(profile)).ok
     assert (planned.kind, planned.program, planned.entry) == (
         ActionKind.PYTHON,
-        "python:cmroute.SetRoutes",
-        "SetRoutes",
+        "python:cmproxy.SetProxy",
+        "SetProxy",
     )
     assert calls(installed) == [[None, None, '/ServiceName "Contoso VPN"', 0]]
 

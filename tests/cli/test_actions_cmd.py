@@ -73,12 +73,13 @@ def test_plan_json_schema(tmp_path: Path) -> None:
     assert dump["program"] == str(tmp_path / "CONTOSO" / "dump")
     assert (dump["args"], dump["command_line"], dump["runs"]) == (["a b"], '"a b"', True)
     (route,) = points["post-connect"]
-    assert route["kind"] == "library" and route["entry"] == "SetRoutes"
+    # opencm's own cmroute replaces the DLL (a built-in Python action), as the profile is.
+    assert route["kind"] == "python" and route["entry"] == "SetRoutes"
+    assert route["program"] == "python:cmroute.SetRoutes"
     assert route["args"] == ["/Profile", str(cmp), "/ServiceName", "Contoso VPN"]
     assert route["command_line"] == f'/Profile {cmp} /ServiceName "Contoso VPN"'
     assert route["description"] == "to update your routing table"
-    assert route["flags"] == 48 and route["runs"] is False
-    assert route["skip_reason"].startswith("will fail: cmroute.dll is a Windows library")
+    assert route["flags"] == 48 and route["runs"] is True and route["skip_reason"] is None
     assert [(a["index"], a["runs"], a["skip_reason"]) for a in points["disconnect"]] == [
         (
             0,
@@ -144,7 +145,7 @@ def test_plan_human_output_and_warnings(tmp_path: Path) -> None:
     assert "why not: follows a gap at 1" in result.stdout
     assert "flags 0x30: all connections, non-interactive, included in the profile" in result.stdout
     cms = tmp_path / "CONTOSO" / "CONTOSO.cms"
-    assert f"warning: {cms}:17: action 2 follows a gap at 1" in result.stderr
+    assert f"{cms}:17: warning: action 2 follows a gap at 1" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -210,9 +211,9 @@ def test_profile_check_reports_action_numbering(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == [
         f"{cms}:9: warning: [Connect Actions] 0&Flags: '1.1' is not an integer; truncated to 1",
         f"{cms}:10: warning: [Connect Actions] action 2 follows a gap at 1: the numbers must run"
-        " 0, 1, 2, … without a hole, so it never runs",
+        " 0, 1, 2, … without a hole, so it never runs [numbering]",
         f"{cms}:11: warning: [Connect Actions] 7&Description belongs to no action: there is no"
-        " key 7",
+        " key 7 [numbering]",
     ]
 
 

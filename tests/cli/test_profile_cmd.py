@@ -77,3 +77,39 @@ def test_get_and_set_round_trip_only_the_touched_line(tmp_path: Path) -> None:
     missing = run("profile", "get", str(cms), "Connection Manager", "Nope")
     assert missing.returncode == 1
     assert "is not set" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "what"),
+    [
+        ("a]b", "Key", "section name 'a]b'"),
+        ("Connection Manager", "a=b", "key name 'a=b'"),
+        ("Connection Manager", ";k", "key name ';k'"),
+        ("Connection Manager", "[k]", "key name '[k]'"),
+        ("Connection Manager", "  Lead", "key name '  Lead'"),
+        (" Sect", "Key", "section name ' Sect'"),
+    ],
+)
+def test_set_refuses_names_that_would_not_read_back(
+    tmp_path: Path, section: str, key: str, what: str
+) -> None:
+    cmp = install_contoso(tmp_path)
+    cms = tmp_path / "contoso" / "Contoso.cms"
+    before = cms.read_bytes()
+    result = run("profile", "set", str(cms), section, key, "value")
+    assert result.returncode == 2, result.stderr
+    assert what in result.stderr and "Traceback" not in result.stderr
+    assert cms.read_bytes() == before
+    assert cmp.exists()
+
+
+def test_show_of_a_profile_with_100000_sections_is_linear(tmp_path: Path) -> None:
+    # Listing every section once looked each name up with a scan of all sections: 100,000
+    # sections took minutes. Linear, it takes about a second; the suite's timeout is the bound.
+    cms = tmp_path / "many.cms"
+    cms.write_bytes("".join(f"[S{i}]\r\nK=v{i}\r\n" for i in range(100_000)).encode())
+    result = run("profile", "show", "--json", str(cms))
+    assert result.returncode == 0, result.stderr
+    sections = json.loads(result.stdout)["sections"]
+    assert len(sections) == 100_000
+    assert sections[-1]["entries"] == [{"key": "K", "value": "v99999", "line": 200_000}]

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from opencm.actions.api import ActionPoint, ConnectionType
+from opencm.actions.api import ActionPoint
 from opencm.errors import InputError
 from opencm.kit.build import build_kit
 from opencm.kit.spec import load_spec
 from opencm.profile.ini import IniFile
-from opencm.profile.model import load_profile
+from opencm.profile.model import ConnectionType, load_profile
 from tests.kit.conftest import run_cli, tree
 
 EXPECTED_FILES = {
@@ -100,7 +100,29 @@ def test_cmp_and_cms_have_cmaks_shape(kit_dir: Path) -> None:
         "Address&Backup": "backup.contoso.example",
         "Link&Backup": "networkmanager",
         "Connection&Backup": "Contoso backup",
+        # A double-dial kit without a [dialup] table leaves the modem to each user.
+        "ModemDevice": "ask",
+        "ModemBaud": "115200",
+        "ModemInit": "ATZ",
+        "ModemCarrier": "auto",
     }
+    assert get("Connection Manager", "UseSameUserName") == "0"
+
+
+def test_default_flags_and_descriptions_follow_the_custom_actions_keys(kit_dir: Path) -> None:
+    """Custom actions keys: the default ``&Flags`` (0) does not appear, and the description
+    defaults to the program's name."""
+    spec = kit_dir / "kit.toml"
+    spec.write_text(
+        spec.read_text()
+        + '\n[[action]]\npoint = "disconnect"\nprogram = "/usr/bin/logger"\n'
+        + 'parameters = "-t opencm bye"\n'
+    )
+    cms = IniFile.load(build_kit(kit_dir).cms_path)
+    assert [(e.key, e.value) for e in cms.entries("Disconnect Actions")] == [
+        ("0", "/usr/bin/logger -t opencm bye"),
+        ("0&Description", "logger"),
+    ]
 
 
 def test_every_built_file_is_crlf_and_round_trips(kit_dir: Path) -> None:

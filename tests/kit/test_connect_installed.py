@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from opencm.links.lab import Lab, LabError, start_openvpn_server
+from opencm_lab.lab import Lab, LabError, start_openvpn_server
 from tests.kit.conftest import Roots, make_keys, tree
 
 pytestmark = [

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from opencm.errors import RefusedError
+from opencm.errors import DiskFullError, RefusedError
 from opencm.kit.build import build_kit
 from opencm.kit.install import install_package, read_version_file, uninstall
 from opencm.kit.package import build_package
@@ -274,7 +275,7 @@ def test_a_failure_while_writing_leaves_the_installed_version_intact(
         real_chmod(path, mode)
 
     monkeypatch.setattr(os, "chmod", failing_chmod)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DiskFullError, match="no space left on the device"):
         install_package(newer, roots.user, trusted_keys=[keys.public])
     assert {p: (roots.base / p).read_bytes() for p in tree(roots.base)} == before
 
@@ -316,6 +317,15 @@ def test_an_installed_profile_is_found_by_its_short_name(
     user_cmp = roots.user.profiles_dir / "CONTOSO.cmp"
     assert find_installed_cmp("CONTOSO", [roots.user, roots.all_users]) == user_cmp
     assert find_installed_cmp("CONTOSO", [roots.all_users]) == system_cmp
+    # What `opencm connect NAME` and a front end call: a path wins, then the scopes in order.
+    from opencm.errors import InputError
+    from opencm.session.locate import resolve_profile
+
+    assert resolve_profile("CONTOSO", [roots.user, roots.all_users]) == user_cmp
+    assert resolve_profile("contoso", [roots.all_users]) == system_cmp
+    assert resolve_profile(str(system_cmp), [roots.user]) == system_cmp.resolve()
+    with pytest.raises(InputError, match="no such profile"):
+        resolve_profile("NOPE", [roots.user, roots.all_users])
 
 
 @pytest.mark.skipif(
@@ -351,3 +361,48 @@ def test_a_package_without_a_version_file_keeps_an_updated_book(
     assert dict(result.kept)["CONTOSO/CONTOSO.pbk"] == (
         "phone book version 4 is newer than the package's 0"
     )
+
+
+def test_private_keys_stay_0600_through_build_package_and_install(
+    kit_dir: Path, roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # client.key is private at its source; tc.key is world-readable there but holds an OpenVPN
+    # static key; ca.crt is public. An all-users install must not let local users read keys.
+    files = kit_dir / "files"
+    (files / "client.key").write_text(
+        "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+    )
+    (files / "client.key").chmod(0o600)
+    (files / "tc.key").write_text("-----BEGIN OpenVPN Static key V1-----\nab\n")
+    (files / "tc.key").chmod(0o644)
+    toml = kit_dir / "kit.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            'additional = ["files/ca.crt"]',
+            'additional = ["files/ca.crt", "files/client.key", "files/tc.key"]',
+        )
+    )
+    prefix = tmp_path / "admin"
+    assert run_cli(capsys, "kit", "keygen", str(prefix))[0] == 0
+    package = tmp_path / "dist" / "Contoso.cmpkg.pyz"
+    package.parent.mkdir()
+    code, _, err = run_cli(
+        capsys, "kit", "build", str(kit_dir), "--key", str(prefix) + ".key", "--out", str(package)
+    )
+    assert code == 0, err
+    built = kit_dir / "build" / "CONTOSO" / "CONTOSO"
+    modes = {n: (built / n).stat().st_mode & 0o777 for n in ("client.key", "tc.key", "ca.crt")}
+    assert modes == {"client.key": 0o600, "tc.key": 0o600, "ca.crt": 0o644}
+    assert package.stat().st_mode & 0o777 == 0o700  # it carries keys
+    with zipfile.ZipFile(package) as archive:
+        assert (archive.getinfo("profile/CONTOSO/client.key").external_attr >> 16) & 0o777 == 0o600
+        manifest = json.loads(archive.read("opencm-package.json"))
+    private = {f["path"] for f in manifest["files"] if f.get("private")}
+    assert private == {"CONTOSO/client.key", "CONTOSO/tc.key"}
+    trust = str(prefix) + ".pub"
+    code, _, err = run_cli(capsys, "install", str(package), "--user", "--trust", trust)
+    assert code == 0, err
+    installed = roots.user.profiles_dir / "CONTOSO"
+    assert (installed / "client.key").stat().st_mode & 0o777 == 0o600
+    assert (installed / "tc.key").stat().st_mode & 0o777 == 0o600
+    assert (installed / "ca.crt").stat().st_mode & 0o777 == 0o644

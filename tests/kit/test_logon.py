@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from opencm.actions.logon import check_logon, logon_allowed
 from opencm.kit.build import build_kit
-from opencm.kit.logon import check_logon, logon_allowed
 from opencm.profile.model import load_profile
 from tests.kit.conftest import run_cli
 

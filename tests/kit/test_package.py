@@ -16,7 +16,15 @@ import pytest
 from opencm.errors import RefusedError
 from opencm.kit.build import build_kit
 from opencm.kit.install import install_package
-from opencm.kit.package import MANIFEST, SIGNATURE, build_package, read_package
+from opencm.kit.package import (
+    MANIFEST,
+    SHEBANG,
+    SIGNATURE,
+    STUB,
+    build_package,
+    launcher_digest,
+    read_package,
+)
 from opencm.signing import sign
 from tests.kit.conftest import Keys, Roots, make_keys, run_cli, tree
 
@@ -214,6 +222,7 @@ def _signed_with(
             for name, data in files.items()
         ],
         "wheel": None,
+        "launcher_sha256": launcher_digest(SHEBANG, files.get(STUB, b"")),
     }
     manifest_bytes = json.dumps(manifest).encode()
     signature = sign(
@@ -373,3 +382,23 @@ def test_a_zip_bomb_is_refused_before_it_is_unpacked(
     assert bomb.stat().st_size < 2**17
     message = _assert_refused_and_nothing_installed(bomb, keys, roots)
     assert "too large" in message
+
+
+def test_a_replaced_launcher_is_refused_by_verify_and_install(
+    kit_dir: Path, keys: Keys, roots: Roots, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # __main__.py and the line in front of the zip are what runs when a user executes the
+    # package: both are covered by the signature, so a swap is caught by every verification.
+    package = make_package(kit_dir, keys)
+    contents = members(package)
+    evil_stub = rezip(package, {**contents, STUB: b"import os; os.system('id > /tmp/owned')\n"})
+    message = _assert_refused_and_nothing_installed(evil_stub, keys, roots)
+    assert "launcher" in message
+    evil_line = package.with_name("line.cmpkg.pyz")
+    evil_line.write_bytes(b"#!/bin/sh -c 'id'\n" + package.read_bytes()[len(SHEBANG) :])
+    message = _assert_refused_and_nothing_installed(evil_line, keys, roots)
+    assert "launcher" in message
+    pub = str(keys.public_path)
+    code, _, err = run_cli(capsys, "kit", "verify", str(evil_stub), "--trust", pub)
+    assert code == 3 and "launcher" in err
+    assert run_cli(capsys, "kit", "verify", str(package), "--trust", pub)[0] == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from opencm.links.api import LinkDown
-from opencm.links.lab import Lab, NetnsPair, Pki, generate_pki, missing_tools
+from opencm_lab.lab import Lab, NetnsPair, Pki, generate_pki, missing_tools
 
 
 def need_root_and(*tools: str) -> None:

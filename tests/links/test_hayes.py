@@ -10,6 +10,7 @@ from opencm.links import codes, hayes
 from opencm.links.api import DialError
 from opencm.links.hayes import Dialogue, Event, Result, State, parse_result
 from opencm.links.modem import DialPlan, dial_numbers
+from opencm.testing import FakeClock
 
 
 @pytest.mark.parametrize(
@@ -103,19 +104,6 @@ def test_attempt_order() -> None:
     assert list(hayes.attempts(["1", "2"], 1)) == [(0, "1"), (0, "2"), (1, "1"), (1, "2")]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 class FakeModem:
     """Answers like a modem: each number's script is consumed call by call; SILENT never answers.
 
@@ -152,12 +140,12 @@ class FakeModem:
 
 
 def run_plan(modem: FakeModem, clock: FakeClock, plan: DialPlan) -> hayes.Outcome:
-    outcome, _ = asyncio.run(dial_numbers(modem, plan, clock=clock, sleep=clock.sleep))
+    outcome, _ = asyncio.run(dial_numbers(modem, plan, clock=clock))
     return outcome
 
 
 def test_busy_then_connect_with_redial_delay() -> None:
-    clock = FakeClock()
+    clock = FakeClock(auto=True)
     modem = FakeModem(clock, {"5551000": ["BUSY", "BUSY", "CONNECT 28800"]})
     plan = DialPlan(("5551000",), redial_count=3, redial_delay=10)
     outcome = run_plan(modem, clock, plan)
@@ -167,7 +155,7 @@ def test_busy_then_connect_with_redial_delay() -> None:
 
 
 def test_alternate_numbers_are_tried_in_order_before_waiting() -> None:
-    clock = FakeClock()
+    clock = FakeClock(auto=True)
     modem = FakeModem(clock, {"1": ["BUSY"], "2": ["NO ANSWER"], "3": ["CONNECT 33600"]})
     outcome = run_plan(modem, clock, DialPlan(("1", "2", "3"), redial_count=2, redial_delay=7))
     assert outcome.number == "3"
@@ -175,7 +163,7 @@ def test_alternate_numbers_are_tried_in_order_before_waiting() -> None:
 
 
 def test_all_busy_gives_the_last_code_and_the_summary() -> None:
-    clock = FakeClock()
+    clock = FakeClock(auto=True)
     modem = FakeModem(clock, {"1": ["BUSY"], "2": ["NO CARRIER"]})
     with pytest.raises(DialError) as failed:
         run_plan(modem, clock, DialPlan(("1", "2"), redial_count=1, redial_delay=3))
@@ -185,11 +173,11 @@ def test_all_busy_gives_the_last_code_and_the_summary() -> None:
 
 
 def test_no_dialtone_and_timeout() -> None:
-    clock = FakeClock()
+    clock = FakeClock(auto=True)
     with pytest.raises(DialError) as no_tone:
         run_plan(FakeModem(clock, {"1": ["NO DIALTONE"]}), clock, DialPlan(("1",)))
     assert no_tone.value.code == codes.NO_DIALTONE
-    clock = FakeClock()
+    clock = FakeClock(auto=True)
     with pytest.raises(DialError) as silent:
         run_plan(FakeModem(clock, {"1": ["SILENT"]}), clock, DialPlan(("1",), answer_timeout=45))
     assert silent.value.code == codes.NO_ANSWER
@@ -197,7 +185,7 @@ def test_no_dialtone_and_timeout() -> None:
 
 
 def test_init_error_is_not_retried() -> None:
-    clock = FakeClock()
+    clock = FakeClock(auto=True)
     modem = FakeModem(clock, {"1": ["CONNECT"]}, init="ERROR")
     with pytest.raises(DialError) as failed:
         run_plan(modem, clock, DialPlan(("1",), redial_count=5))

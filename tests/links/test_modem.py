@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from opencm.clock import RealClock
 from opencm.errors import InputError
 from opencm.links import codes, hayes
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason, LinkDown
-from opencm.links.lab import (
+from opencm.links.modem import DialPlan, ModemDialer, SerialLine, dial_numbers, pppd_argv
+from opencm.links.openvpn import OpenVPNDialer
+from opencm_lab.lab import (
     Lab,
     ModemLine,
     NetnsPair,
@@ -22,8 +25,6 @@ from opencm.links.lab import (
     start_modem_emulator,
     start_openvpn_server,
 )
-from opencm.links.modem import DialPlan, ModemDialer, SerialLine, dial_numbers, pppd_argv
-from opencm.links.openvpn import OpenVPNDialer
 from tests.links.conftest import DownRecorder, interfaces, need_root_and, netns_pids
 
 
@@ -38,7 +39,7 @@ def dial_over_pty(modem: ModemLine, plan: DialPlan) -> tuple[hayes.Outcome, list
     async def scenario() -> tuple[hayes.Outcome, list[hayes.Outcome]]:
         line = SerialLine(str(modem.device), 115200)
         try:
-            return await dial_numbers(line, plan, clock=time.monotonic, sleep=asyncio.sleep)
+            return await dial_numbers(line, plan, clock=RealClock())
         finally:
             line.close()
 
@@ -100,7 +101,7 @@ def dial_over_pty_path(device: str, plan: DialPlan) -> None:
     async def scenario() -> None:
         line = SerialLine(device, 115200)
         try:
-            await dial_numbers(line, plan, clock=time.monotonic, sleep=asyncio.sleep)
+            await dial_numbers(line, plan, clock=RealClock())
         finally:
             line.close()
 

@@ -18,7 +18,6 @@ from dbus_fast.aio import MessageBus
 from opencm.errors import InputError
 from opencm.links import codes
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason, LinkDown
-from opencm.links.lab import end_process, missing_tools
 from opencm.links.networkmanager import (
     NM,
     NM_PATH,
@@ -26,6 +25,7 @@ from opencm.links.networkmanager import (
     SETTINGS_PATH,
     NetworkManagerDialer,
 )
+from opencm_lab.lab import end_process, missing_tools
 from tests.links.conftest import DownRecorder
 
 MOCK_IFACE = "org.freedesktop.DBus.Mock"

@@ -12,8 +12,8 @@ import pytest
 from opencm.errors import InputError
 from opencm.links import codes
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason
-from opencm.links.lab import Lab, NetnsPair, OpenVPNServer, Pki, start_openvpn_server
 from opencm.links.openvpn import OpenVPNDialer
+from opencm_lab.lab import Lab, NetnsPair, OpenVPNServer, Pki, start_openvpn_server
 from tests.links.conftest import (
     DownRecorder,
     interfaces,
@@ -282,6 +282,15 @@ def test_hang_up_from_a_fresh_dialer_ends_the_client_by_pid(
         ("client\nlog /etc/passwd\n", 2, "'log' is not allowed"),
         ("client\ndaemon\n", 2, "'daemon' is not allowed"),
         ("client\nauth-user-pass /etc/shadow\n", 2, "must not name a file"),
+        # Options a deny list missed: each writes a file or reads one for the server.
+        ("client\ngenkey secret /etc/opencm/dialers.allow\n", 2, "'genkey' is not allowed"),
+        ("client\nwritepid /etc/passwd\n", 2, "'writepid' is not allowed"),
+        ("client\ntmp-dir /root\n", 2, "'tmp-dir' is not allowed"),
+        ("client\nhttp-proxy p 8080 /root/secret\n", 2, "must not name a credentials file"),
+        ("client\nsocks-proxy p 1080 /root/secret\n", 2, "must not name a credentials file"),
+        ("client\nsome-future-option x\n", 2, "'some-future-option' is not allowed"),
+        ("client\n<connection>\nremote h\nup /tmp/x\n</connection>\n", 4, "'up' is not"),
+        ("client\n<script>\nx\n</script>\n", 2, "inline block <script> is not allowed"),
     ],
 )
 def test_configs_that_would_run_code_as_root_are_refused(
@@ -297,4 +306,17 @@ def test_configs_that_would_run_code_as_root_are_refused(
 def test_inline_blocks_and_comments_are_not_directives(tmp_path: Path) -> None:
     config = tmp_path / "c.ovpn"
     config.write_text("client\n# up /tmp/x\n; log /x\nauth-user-pass\n<ca>\nup\nlog x\n</ca>\n")
+    OpenVPNDialer().edit_entry(DialEntry("E", "openvpn", {"config": str(config)}))
+
+
+def test_a_typical_client_config_is_allowed(tmp_path: Path) -> None:
+    config = tmp_path / "c.ovpn"
+    config.write_text(
+        "client\ndev tun\nproto udp\nremote vpn.example.com 1194\nresolv-retry infinite\n"
+        "nobind\npersist-key\npersist-tun\nremote-cert-tls server\ncipher AES-256-GCM\n"
+        "data-ciphers AES-256-GCM:AES-128-GCM\nauth SHA256\nkey-direction 1\nverb 3\n"
+        "setenv opt block-outside-dns\nhttp-proxy proxy 3128 auto\n"
+        "<connection>\nremote a 443 tcp\n</connection>\n"
+        "<ca>\nX\n</ca>\n<tls-auth>\nY\n</tls-auth>\n"
+    )
     OpenVPNDialer().edit_entry(DialEntry("E", "openvpn", {"config": str(config)}))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from opencm.links import slip
-from opencm.links.modem_emulator import Modem, parse_scripts
+from opencm_lab.modem_emulator import Modem, parse_scripts
 
 IPV4 = bytes([0x45, 0, 0, 28]) + bytes([slip.END, slip.ESC, 7, slip.END]) + bytes(20)
 

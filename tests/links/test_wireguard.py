@@ -12,8 +12,9 @@ import pytest
 from opencm.errors import InputError
 from opencm.links import codes
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, DownReason, LinkDown
-from opencm.links.lab import Lab, NetnsPair, WireGuardPeer, start_wireguard_server
 from opencm.links.wireguard import DeadPeerDetector, WireGuardDialer, parse_config
+from opencm.testing import FakeClock
+from opencm_lab.lab import Lab, NetnsPair, WireGuardPeer, start_wireguard_server
 from tests.links.conftest import (
     DownRecorder,
     interfaces,
@@ -21,14 +22,6 @@ from tests.links.conftest import (
     netns_pids,
     wait_until_gone,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_dead_peer_needs_rx_stall_and_tx_growth_over_the_window() -> None:

@@ -18,7 +18,7 @@ import minisign
 import pytest
 from cabarchive import CabArchive, CabFile
 
-from opencm.pbs.store import publish_release
+from opencm.phonebook.store import publish_release
 from opencm.signing import generate_keypair, load_public_key, load_secret_key, sign
 
 PURPOSE = "opencm-phonebook"

@@ -15,10 +15,10 @@ import pytest
 
 from opencm.pbs.autoupdate import auto_update, pbupdate_action
 from opencm.pbs.client import fetch_update, request_url
-from opencm.pbs.store import publish_release
 from opencm.phonebook.pbk import Pop, format_pbk
 from opencm.phonebook.pbr import format_pbr
 from opencm.phonebook.release import Snapshot, build_release, full_cab
+from opencm.phonebook.store import publish_release
 from opencm.phonebook.update import apply_update, installed_version
 from opencm.signing import generate_keypair, load_secret_key
 from tests.pbs.conftest import Keys, Server, free_port, start_server, wait_until

@@ -13,7 +13,7 @@ import pytest
 
 from opencm.fsutil import atomic_write
 from opencm.pbs.stats import read_totals
-from opencm.pbs.store import publish_release
+from opencm.phonebook.store import publish_release
 from tests.pbs.conftest import (
     SERVERS,
     Keys,

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from opencm.actions.libhost import LibraryHost
-from opencm.pbs.store import publish_release
+from opencm.phonebook.store import publish_release
 from opencm.phonebook.update import installed_version
 from opencm.session.log import read_log
 from opencm.session.runner import Outcome
+from opencm.testing import up
 from tests.pbs.conftest import Keys, Server, free_port
 from tests.pbs.test_client import install, real_release, snapshot
 from tests.session.conftest import anyio_backend, host  # noqa: F401 (fixtures)
-from tests.session.doubles import up
 from tests.session.test_runner import Harness, connect_then_disconnect
 
 pytestmark = pytest.mark.anyio

@@ -3,7 +3,7 @@
 ``PUT /admin/books/{BOOK}/releases/{VERSION}``, ``Authorization: Bearer <token>``, body an
 uncompressed tar of flat release file names. 201 ``{"book", "version"}``, 401 bad token,
 409 version not newer, 400 bad archive. It publishes into a real store with
-:func:`opencm.pbs.store.publish_release`, so the whole path is real except the server code,
+:func:`opencm.phonebook.store.publish_release`, so the whole path is real except the server code,
 which the PBS engineer writes on another branch.
 """
 
@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from opencm.errors import OpencmError
-from opencm.pbs.store import current_version, publish_release
+from opencm.phonebook.store import current_version, publish_release
 
 _PATH = re.compile(r"^/admin/books/([A-Za-z0-9_]{1,8})/releases/([0-9]{1,5})$")
 

@@ -117,3 +117,26 @@ def test_reader_refuses_corruption_and_other_formats() -> None:
 
 def test_checksum_of_tail_bytes() -> None:
     assert checksum(b"\x01\x02\x03\x04\x05\x06\x07") == 0x04030201 ^ 0x050607
+
+
+def test_reader_refuses_a_name_flagged_utf8_that_is_not() -> None:
+    cab = bytearray(_patched_name(b"caf\xe9.pbk"))
+    struct.pack_into("<H", cab, 44 + 14, 0x20 | 0x80)  # archive + "name is UTF-8"
+    with pytest.raises(InputError, match="flagged UTF-8 but is not"):
+        read_cab(bytes(cab))
+    struct.pack_into("<H", cab, 44 + 14, 0x20)  # without the flag it is Latin-1, as Windows reads
+    assert read_cab(bytes(cab)) == {"café.pbk": b"data"}
+
+
+def test_reader_bounds_a_folder_by_its_members_declared_sizes() -> None:
+    # One small member placed far into a long, highly compressible folder: reading it would
+    # inflate everything before it. The sizes the members declare bound what is inflated.
+    cab = bytearray(write_cab({"A": b"\0" * 3_000_000, "B": b"x"}))
+    assert len(cab) < 50_000
+    entry_a = 44
+    entry_b = entry_a + 16 + len(b"A\0")
+    struct.pack_into("<I", cab, entry_a, 1)  # A now declares 1 byte
+    with pytest.raises(InputError, match="starts past the data its members declare"):
+        read_cab(bytes(cab))
+    struct.pack_into("<I", cab, entry_b + 4, 1)  # B right after A: a sane layout reads
+    assert read_cab(bytes(cab)) == {"A": b"\0", "B": b"\0"}

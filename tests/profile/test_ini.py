@@ -73,8 +73,8 @@ def test_integers_follow_seed_001() -> None:
     assert ini.get_int("S", "missing", 9) == 9
     messages = [str(d) for d in ini.diagnostics]
     assert messages == [
-        "x.cms:2: [S] A='1.1' read as the integer 1",
-        "x.cms:3: [S] B='garbage' is not an integer; using 5",
+        "x.cms:2: warning: [S] A='1.1' read as the integer 1",
+        "x.cms:3: warning: [S] B='garbage' is not an integer; using 5",
     ]
 
 

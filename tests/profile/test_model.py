@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import InputError
-from opencm.profile.model import load_profile, resolve_case_insensitive
+from opencm.profile.model import ConnectionType, load_profile, resolve_case_insensitive
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -19,7 +20,8 @@ from typing import ClassVar
 import anyio
 import anyio.abc
 
-from opencm.links.api import Credentials, DialEntry, LinkDownCallback, LinkInfo
+from opencm.links import proc
+from opencm.links.api import Credentials, DialEntry, DialError, LinkDownCallback, LinkInfo
 from opencm.session.daemon import Daemon
 
 LINK_PROGRAM = "import time; time.sleep(600)"
@@ -34,13 +36,22 @@ class ProcessLinkDialer:
     async def dial(
         self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
     ) -> LinkInfo:
+        record = os.environ.get("OPENCM_TEST_DIAL_RECORD")
+        if record:  # what the link was told to use (which config file root would read)
+            line = json.dumps(dict(entry.settings)) + "\n"
+            await anyio.to_thread.run_sync(_append, record, line)
         if os.environ.get("OPENCM_TEST_DIAL") == "hang":
             await anyio.sleep_forever()  # until the session cancels the dial
+        if os.environ.get("OPENCM_TEST_DIAL") == "fail":
+            raise DialError(f"{entry.name} did not answer (test)", code=678, retryable=True)
         process = await anyio.open_process(
             [sys.executable, "-c", LINK_PROGRAM, f"opencm-test-link-{entry.name}"],
             start_new_session=True,
         )
+        proc.started(process.pid)  # as the built-in dialers report their helpers
         ProcessLinkDialer.processes[process.pid] = process
+        if os.environ.get("OPENCM_TEST_DIAL") == "start-then-hang":
+            await anyio.sleep_forever()  # the link's process runs; the link never comes up
         return LinkInfo(
             entry=entry.name,
             interface="tun-test",
@@ -72,14 +83,24 @@ class ProcessLinkDialer:
         return None
 
 
+def _append(path: str, line: str) -> None:
+    with open(path, "a") as out:
+        out.write(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--socket", type=Path, required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--log-dir", type=Path)
+    parser.add_argument("--profile-root", type=Path, action="append")
     args = parser.parse_args()
     daemon = Daemon(
-        args.socket, args.state_dir, dialer_lookup=ProcessLinkDialer, log_dir=args.log_dir
+        args.socket,
+        args.state_dir,
+        dialer_lookup=ProcessLinkDialer,
+        log_dir=args.log_dir,
+        profile_roots=args.profile_root,
     )
     anyio.run(daemon.serve)
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from opencm.session.protocol import Client, NoDaemon
@@ -20,16 +21,30 @@ REAL = ("-m", "opencm", "daemon")
 
 class DaemonProcess:
     def __init__(
-        self, tmp_path: Path, command: tuple[str, ...] = HARNESS, env: dict[str, str] | None = None
+        self,
+        tmp_path: Path,
+        command: tuple[str, ...] = HARNESS,
+        env: dict[str, str] | None = None,
+        *,
+        log_dir: bool = True,
+        extra: tuple[str, ...] = (),
+        preexec: Callable[[], None] | None = None,
+        output: Path | None = None,
     ) -> None:
+        #: Where the daemon's stdout and stderr go (None: the test's own).
+        self.output = output
         self.command = command
         self.env = env
+        self.extra = extra
+        self.preexec = preexec
         self.socket = tmp_path / "run" / "opencm.sock"
         self.state = tmp_path / "state"
         self.logs = tmp_path / "logs"
+        self.pass_log_dir = log_dir
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        sink = self.output.open("ab") if self.output is not None else None
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -38,12 +53,17 @@ class DaemonProcess:
                 str(self.socket),
                 "--state-dir",
                 str(self.state),
-                "--log-dir",
-                str(self.logs),
+                *(("--log-dir", str(self.logs)) if self.pass_log_dir else ()),
+                *self.extra,
             ],
             cwd=ROOT,
             env={**os.environ, **(self.env or {})},
+            preexec_fn=self.preexec,
+            stdout=sink,
+            stderr=subprocess.STDOUT if sink is not None else None,
         )
+        if sink is not None:
+            sink.close()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             assert self.process.poll() is None, "the daemon exited"

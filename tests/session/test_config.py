@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import InputError, RefusedError
 from opencm.links.api import Credentials, DialEntry
-from opencm.profile.model import ServiceProfile, load_profile
+from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
 from opencm.session.config import session_config
 from opencm.session.credentials import read_credentials_file
 from opencm.session.prompt import Choice, TtyPrompt
@@ -64,6 +63,7 @@ def test_servers_links_and_modem_become_dial_entries(tmp_path: Path) -> None:
                 "numbers": "5550100;5550101",
                 "local_ip": "10.64.0.2",
                 "peer_ip": "10.64.0.1",
+                "dial_mode": "tone",
                 "netns": "ocmtest1",
             },
         ),
@@ -222,22 +222,39 @@ def test_credentials_come_from_the_file_the_saved_store_or_the_prompt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from opencm.cli.session_cmd import gather_credentials
+    from opencm.session.credentials import credentials_for
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    build_profile(tmp_path / "p", opencm=["Credentials=password"])
+    profile, _ = build_profile(tmp_path / "p", opencm=["Credentials=password"])
     cmp = tmp_path / "p" / "CONTOSO.cmp"
     with pytest.raises(InputError, match=r"needs a user name and password: pass --credentials"):
-        gather_credentials(cmp, None, interactive=False, save=False)
+        credentials_for(profile)  # nobody to ask
     secret = tmp_path / "secret"
     secret.write_text("username=jo\npassword=pw\n")
     secret.chmod(0o600)
-    assert gather_credentials(cmp, secret, interactive=False, save=True).username == "jo"
+    given = credentials_for(profile, credentials_file=secret, remember=True)
     stored = tmp_path / "config" / "opencm" / "credentials" / "CONTOSO.conf"
+    assert (given.credentials.username, given.saved_in) == ("jo", str(stored))
     assert stored.stat().st_mode & 0o777 == 0o600
-    # Saved: the next connect needs neither a file nor a prompt.
-    again = gather_credentials(cmp, None, interactive=False, save=False)
-    assert (again.username, again.password) == ("jo", "pw")
+    # Saved: the next connect needs neither a file nor a question.
+    again = credentials_for(profile, ask=lambda _d, _k: pytest.fail("asked despite saved ones"))
+    assert (again.credentials.username, again.credentials.password) == ("jo", "pw")
+    assert again.saved_in is None
     stored.unlink()
+    asked = credentials_for(profile, ask=lambda _d, _k: Credentials(username="d", password="p"))
+    assert (asked.credentials.username, asked.saved_in) == ("d", None)
+    assert asked.remembered_in is not None  # the typed name is the next prompt's default
+    defaults: list[Credentials] = []
+
+    def ask(default: Credentials, _kind: str) -> Credentials:
+        defaults.append(default)
+        return Credentials(username="d", password="p2")
+
+    credentials_for(profile, ask=ask)
+    assert defaults[0].username == "d" and defaults[0].password is None
+    # The CLI asks at the terminal, through the same policy.
+    with pytest.raises(InputError, match=r"pass --credentials"):
+        gather_credentials(cmp, None, interactive=False, save=False)
     monkeypatch.setattr("click.prompt", lambda text, **kw: "typed-" + text.split()[0].lower())
     typed = gather_credentials(cmp, None, interactive=True, save=False)
     assert (typed.username, typed.password) == ("typed-user", "typed-password")
@@ -267,3 +284,22 @@ def test_an_offered_type_and_entry_are_checked_before_anything_runs(tmp_path: Pa
         assert message in result.stderr and "CONTOSO.cms" in result.stderr
         assert "Traceback" not in result.stderr
     assert points_of(record) == []
+
+
+@pytest.mark.parametrize("field", ["username", "password", "domain"])
+def test_a_line_break_in_saved_credentials_is_refused_not_injected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str
+) -> None:
+    from opencm.session import credentials
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setattr(credentials, "_keyring", lambda: None)
+    profile, _ = build_profile(tmp_path)
+    values = {"username": "jo", "password": "pw", "domain": "CONTOSO"}
+    values[field] = "jo\ndomain=EVILCORP"
+    with pytest.raises(InputError, match=f"the {field} contains a line break"):
+        credentials.save(profile, Credentials(**values))
+    assert credentials.load_saved(profile) is None
+    credentials.save(profile, Credentials(username="CONTOSO\\jo", password=" p=w "))
+    saved = credentials.load_saved(profile)
+    assert saved is not None and (saved.username, saved.domain) == ("CONTOSO\\jo", None)

@@ -70,6 +70,17 @@ def test_connect_status_disconnect_through_the_daemon(
         "post-connect",
         "disconnect",
     ]
+    # The ended session stays visible with its outcome until it is dismissed.
+    (ended,) = json.loads(daemon.cli("status", "--json").stdout)["sessions"]
+    assert (ended["state"], ended["ended"], ended["outcome"]) == (
+        "disconnected",
+        True,
+        "disconnected",
+    )
+    assert ended["disconnect_reason"] == "user-disconnect"
+    assert "ended: disconnected: user-disconnect" in daemon.cli("status").stdout
+    assert daemon.cli("disconnect").returncode == 1  # nothing live is left to disconnect
+    assert daemon.cli("dismiss").returncode == 0
     assert json.loads(daemon.cli("status", "--json").stdout) == {"sessions": []}
     log = [json.loads(line) for line in (daemon.logs / "CONTOSO.log").read_text().splitlines()]
     assert {"state", "action", "link-up", "hang-up"} <= {line["kind"] for line in log}
@@ -137,15 +148,15 @@ def test_peer_credentials_keep_users_to_their_own_sessions(
     session_id = json.loads(daemon.cli("status", "--json").stdout)["sessions"][0]["session"]
     refused = _as_user(nobody, daemon.socket, {"op": "disconnect", "session": session_id})
     assert refused["exit_code"] == 3 and "belongs to another user" in refused["error"]
-    # The root daemon would run a user's profile actions as root: only root-owned profiles.
-    build_profile(tmp_path / "user")
-    os.chown(tmp_path / "user" / "CONTOSO" / "CONTOSO.cms", nobody, nobody)
+    # The root daemon would run a user's profile actions as root: only root's, installed for
+    # all users (tests/session/test_daemon_security.py has the rest of that boundary).
+    build_profile(public / "user")
     theirs = _as_user(
         nobody,
         daemon.socket,
-        {"op": "connect", "profile": str(tmp_path / "user" / "CONTOSO.cmp"), "unattended": True},
+        {"op": "connect", "profile": str(public / "user" / "CONTOSO.cmp"), "unattended": True},
     )
-    assert theirs["exit_code"] == 3 and "must belong to root" in theirs["error"]
+    assert theirs["exit_code"] == 3 and "installed for all users" in theirs["error"]
     assert daemon.cli("disconnect", "--session", session_id).returncode == 0
     assert daemon.stop() == 0
     shutil.rmtree(public)
@@ -285,3 +296,32 @@ async def test_a_users_own_daemon_refuses_other_users(
     assert answers == [{"ok": True, "sessions": []}]
     with pytest.raises(RefusedError, match="serves uid 1000 only"):
         [answer async for answer in own._handle({"op": "status"}, 1001)]
+
+
+def test_kill_9_while_the_link_is_still_coming_up_then_restart_ends_its_process(
+    tmp_path: Path,
+) -> None:
+    """The helper a dial started is journaled the moment it starts, not when the link is up."""
+    build_profile(tmp_path / "profile")
+    daemon = DaemonProcess(tmp_path, env={"OPENCM_TEST_DIAL": "start-then-hang"})
+    daemon.start()
+    try:
+        connecting = daemon.popen_cli("connect", str(tmp_path / "profile"), "--unattended")
+        deadline = time.monotonic() + 30
+        while True:
+            journals = list((daemon.state / "journal").glob("*.json"))
+            starting = json.loads(journals[0].read_text()).get("starting") if journals else None
+            if starting:
+                break
+            assert time.monotonic() < deadline, "the starting process was never journaled"
+            time.sleep(0.05)
+        helper = ProcessMark.of(int(starting[0]["pid"]))
+        assert helper is not None and "opencm-test-link-Main" in helper.cmdline
+        daemon.kill9()
+        connecting.communicate(timeout=30)
+        assert helper.still_ours(), "the helper outlives its daemon"
+        daemon.start()  # recovery runs before the socket listens
+        assert not helper.still_ours()
+        assert list((daemon.state / "journal").glob("*.json")) == []
+    finally:
+        daemon.stop()

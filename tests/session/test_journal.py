@@ -6,18 +6,22 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
-from opencm.actions.api import ActionPoint, ConnectionType, RunContext
+from opencm.actions.api import ActionPoint, RunContext
 from opencm.actions.libhost import LibraryHost
+from opencm.links.api import LinkInfo
+from opencm.profile.model import ConnectionType
 from opencm.session.config import session_config
 from opencm.session.journal import Journal, JournalEntry, ProcessMark, end_process, recover
 from opencm.session.machine import State
+from opencm.session.options import ConnectOptions, SessionDeps
 from opencm.session.runner import Session
+from opencm.testing import Dialers, FakeClock, ScriptedDialer, up
 from tests.session.conftest import build_profile, engine_for, points_of, recorded, wait_state
-from tests.session.doubles import Dialers, FakeClock, ScriptedDialer, up
 
 pytestmark = pytest.mark.anyio
 
@@ -42,11 +46,8 @@ async def _die_while_connected(
     session = Session(
         session_config(profile),
         engine_for(profile, host),
-        connection_type=ConnectionType.DIRECT,
-        dialer_lookup=Dialers([dialer]),
-        clock=FakeClock(auto=True),
-        interactive=False,
-        journal=journal,
+        ConnectOptions(connection_type=ConnectionType.DIRECT, interactive=False),
+        SessionDeps(dialer_lookup=Dialers([dialer]), clock=FakeClock(auto=True), journal=journal),
     )
     async with anyio.create_task_group() as group:
         group.start_soon(session.run)
@@ -136,9 +137,8 @@ async def test_an_orderly_disconnect_leaves_no_journal(tmp_path: Path, host: Lib
     session = Session(
         session_config(profile),
         engine_for(profile, host),
-        dialer_lookup=Dialers([ScriptedDialer("openvpn")]),
-        interactive=False,
-        journal=journal,
+        ConnectOptions(interactive=False),
+        SessionDeps(dialer_lookup=Dialers([ScriptedDialer("openvpn")]), journal=journal),
     )
     async with anyio.create_task_group() as group:
         group.start_soon(session.run)
@@ -147,3 +147,37 @@ async def test_an_orderly_disconnect_leaves_no_journal(tmp_path: Path, host: Lib
         session.disconnect()
     assert journal.pending() == []
     assert points_of(record).count("disconnect") == 1
+
+
+def test_a_sessions_journal_moves_idle_armed_running_done_and_back_on_disk(
+    tmp_path: Path,
+) -> None:
+    """The transitions a live session makes, each read back from the file a restarted daemon
+    would read (a fresh Journal over the same folder)."""
+    journal = Journal(tmp_path / "journal")
+    entry = journal.open(
+        "s1", profile="/p.cmp", connection_type=1, interactive=False, owner_uid=0, macros={}
+    )
+
+    def on_disk() -> dict[str, Any]:
+        (pending,) = Journal(tmp_path / "journal").pending()
+        return pending.data
+
+    assert on_disk()["disconnect"] == "idle"
+    assert not entry.claim_disconnect()  # nothing is owed before the connection is up
+    entry.arm({"ClientIPAddress": "10.8.0.6"})
+    assert (on_disk()["disconnect"], on_disk()["macros"]) == (
+        "armed",
+        {"ClientIPAddress": "10.8.0.6"},
+    )
+    assert entry.claim_disconnect()
+    assert on_disk()["disconnect"] == "running"
+    assert not entry.claim_disconnect()  # exactly once
+    entry.disconnect_done()
+    assert on_disk()["disconnect"] == "done"
+    entry.redialing({"AutoRedial": "1"})  # AutoReconnect after a drop
+    assert (on_disk()["disconnect"], on_disk()["macros"]) == ("idle", {"AutoRedial": "1"})
+    entry.add_link("tunnel", LinkInfo("Main"), "openvpn", None)
+    assert [link["entry"] for link in on_disk()["links"]] == ["Main"]
+    entry.links_released()
+    assert on_disk()["links"] == []

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from opencm.actions.api import ConnectionType
+from opencm.profile.model import ConnectionType
 from opencm.session.machine import (
     TRANSITIONS,
     Event,

@@ -8,17 +8,18 @@ from typing import Any
 import anyio
 import pytest
 
-from opencm.actions.api import ConnectionType
 from opencm.actions.libhost import LibraryHost
 from opencm.links.api import DownReason
+from opencm.profile.model import ConnectionType
 from opencm.session.config import session_config
 from opencm.session.log import SessionLog, read_log
 from opencm.session.machine import State
+from opencm.session.options import ConnectOptions, SessionDeps
 from opencm.session.prompt import Choice
 from opencm.session.runner import Outcome, Session
+from opencm.testing import Dialers, FakeClock, ScriptedDialer, Step, crash, fail, hang, up
 from tests.actions.conftest import compile_library
 from tests.session.conftest import build_profile, engine_for, points_of, recorded, wait_state
-from tests.session.doubles import Dialers, FakeClock, ScriptedDialer, Step, fail, hang, up
 
 pytestmark = pytest.mark.anyio
 
@@ -50,14 +51,17 @@ class Harness:
         self.engine = engine_for(self.profile, host)
         self.log_path = tmp_path / "logs" / "CONTOSO.log"
         options.setdefault("interactive", False)
+        deps = {key: options.pop(key) for key in ("prompt", "journal") if key in options}
         self.session = Session(
             self.config,
             self.engine,
-            connection_type=kind,
-            dialer_lookup=Dialers([self.openvpn, self.modem]),
-            clock=self.clock,
-            log=SessionLog(self.log_path, session_id="t"),
-            **options,
+            ConnectOptions(connection_type=kind, **options),
+            SessionDeps(
+                dialer_lookup=Dialers([self.openvpn, self.modem]),
+                clock=self.clock,
+                log=SessionLog(self.log_path, session_id="t"),
+                **deps,
+            ),
         )
         self.outcome: Outcome | None = None
 
@@ -280,6 +284,8 @@ async def test_auto_reconnect_connects_again_after_a_drop(
         await h.openvpn.drop(DownReason.PROCESS_EXITED)
         await wait_state(h.session, State.DROPPED, State.PRE_CONNECT)
         await wait_state(h.session, State.CONNECTED)
+        # The reason belongs to the drop it describes, not to the connection made again.
+        assert h.session.status()["disconnect_reason"] is None
         h.session.disconnect()
     assert h.outcome is Outcome.DISCONNECTED
     assert h.points() == [
@@ -425,7 +431,7 @@ async def test_entry_option_starts_with_that_server(tmp_path: Path, host: Librar
 async def test_a_dialer_that_crashes_ends_the_attempt_not_the_session_runner(
     tmp_path: Path, host: LibraryHost
 ) -> None:
-    h = Harness(tmp_path, host, tunnel=[Step("crash"), up()])
+    h = Harness(tmp_path, host, tunnel=[crash(), up()])
     await connect_then_disconnect(h)
     assert h.outcome is Outcome.DISCONNECTED
     (error,) = h.rows("on-error")

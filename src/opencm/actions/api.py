@@ -1,9 +1,10 @@
 """The contract between the action engine and its callers (the session, the CLI).
 
-The nine action points, the connection types of ``%ConnectionType%``, and what running one point
-returns. The engine (``opencm.actions.engine``) implements :class:`ActionRunner`; the session
-state machine depends only on this module, so it can be tested with a double that obeys the same
-contract.
+The nine action points and what running one point returns. The connection types of
+``%ConnectionType%`` describe profiles, so they live with them
+(:class:`opencm.profile.model.ConnectionType`). The engine (``opencm.actions.engine``) implements
+:class:`ActionRunner`; the session state machine depends only on this module, so it can be tested
+with a double that obeys the same contract.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from opencm.profile.model import ConnectionType
 
 if TYPE_CHECKING:
     import subprocess  # annotations only: the CLI's client commands never start a process
@@ -60,30 +63,6 @@ FATAL_POINTS = frozenset(
 )
 
 
-class ConnectionType(enum.IntEnum):
-    """The value of ``%ConnectionType%``: 0 dial-up, 1 direct tunnel, 2 dial-up then tunnel."""
-
-    DIALUP = 0
-    DIRECT = 1
-    DOUBLE = 2
-
-    @property
-    def dials(self) -> bool:
-        return self in (ConnectionType.DIALUP, ConnectionType.DOUBLE)
-
-    @property
-    def tunnels(self) -> bool:
-        return self in (ConnectionType.DIRECT, ConnectionType.DOUBLE)
-
-    @classmethod
-    def from_name(cls, name: str) -> ConnectionType:
-        return {"dialup": cls.DIALUP, "direct": cls.DIRECT, "double": cls.DOUBLE}[name]
-
-    @property
-    def cli_name(self) -> str:
-        return {0: "dialup", 1: "direct", 2: "double"}[int(self)]
-
-
 def point_not_reached(point: ActionPoint, connection_type: ConnectionType) -> str | None:
     """Why a connection of ``connection_type`` never reaches ``point``, or None if it does.
 
@@ -119,6 +98,10 @@ class RunContext:
     logon: bool = False
     #: Upper bound for one synchronous (library or Python) action, in seconds.
     timeout: float = 60.0
+    #: The newest link's network interface (the tunnel once it is up), and the network
+    #: namespace it lives in: where built-in actions such as ``cmroute.SetRoutes`` act.
+    interface: str | None = None
+    netns: str | None = None
 
 
 @dataclass

@@ -1,16 +1,20 @@
-"""The action sections' share of ``opencm profile check``: numbering and value problems.
+"""``opencm profile check``: the profile files' problems and the action sections' ones together.
 
-Registered with :func:`opencm.profile.check.register_check` when the ``actions`` CLI group is
-loaded. Repeated keys are left to the INI structure check (it reports them for every section);
-whether a program exists on this machine is not a property of the profile, so it is shown by
-``opencm actions plan`` rather than here.
+:func:`check_profile` is the whole check, for the CLI and any library caller alike; the files'
+share comes from :mod:`opencm.profile.check`, the numbering and value problems of the nine action
+sections from here. Repeated keys are left to the INI structure check (it reports them for every
+section); whether a program exists on this machine is not a property of the profile, so it is
+shown by ``opencm actions plan`` rather than here.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from opencm.actions.api import ActionPoint
 from opencm.actions.parse import parse_section
-from opencm.profile.check import Problem, Severity, register_check
+from opencm.problems import Problem, sort_problems
+from opencm.profile.check import check_profile_files
 from opencm.profile.model import ServiceProfile
 
 
@@ -19,23 +23,13 @@ def action_section_problems(profile: ServiceProfile) -> list[Problem]:
     for point in ActionPoint:
         parsed = parse_section(point.section, profile.cms.entries(point.section))
         problems.extend(
-            Problem(
-                Severity.WARNING,
-                profile.cms_path,
-                problem.line,
-                f"[{point.section}] {problem.message}",
-            )
+            replace(problem, path=profile.cms_path, message=f"[{point.section}] {problem.message}")
             for problem in parsed.problems
-            if problem.category != "duplicate"
+            if problem.rule != "duplicate"
         )
     return problems
 
 
-_registered: list[bool] = []
-
-
-def register() -> None:
-    """Add the action checks to ``profile check`` (once, however often it is called)."""
-    if not _registered:
-        register_check(action_section_problems)
-        _registered.append(True)
+def check_profile(profile: ServiceProfile) -> list[Problem]:
+    """Every problem ``opencm profile check`` reports for ``profile``, in file then line order."""
+    return sort_problems(check_profile_files(profile) + action_section_problems(profile))

@@ -30,10 +30,12 @@ from opencm.actions.api import (
     RunContext,
 )
 from opencm.actions.libhost import LibraryHost
-from opencm.actions.parse import ParsedSection, Problem, parse_section
+from opencm.actions.parse import ParsedSection, parse_section
 from opencm.actions.plan import LogonCheck, PlannedAction, plan_section
-from opencm.actions.pyactions import PythonAction, PythonActions
+from opencm.actions.pyactions import CURRENT_CONTEXT, PythonAction, PythonActions
 from opencm.actions.source import ActionSource
+from opencm.errors import OpencmError
+from opencm.problems import Problem
 
 #: What may run at logon: None (nothing, the default), program paths / ``python:NAME`` names,
 #: or a predicate over the planned action.
@@ -74,9 +76,10 @@ class ActionEngine:
         library_host: LibraryHost | None = None,
         on_running: Callable[[PlannedAction, str], None] | None = None,
     ) -> None:
-        """``on_running(action, text)`` is called before each synchronous (library or Python)
-        action with CM's status text, "Running Custom Action <Description>" (seed 000), for the
-        status pane; the caller's window is frozen until it returns."""
+        """``on_running(action, text)`` is called before each action that runs, with CM's
+        status text, "Running Custom Action <Description>" ("Incorporating Custom Actions"),
+        for the status pane. For a library or Python action the caller's window is frozen until
+        it returns; an executable the session waits for shows the same line *(opencm)*."""
         self.source = source
         self._logon_allowed = logon_check(logon_allowed)
         self.python = (
@@ -164,12 +167,12 @@ class ActionEngine:
             result.ok = False
             result.message = failure_message(planned.description, planned.failure)
             return result
-        if self._on_running is not None and planned.kind in (ActionKind.LIBRARY, ActionKind.PYTHON):
+        if self._on_running is not None:
             self._on_running(planned, running_text(planned.description))
         if planned.kind is ActionKind.LIBRARY:
             self._call_library(planned, context, result)
         elif planned.kind is ActionKind.PYTHON:
-            self._call_python(planned, result)
+            self._call_python(planned, context, result)
         else:
             self._start_process(planned, context, result)
         result.duration = time.monotonic() - started
@@ -189,18 +192,27 @@ class ActionEngine:
             detail: int | str = call.value if call.value is not None else call.describe()
             result.message = failure_message(planned.description, detail)
 
-    def _call_python(self, planned: PlannedAction, result: ActionResult) -> None:
+    def _call_python(
+        self, planned: PlannedAction, context: RunContext, result: ActionResult
+    ) -> None:
         assert planned.python_name is not None
         result.ran = True
+        token = CURRENT_CONTEXT.set(context)
         try:
             function = self.python.load(planned.python_name)
             value = function(None, None, planned.command_line, 0)
+        except OpencmError as error:  # a built-in action's verdict on what the profile says
+            result.ok = False
+            result.message = failure_message(planned.description, str(error))
+            return
         except Exception as error:  # a plug-in's bug is this action's failure, not opencm's
             result.ok = False
             result.message = failure_message(
                 planned.description, f"raised {type(error).__name__}: {error}"
             )
             return
+        finally:
+            CURRENT_CONTEXT.reset(token)
         if isinstance(value, bool) or not isinstance(value, int):
             result.ok = False
             result.message = failure_message(

@@ -27,7 +27,7 @@ Other bits are kept, shown in the plan and otherwise ignored.
 
 from __future__ import annotations
 
-from opencm.actions.api import ConnectionType
+from opencm.profile.model import ConnectionType
 
 DIRECT_ONLY = 0x1
 DIALS = 0x2

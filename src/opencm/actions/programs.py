@@ -17,7 +17,9 @@ How a program becomes a kind:
   permission → a failure; any other file or folder → a document, opened with ``xdg-open``.
 
 A bare name (no folder) that is not in the profile folder is looked up on ``PATH``, unless the
-action's 0x20 flag says the program is included in the profile.
+action's 0x20 flag says the program is included in the profile. A program that flag says is
+included must really be inside the profile folder once links and ``..`` are resolved
+(``..\\..\\bin\\sh``, ``/bin/sh`` or a link out of the folder will not run, and the plan says why).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class PathFinder:
         """The existing file or folder ``written`` names, relative to ``base``, or None."""
         text = written.replace("\\", "/")
         exact = Path(text) if text.startswith("/") else base / text
-        if exact.exists():  # one stat; list folders only when the case differs
+        if _exists(exact):  # one stat; list folders only when the case differs
             return exact
         current = Path("/") if text.startswith("/") else base
         for part in text.split("/"):
@@ -95,7 +97,16 @@ class PathFinder:
             if found is None:
                 return None
             current = found
-        return current if current.exists() else None
+        return current if _exists(current) else None
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False also for names the OS cannot even look up (a component over
+    255 bytes, a NUL): such a program simply is not there."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _is_bare(written: str) -> bool:
@@ -113,6 +124,23 @@ def _executable_file(path: Path | None) -> bool:
     return path is not None and path.is_file() and os.access(path, os.X_OK)
 
 
+def _outside(path: Path, base: Path) -> bool:
+    return not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(base))
+
+
+def _contained(program: Program, base: Path, written: str) -> Program:
+    """``program`` unless its file lies outside ``base``: then why it will not run."""
+    if program.path is None or program.failure is not None or not _outside(program.path, base):
+        return program
+    return Program(
+        program.kind,
+        failure=(
+            f"{written} resolves to {os.path.realpath(program.path)}, outside the profile folder "
+            f"({base}), but flag 0x20 says the program is included in the profile"
+        ),
+    )
+
+
 def locate(
     action: ActionLine,
     base: Path,
@@ -122,6 +150,18 @@ def locate(
     finder: PathFinder,
 ) -> Program:
     """Resolve ``action``'s program under ``base`` (the profile folder) into a :class:`Program`."""
+    program = _locate(action, base, included=included, python=python, finder=finder)
+    return _contained(program, base, action.program) if included else program
+
+
+def _locate(
+    action: ActionLine,
+    base: Path,
+    *,
+    included: bool,
+    python: PythonActions,
+    finder: PathFinder,
+) -> Program:
     written = action.program
     if written.lower().startswith(PYTHON_PREFIX):
         name = written[len(PYTHON_PREFIX) :].strip()

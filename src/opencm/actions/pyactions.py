@@ -19,9 +19,19 @@ cost a function call; the engine's timeout does not apply to them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opencm.actions.api import RunContext
 
 GROUP = "opencm.actions"
+
+#: The connection a Python action runs for, while the engine calls it: built-in replacements
+#: of Windows DLLs (``cmroute.SetRoutes``) need the link's interface, which the DLL contract's
+#: four arguments cannot carry.
+CURRENT_CONTEXT: ContextVar[RunContext | None] = ContextVar("opencm_action_context", default=None)
 
 #: The signature of a Python action: (parent window, instance, command line, reserved) -> int.
 PythonAction = Callable[[None, None, str, int], object]

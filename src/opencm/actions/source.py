@@ -2,13 +2,12 @@
 
 The engine depends on this small protocol rather than on the INI implementation, so it works
 with :class:`opencm.profile.ini.IniFile` and with anything else that can list a section's keys
-with their line numbers (a test double, a generated profile in a benchmark).
+with their line numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -36,30 +35,3 @@ class ActionSource(Protocol):
     def entries(self, section: str) -> Sequence[EntryLike]:
         """The section's entries in file order (case-insensitive section name), or none."""
         ...
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A plain :class:`EntryLike`, for sections built in memory."""
-
-    key: str
-    value: str
-    line: int
-
-
-@dataclass
-class MemorySource:
-    """An :class:`ActionSource` held in memory: ``{section: [Entry, …]}``.
-
-    Used by the benchmark and for actions that do not come from a file.
-    """
-
-    sections: dict[str, list[Entry]]
-    path: Path | None = None
-
-    def entries(self, section: str) -> Sequence[Entry]:
-        wanted = section.lower()
-        for name, entries in self.sections.items():
-            if name.lower() == wanted:
-                return entries
-        return []

@@ -9,34 +9,24 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from opencm.actions import flags as flagbits
-from opencm.actions.api import (
-    ActionPoint,
-    ActionResult,
-    ConnectionType,
-    RunContext,
-    point_not_reached,
-)
-from opencm.actions.check import register as register_profile_checks
+from opencm.actions.api import ActionPoint, ActionResult, RunContext, point_not_reached
 from opencm.actions.engine import ActionEngine
 from opencm.actions.macros import KNOWN_MACROS
 from opencm.actions.plan import PlannedAction
-from opencm.cli.output import emit_json, warn
-from opencm.errors import EXIT_OK, EXIT_PROBLEMS, InputError, where
-from opencm.profile.model import ServiceProfile, load_profile
+from opencm.cli.output import emit_json, warn_problem
+from opencm.errors import EXIT_OK, EXIT_PROBLEMS, InputError
+from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
 
 PATH = click.Path(path_type=Path)
 TYPES = click.Choice(["dialup", "direct", "double"])
 POINTS = click.Choice([point.value for point in ActionPoint])
-
-# ``opencm profile check`` also reports the action sections' numbering and value problems.
-register_profile_checks()
-
 
 #: Macros whose value the run itself decides.
 _FROM_OPTIONS = {"connectiontype": "--type", "interactive": "--unattended"}
@@ -85,7 +75,7 @@ def _context(
 
 def _warn_problems(engine: ActionEngine, loaded: ServiceProfile) -> None:
     for _point, problem in engine.problems():
-        warn(f"{where(loaded.cms_path, problem.line)}: {problem.message}")
+        warn_problem(replace(problem, path=loaded.cms_path))
 
 
 @click.group()

@@ -9,18 +9,22 @@ from pathlib import Path
 import click
 
 from opencm.actions.api import ActionPoint
-from opencm.actions.check import register as register_action_checks
-from opencm.cli.output import emit_json, warn
+from opencm.actions.check import check_profile
+from opencm.cli.output import emit_json, warn, warn_problem
 from opencm.errors import EXIT_PROBLEMS, InputError
 from opencm.fsutil import atomic_write
 from opencm.kit.build import build_kit
 from opencm.kit.newkit import create_kit
 from opencm.kit.package import build_package, read_package
 from opencm.kit.spec import (
+    ASK,
+    CARRIERS,
     CONNECTION_TYPES,
-    LINK_TYPES,
+    LOGINS,
     RUN_FOR,
     Action,
+    Dialing,
+    Dialup,
     KitSpec,
     PhoneBook,
     VpnServer,
@@ -28,12 +32,9 @@ from opencm.kit.spec import (
     load_spec,
     spec_from_mapping,
 )
-from opencm.profile.check import check_profile
+from opencm.links import registry
 from opencm.profile.model import load_profile
 from opencm.signing import generate_keypair, load_public_key, load_secret_key
-
-# `profile check` includes the action sections' checks (numbering, values).
-register_action_checks()
 
 PATH = click.Path(path_type=Path)
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -46,6 +47,18 @@ def kit() -> None:
 
 
 # -- kit new ---------------------------------------------------------------------------------
+
+
+def _vpn_from_flag(name: str, address: str, link: str, target: str) -> VpnServer:
+    """``--vpn NAME ADDRESS LINK CONFIG``: CONFIG fills the key the link's dialer reads
+    (Config& before Connection&); the spec check then says what else it needs."""
+    try:
+        keys = registry.tunnel_link(link)
+    except InputError as error:
+        raise InputError(error.message, field="--vpn LINK") from error
+    if "Config" in keys.reads and "Connection" not in keys.required:
+        return VpnServer(name, address, link, config=target)
+    return VpnServer(name, address, link, connection=target)
 
 
 def _inline_action(text: str, index: int) -> Action:
@@ -111,14 +124,26 @@ def _wizard(spec: KitSpec) -> None:
                 continue
             address: str = click.prompt("  Address")
             link: str = click.prompt(
-                "  Link type", type=click.Choice(LINK_TYPES), default="openvpn"
+                "  Link type",
+                type=click.Choice(registry.link_names()),
+                default=registry.DEFAULT_LINK,
             )
             server = VpnServer(name, address, link)
-            if link == "networkmanager":
-                server.connection = click.prompt("  NetworkManager connection name")
-            else:
+            keys = registry.tunnel_link(link)
+            if "Config" in keys.required:
                 server.config = click.prompt(f"  {link} config file", type=FILE).as_posix()
+            elif "Config" in keys.reads:
+                optional: str = click.prompt(f"  {link} config file (optional)", default="")
+                server.config = Path(optional).as_posix() if optional else None
+            if "Connection" in keys.reads:
+                connection = click.prompt(
+                    f"  {link} connection name",
+                    default=None if "Connection" in keys.required else "",
+                )
+                server.connection = connection or None
             spec.vpn.append(server)
+    if spec.dials and spec.dialup is None:
+        _ask_dialup(spec)
     if spec.dials and spec.phonebook is None:
         folder = _ask_optional("Phone book folder (holding BOOK.pbk/.pbr; empty for none)")
         if folder:
@@ -180,8 +205,9 @@ def _wizard(spec: KitSpec) -> None:
     nargs=4,
     multiple=True,
     metavar="NAME ADDRESS LINK CONFIG",
-    help="VPN server: LINK is openvpn/wireguard (CONFIG a file) or networkmanager (CONFIG the "
-    "connection name).",
+    help="VPN server: LINK is a tunnel dialer ('opencm dialers list'); CONFIG is what it reads: "
+    "a file for Config& (openvpn, wireguard, ikev2), the connection name for Connection& "
+    "(networkmanager).",
 )
 @click.option("--redial-count", type=click.IntRange(0), default=3, show_default=True)
 @click.option("--redial-delay", type=click.IntRange(0), default=5, show_default=True)
@@ -197,6 +223,29 @@ def _wizard(spec: KitSpec) -> None:
 @click.option("--phonebook-name", help="Phone book name (default: the short name).")
 @click.option("--pbs-url", default="", help="Phone Book Service URL for updates.")
 @click.option("--pba-key", type=PATH, help="The PBA's minisign public key.")
+@click.option("--modem", help='Dial-up: the modem\'s serial port, or "ask" (each user sets it).')
+@click.option("--modem-speed", help='Dial-up: line speed (default 115200), or "ask".')
+@click.option("--modem-init", help='Dial-up: modem init string (default ATZ), or "ask".')
+@click.option(
+    "--modem-carrier", type=click.Choice(CARRIERS), help="Dial-up: IP over the line (auto)."
+)
+@click.option("--modem-ip", nargs=2, metavar="LOCAL PEER", help="Dial-up: the line's addresses.")
+@click.option(
+    "--modem-login", type=click.Choice(LOGINS), help="Dial-up: the access server's login."
+)
+@click.option("--dial-numbers", help="Dial-up: fixed numbers (';'-separated) without a phone book.")
+@click.option(
+    "--same-credentials",
+    is_flag=True,
+    help="Double dial: send the VPN credentials to the dial-up server too.",
+)
+@click.option("--dial-country", type=click.IntRange(1, 999), help="Dialing rules: country code.")
+@click.option("--dial-area-code", help="Dialing rules: the users' area code.")
+@click.option("--outside-line", help="Dialing rules: outside-line prefix, e.g. '9,'.")
+@click.option("--calling-card", help="Dialing rules: calling-card prefix.")
+@click.option("--pulse", is_flag=True, help="Dialing rules: pulse dialing (default tone).")
+@click.option("--user-prefix", default="", help="Realm: put in front of the user name sent.")
+@click.option("--user-suffix", default="", help="Realm: put after the user name sent.")
 @click.option("--action", "actions", multiple=True, help="Custom action as a TOML inline table.")
 @click.option("--monitored", multiple=True, help="Monitored application (repeatable).")
 @click.option("--icon", type=PATH)
@@ -223,6 +272,21 @@ def new(
     phonebook_name: str | None,
     pbs_url: str,
     pba_key: Path | None,
+    modem: str | None,
+    modem_speed: str | None,
+    modem_init: str | None,
+    modem_carrier: str | None,
+    modem_ip: tuple[str, str] | None,
+    modem_login: str | None,
+    dial_numbers: str | None,
+    same_credentials: bool,
+    dial_country: int | None,
+    dial_area_code: str | None,
+    outside_line: str | None,
+    calling_card: str | None,
+    pulse: bool,
+    user_prefix: str,
+    user_suffix: str,
     actions: tuple[str, ...],
     monitored: tuple[str, ...],
     icon: Path | None,
@@ -253,16 +317,7 @@ def new(
         auto_reconnect=auto_reconnect,
         dun=dun,
         tunnel_dun=tunnel_dun,
-        vpn=[
-            VpnServer(
-                name,
-                address,
-                link,
-                config=None if link == "networkmanager" else target,
-                connection=target if link == "networkmanager" else None,
-            )
-            for name, address, link, target in vpn
-        ],
+        vpn=[_vpn_from_flag(*server) for server in vpn],
         actions=[_inline_action(a, i) for i, a in enumerate(actions)]
         + [Action(ActionPoint.MONITORED, program) for program in monitored],
         icon=text(icon),
@@ -271,7 +326,25 @@ def new(
         help_file=text(help_file),
         additional_files=[p.as_posix() for p in files],
         components=[p.as_posix() for p in components],
+        user_prefix=user_prefix,
+        user_suffix=user_suffix,
     )
+    modem_given = (modem, modem_speed, modem_init, modem_carrier, modem_ip, modem_login)
+    if any(value is not None for value in modem_given) or dial_numbers or same_credentials:
+        spec.dialup = _dialup_from_flags(
+            modem, modem_speed, modem_init, modem_carrier, modem_ip, modem_login,
+            dial_numbers, same_credentials,
+        )  # fmt: skip
+    if any(v is not None for v in (dial_country, dial_area_code, outside_line, calling_card)):
+        spec.dialing = Dialing(
+            country=dial_country,
+            area_code=dial_area_code or "",
+            outside_line=outside_line or "",
+            dial_mode="pulse" if pulse else "tone",
+            calling_card=calling_card or "",
+        )
+    elif pulse:
+        spec.dialing = Dialing(dial_mode="pulse")
     if phonebook_dir is not None:
         spec.phonebook = PhoneBook(
             phonebook_name or spec.short_name, phonebook_dir.as_posix(), pbs_url, text(pba_key)
@@ -283,6 +356,52 @@ def new(
     # create_kit validates through the same reader a hand-written kit.toml goes through.
     spec_path = create_kit(directory, spec)
     click.echo(f"Created {spec_path}; build it with: opencm kit build {directory}")
+
+
+def _dialup_from_flags(
+    device: str | None,
+    speed: str | None,
+    init: str | None,
+    carrier: str | None,
+    addresses: tuple[str, str] | None,
+    login: str | None,
+    numbers: str | None,
+    same_credentials: bool,
+) -> Dialup:
+    speed_value: int | None = 115200
+    if speed is not None:
+        if speed == ASK:
+            speed_value = None
+        elif speed.isdigit():
+            speed_value = int(speed)
+        else:
+            raise InputError(
+                f'expected a line speed or "ask", got {speed!r}', field="--modem-speed"
+            )
+    return Dialup(
+        device=device or ASK,
+        speed=speed_value,
+        init=init or "ATZ",
+        carrier=carrier or "auto",
+        local_ip=addresses[0] if addresses else None,
+        peer_ip=addresses[1] if addresses else None,
+        login=login or "none",
+        numbers=numbers,
+        credentials="same" if same_credentials else "separate",
+    )
+
+
+def _ask_dialup(spec: KitSpec) -> None:
+    device: str = click.prompt('Modem serial port ("ask": each user sets it)', default=ASK)
+    speed: str = click.prompt('  Line speed ("ask": each user sets it)', default="115200")
+    init: str = click.prompt("  Init string", default="ATZ")
+    spec.dialup = _dialup_from_flags(device, speed, init, None, None, None, None, False)
+    if "double" in spec.connection_types:
+        spec.dialup.credentials = (
+            "same"
+            if click.confirm("  Use the VPN user name and password for dial-up too?", default=False)
+            else "separate"
+        )
 
 
 # -- kit build ---------------------------------------------------------------------------------
@@ -359,7 +478,7 @@ def build(
         for merge_conflict in merge_conflicts:
             warn(str(merge_conflict))
         for problem in problems:
-            click.echo(str(problem), err=True)
+            warn_problem(problem)
         if package:
             click.echo(f"Package: {package} (signed, version {spec.version})")
     if result.kept_hand_edits or merge_conflicts or problems:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
+from opencm.actions.logon import allow_list_path, edit_allow_list, read_allow_list
 from opencm.cli.output import emit_json
 from opencm.errors import RefusedError
-from opencm.kit.logon import allow_list_path, edit_allow_list, read_allow_list
 
 
 def _writable_list() -> Path:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
+
+from opencm.problems import Problem
 
 
 def emit_json(data: Any) -> None:
@@ -19,6 +20,6 @@ def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
-def is_interactive() -> bool:
-    """True when a person is at the terminal (stdin and stdout are ttys)."""
-    return sys.stdin.isatty() and sys.stdout.isatty()
+def warn_problem(problem: Problem) -> None:
+    """Print a problem found in a file on stderr, rendered as every check renders it."""
+    click.echo(str(problem), err=True)

@@ -140,8 +140,8 @@ def serve(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def stats(data: Path, from_log: Path | None, as_json: bool) -> None:
     """Hits per phone book (full, delta, none, error) over every worker and replica."""
-    from opencm.pbs import store
     from opencm.pbs.stats import KINDS, read_totals
+    from opencm.phonebook import store
 
     root = _existing(data)
     if from_log is None:

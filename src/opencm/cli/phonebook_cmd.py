@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 import time
@@ -10,7 +9,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import click
 
@@ -18,12 +16,11 @@ from opencm.cli.output import emit_json, warn
 from opencm.errors import EXIT_PROBLEMS, InputError, RefusedError
 from opencm.fsutil import atomic_write
 from opencm.phonebook.cabinet import read_cab
+from opencm.phonebook.check import check_phonebook
 from opencm.phonebook.importer import import_file
-from opencm.phonebook.pbk import Pop, parse_pbk
-from opencm.phonebook.pbr import parse_pbr
-from opencm.phonebook.post import is_url, normalize_target, post_to_directory, post_to_service
-from opencm.phonebook.problems import Problem
-from opencm.phonebook.release import Snapshot, build_release
+from opencm.phonebook.keys import make_keypair, signing_key
+from opencm.phonebook.pbk import Pop
+from opencm.phonebook.post import post_latest, read_token
 from opencm.phonebook.workspace import (
     Book,
     ReleaseInfo,
@@ -31,12 +28,9 @@ from opencm.phonebook.workspace import (
     default_directory,
     pop_as_json,
 )
-from opencm.signing import generate_keypair, load_secret_key
 
 PATH = click.Path(path_type=Path)
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-KEY_NAME = "pba.key"
-PUB_NAME = "pba.pub"
 _F = TypeVar("_F", bound=Callable[..., Any])
 _T = TypeVar("_T")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -442,46 +436,14 @@ def check(pbk: Path, as_json: bool) -> None:
 
     Exit 0 when clean, 1 when a rule fired (each named with file, line, field and effect).
     """
-    pbr_path = next(
-        (
-            p
-            for p in pbk.parent.iterdir()
-            if p.name.casefold() == pbk.with_suffix(".pbr").name.casefold()
-        ),
-        None,
-    )
-    problems: list[Problem] = []
-    region_count = None
-    regions = None
-    if pbr_path is not None:
-        regions = parse_pbr(pbr_path.read_bytes(), pbr_path)
-        problems += regions.problems
-        region_count = len(regions.names)
-    read = parse_pbk(pbk.read_bytes(), pbk, region_count=region_count)
-    problems += read.problems
-    pops = 0 if regions is not None and regions.voids_phone_book else len(read.pops)
+    result = check_phonebook(pbk)
     if as_json:
-        emit_json(
-            {
-                "pops": pops,
-                "problems": [
-                    {
-                        "rule": p.rule,
-                        "path": str(p.path),
-                        "line": p.line,
-                        "field": p.field,
-                        "effect": p.effect.value,
-                        "message": p.message,
-                    }
-                    for p in problems
-                ],
-            }
-        )
+        emit_json(result.as_json())
     else:
-        for problem in problems:
+        for problem in result.problems:
             click.echo(str(problem))
-        click.echo(f"{pops} POPs in effect, {len(problems)} problems")
-    if problems:
+        click.echo(f"{result.pops} POPs in effect, {len(result.problems)} problems")
+    if result.problems:
         ctx = click.get_current_context()
         ctx.exit(EXIT_PROBLEMS)
 
@@ -489,29 +451,15 @@ def check(pbk: Path, as_json: bool) -> None:
 # -- releases, keys, posting -----------------------------------------------------------------
 
 
-def _key_paths(root: Path) -> tuple[Path, Path]:
-    return root / KEY_NAME, root / PUB_NAME
-
-
 @phonebook.command("keygen")
 @click.option("--force", is_flag=True, help="Replace an existing key pair.")
 @click.pass_context
 def keygen(ctx: click.Context, force: bool) -> None:
     """Make the administrator's signing key pair in the workspace (secret key mode 0600)."""
-    root = _root(ctx)
-    root.mkdir(parents=True, exist_ok=True)
-    secret_path, public_path = _key_paths(root)
-    if not force:
-        for path in (secret_path, public_path):
-            if path.exists():
-                raise RefusedError("already exists; refusing to replace a key", path=path)
-    secret, public = generate_keypair()
-    atomic_write(secret_path, secret, mode=0o600)
-    os.chmod(secret_path, 0o600)
-    atomic_write(public_path, public, mode=0o644)
+    paths = make_keypair(_root(ctx), replace=force)
     click.echo(
-        f"Secret key: {secret_path} (keep it here)\n"
-        f"Public key: {public_path} (give it to the kit: [phonebook] public_key)"
+        f"Secret key: {paths.secret} (keep it here)\n"
+        f"Public key: {paths.public} (give it to the kit: [phonebook] public_key)"
     )
 
 
@@ -522,17 +470,10 @@ def keygen(ctx: click.Context, force: bool) -> None:
 @click.pass_context
 def release(ctx: click.Context, name: str, key_path: Path | None, as_json: bool) -> None:
     """Make the next version of NAME: the full cab and deltas from the last five versions."""
-    key_path = key_path or _key_paths(_root(ctx))[0]
-    if not key_path.exists():
-        raise InputError("no signing key; run 'opencm phonebook keygen' first", path=key_path)
-    secret = load_secret_key(key_path)
+    secret = signing_key(_root(ctx), key_path)
     with _open(ctx) as ws:
         book = ws.book(name)
-
-        def build(snapshot: Snapshot, previous: dict[int, Snapshot]) -> dict[str, bytes]:
-            return build_release(book.name, snapshot, previous, secret)
-
-        info, files = ws.add_release(name, build)
+        info, files = ws.release(name, secret)
     summary = {
         "book": book.name,
         **info.as_json(),
@@ -595,39 +536,16 @@ def post(
 ) -> None:
     """Post NAME's latest release to its Phone Book Service (directory or HTTPS upload)."""
     with _open(ctx) as ws:
-        book = ws.book(name)
-        if book.version == 0:
-            raise RefusedError(f"{name} has no release yet; run 'opencm phonebook release {name}'")
-        chosen = normalize_target(target) if target else book.post_target
-        if chosen is None:
-            raise InputError("where to? give --to DIRECTORY or --to https://server", field="--to")
-        ws.set_post_target(name, chosen, force=force, check_only=True)
-        files = ws.release_files(name, book.version)
-        if is_url(chosen):
-            token = _token(token_file)
-            if chosen.startswith("http://") and not _is_loopback(chosen):
-                warn("posting over plain HTTP: the token and the release travel unencrypted")
-            result = post_to_service(chosen, token, book.name, book.version, files)
-        else:
-            result = post_to_directory(Path(chosen), book.name, book.version, files)
-        ws.set_post_target(name, chosen, force=force)
-        ws.mark_posted(name, book.version)
-    _emit(as_json, result, f"Posted {book.name} version {book.version} to {chosen}")
-
-
-def _token(token_file: Path | None) -> str:
-    if token_file is not None:
-        token = token_file.read_text("utf-8").strip()
-    else:
-        token = os.environ.get("OPENCM_PBS_TOKEN", "").strip()
-    if not token:
-        raise InputError("an upload needs a token: --token-file FILE or $OPENCM_PBS_TOKEN")
-    return token
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+        posted = post_latest(
+            ws,
+            name,
+            target=target,
+            token=lambda: read_token(token_file, os.environ),
+            force=force,
+            warn=warn,
+        )
+    _emit(
+        as_json,
+        posted.answer,
+        f"Posted {posted.book} version {posted.version} to {posted.target}",
+    )

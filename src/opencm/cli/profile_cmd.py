@@ -8,15 +8,11 @@ from typing import Any
 import click
 
 from opencm.actions.api import ActionPoint
-from opencm.actions.check import register as register_action_checks
+from opencm.actions.check import check_profile
 from opencm.cli.output import emit_json
 from opencm.errors import EXIT_OK, EXIT_PROBLEMS, InputError
-from opencm.profile.check import check_profile
 from opencm.profile.ini import IniFile
 from opencm.profile.model import ServiceProfile, load_profile
-
-# `profile check` includes the action sections' checks (numbering, values).
-register_action_checks()
 
 PATH = click.Path(path_type=Path)
 

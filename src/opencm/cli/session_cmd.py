@@ -8,7 +8,6 @@ disconnected in order), 1 the connection failed or dropped, 2 bad input, 3 refus
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,8 +15,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from opencm.cli.output import emit_json
-from opencm.errors import InputError
-from opencm.session.protocol import Client, check, default_socket_path, default_state_dir
+from opencm.session.locate import resolve_profile
+from opencm.session.protocol import (
+    KEEP_ENDED,
+    Client,
+    check,
+    default_socket_path,
+    default_state_dir,
+)
 
 if TYPE_CHECKING:
     from opencm.links.api import Credentials
@@ -46,52 +51,60 @@ socket_option = click.option(
 )
 
 
-def resolve_profile(name: str) -> Path:
-    """A path to a .cmp/.cms/folder, or the short name of an installed profile."""
-    path = Path(name)
-    if path.exists():
-        return path.resolve()
-    if "/" not in name and not name.endswith((".cmp", ".cms")):
-        from opencm.kit.install import find_installed_cmp
-        from opencm.kit.roots import all_users_scope, user_scope
-
-        scopes = [all_users_scope()] if os.geteuid() == 0 else [user_scope(), all_users_scope()]
-        found = find_installed_cmp(name, scopes)
-        if found is not None:
-            return found
-    raise InputError("no such profile file, folder or installed profile", path=name)
-
-
 def gather_credentials(
-    profile_path: Path, credentials_file: Path | None, interactive: bool, save: bool
+    profile_path: Path,
+    credentials_file: Path | None,
+    interactive: bool,
+    save: bool,
+    kind: str = "logon",
 ) -> Credentials:
+    """The logon (``kind="logon"``) or Internet (``"inet"``) credentials of a connection:
+    a file, the saved store, or a prompt whose default user name is the ``.cmp``'s (saved
+    back there once typed)."""
     from opencm.links.api import Credentials
     from opencm.profile.model import load_profile
-    from opencm.session import credentials as creds
+    from opencm.session.credentials import INET, credentials_for
+
+    what = "Internet " if kind == INET else ""
+
+    def ask(default: Credentials, _kind: str) -> Credentials:
+        return Credentials(
+            username=click.prompt(f"{what}User name", default=default.username, err=True),
+            password=click.prompt(f"{what}Password", hide_input=True, err=True),
+            domain=default.domain,
+        )
+
+    gathered = credentials_for(
+        load_profile(profile_path),
+        kind=kind,
+        credentials_file=credentials_file,
+        ask=ask if interactive else None,
+        remember=save,
+    )
+    if gathered.remembered_in is not None:
+        click.echo(f"{what}user name remembered in {gathered.remembered_in}", err=True)
+    if gathered.saved_in is not None:
+        click.echo(f"{what}credentials saved in {gathered.saved_in}", err=True)
+    return gathered.credentials
+
+
+def _wants_inet(profile_path: Path, kind: str | None) -> bool:
+    from opencm.profile.model import ConnectionType, load_profile
+    from opencm.session.credentials import needs_inet_credentials
 
     profile = load_profile(profile_path)
-    if credentials_file is not None:
-        found = creds.read_credentials_file(credentials_file)
-    else:
-        saved = creds.load_saved(profile)
-        if saved is not None:
-            return saved
-        if not creds.needs_credentials(profile):
-            return Credentials()
-        if not interactive:
-            raise InputError(
-                "the profile needs a user name and password: pass --credentials FILE",
-                path=profile.cms_path,
-                field="[opencm] Credentials",
-            )
-        found = Credentials(
-            username=click.prompt("User name", err=True),
-            password=click.prompt("Password", hide_input=True, err=True),
-        )
-    if save:
-        where = creds.save(profile, found)
-        click.echo(f"credentials saved in {where}", err=True)
-    return found
+    connection_type = ConnectionType.from_name(kind) if kind else profile.default_connection_type()
+    return needs_inet_credentials(profile, connection_type)
+
+
+def _credentials_json(credentials: Credentials | None) -> dict[str, str | None] | None:
+    if credentials is None:
+        return None
+    return {
+        "username": credentials.username,
+        "password": credentials.password,
+        "domain": credentials.domain,
+    }
 
 
 @click.command("connect")
@@ -108,6 +121,12 @@ def gather_credentials(
     type=click.Path(path_type=Path, dir_okay=False),
     help="A 0600 file with username=, password=, domain= lines.",
 )
+@click.option(
+    "--inet-credentials",
+    "inet_credentials_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Double dial: a 0600 file with the Internet (dial-up) username= and password=.",
+)
 @click.option("--save-credentials", is_flag=True, help="Remember them, if the profile allows.")
 @click.option("--logon", is_flag=True, help="Boot/logon run: only allow-listed actions run.")
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
@@ -120,6 +139,7 @@ def connect(
     entry: str | None,
     kind: str | None,
     credentials_file: Path | None,
+    inet_credentials_file: Path | None,
     save_credentials: bool,
     logon: bool,
     log_dir: Path | None,
@@ -130,8 +150,18 @@ def connect(
     path = resolve_profile(profile)
     # A logon/boot run has nobody at the screen by definition.
     interactive = not unattended and not logon and sys.stdin.isatty()
-    credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
+    wants_inet = inet_credentials_file is not None or _wants_inet(path, kind)
+
+    def inet() -> Credentials | None:
+        if not wants_inet:
+            return None
+        return gather_credentials(
+            path, inet_credentials_file, interactive, save_credentials, kind="inet"
+        )
+
     if foreground:
+        credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
+        inet_credentials = inet()
         import anyio
 
         return anyio.run(
@@ -140,33 +170,62 @@ def connect(
             kind,
             entry,
             credentials,
+            inet_credentials,
             interactive,
             logon,
             log_dir,
             as_json,
         )
-    request: dict[str, Any] = {
-        "op": "connect",
+    target: dict[str, Any] = {
         "profile": str(path),
         "type": kind,
         "entry": entry,
         "unattended": not interactive,
         "logon": logon,
-        "credentials": {
-            "username": credentials.username,
-            "password": credentials.password,
-            "domain": credentials.domain,
-        },
-        "wait": True,
     }
     with Client(socket_path, timeout=None) as client:
-        client.send(request)
-        for answer in client.lines():
-            if "event" in answer:
-                click.echo(f"opencm: {answer['state']}", err=True)
-                continue
-            status = check(answer)["session"]
-            break
+        if interactive and credentials_file is None:
+            # "How Connection Manager Works": pre-init runs before the logon screen, so the
+            # session is opened (pre-init runs in the daemon) before the password is asked.
+            opened = follow_request(client, {"op": "open", **target})
+            if opened["state"] != "ready":
+                return _finish(opened, as_json)
+            credentials = gather_credentials(path, None, interactive, save_credentials)
+            request: dict[str, Any] = {"op": "connect", "session": opened["session"]}
+        else:
+            credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
+            request = {"op": "connect", **target}
+        request["credentials"] = _credentials_json(credentials)
+        request["inet_credentials"] = _credentials_json(inet())
+        status = follow_request(client, request)
+    return _finish(status, as_json)
+
+
+def follow_request(client: Client, request: dict[str, Any]) -> dict[str, Any]:
+    """Send ``request``, print each event's words as it comes, return the final status."""
+    client.send(request)
+    for answer in client.lines():
+        if "event" not in answer:
+            result: dict[str, Any] = check(answer)["session"]
+            return result
+        line = event_line(answer)
+        if line:
+            click.echo(f"opencm: {line}", err=True)
+    raise AssertionError("unreachable: lines() raises when the daemon closes")  # pragma: no cover
+
+
+def event_line(event: dict[str, Any]) -> str | None:
+    """One event as the CLI prints it: the state, or the event's words (None: not shown)."""
+    kind = event.get("event")
+    if kind == "state":
+        return str(event.get("state"))
+    if kind in ("action-running", "missed"):
+        return None  # the action's result line follows; "missed" only concerns watchers
+    text = event.get("text")
+    return str(text) if text else None
+
+
+def _finish(status: dict[str, Any], as_json: bool) -> int:
     if as_json:
         emit_json(status)
     else:
@@ -192,7 +251,11 @@ def _print_final(status: dict[str, Any]) -> None:
             err=True,
         )
     else:
-        click.echo(f"{status['service']}: {status['state']}", err=True)
+        reason = status.get("disconnect_reason")
+        click.echo(
+            f"{status['service']}: {status['state']}" + (f" ({reason})" if reason else ""),
+            err=True,
+        )
 
 
 async def _foreground(
@@ -200,6 +263,7 @@ async def _foreground(
     kind: str | None,
     entry: str | None,
     credentials: Credentials,
+    inet_credentials: Credentials | None,
     interactive: bool,
     logon: bool,
     log_dir: Path | None,
@@ -209,19 +273,23 @@ async def _foreground(
 
     import anyio
 
-    from opencm.actions.api import ConnectionType
+    from opencm.profile.model import ConnectionType
     from opencm.session.factory import open_session
+    from opencm.session.options import ConnectOptions, SessionDeps
     from opencm.session.prompt import TtyPrompt
 
     session, engine = open_session(
         path,
-        connection_type=ConnectionType.from_name(kind) if kind else None,
-        entry=entry,
-        credentials=credentials,
-        interactive=interactive,
-        prompt=TtyPrompt() if interactive else None,
+        ConnectOptions(
+            connection_type=ConnectionType.from_name(kind) if kind else None,
+            entry=entry,
+            credentials=credentials,
+            inet_credentials=inet_credentials,
+            interactive=interactive,
+            logon=logon,
+        ),
+        SessionDeps(prompt=TtyPrompt() if interactive else None),
         log_dir=log_dir,
-        logon=logon,
     )
 
     def show(row: Any) -> None:
@@ -290,11 +358,49 @@ def _table(sessions: list[dict[str, Any]]) -> None:
         click.echo("no sessions")
         return
     for s in sessions:
-        prompt = "  (asking: stay online?)" if s.get("prompt") else ""
+        note = ""
+        if s.get("prompt"):
+            note = "  (asking: stay online? answer with: opencm answer stay|disconnect)"
+        elif s.get("ended"):
+            error = s.get("error")
+            note = f"  (ended: {s.get('outcome')}"
+            if s.get("outcome") in ("failed", "dropped") and error:
+                note += f": {error['message']} (error {error['code']} from {error['source']})"
+            elif s.get("disconnect_reason"):
+                note += f": {s['disconnect_reason']}"
+            note += ")"
         click.echo(
             f"{s['service']:<24} {s['state']:<13} {s['connection_type']:<7} "
-            f"{s.get('client_ip') or '-':<16} {s['session']}{prompt}"
+            f"{s.get('client_ip') or '-':<16} {s['session']}{note}"
         )
+
+
+@click.command("answer")
+@click.argument("choice", type=click.Choice(["stay", "disconnect"]))
+@click.argument("profile", required=False)
+@click.option("--session", "session_id", help="The session id (from opencm status).")
+@socket_option
+def answer(
+    choice: str, profile: str | None, session_id: str | None, socket_path: Path | None
+) -> int:
+    """Answer the "Stay online?" question of a session whose last monitored application exited."""
+    wire = {"stay": "stay-online", "disconnect": "disconnect-now"}[choice]
+    with Client(socket_path) as client:
+        client.request({"op": "answer", "choice": wire, **_target(profile, session_id)})
+    click.echo("staying online" if choice == "stay" else "disconnecting", err=True)
+    return 0
+
+
+@click.command("dismiss")
+@click.argument("profile", required=False)
+@click.option("--session", "session_id", help="The session id (from opencm status).")
+@socket_option
+def dismiss(profile: str | None, session_id: str | None, socket_path: Path | None) -> int:
+    """Forget ended sessions (all of yours, or the one named) so status no longer shows them."""
+    with Client(socket_path) as client:
+        gone = client.request({"op": "dismiss", **_target(profile, session_id)})["dismissed"]
+    click.echo(f"dismissed {len(gone)} ended session(s)", err=True)
+    return 0
 
 
 @click.command("status")
@@ -335,17 +441,58 @@ def status(as_json: bool, watch: bool, socket_path: Path | None) -> int:
     default=None,
     help="Journal and lock (default: /var/lib/opencm as root).",
 )
-@click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
-def daemon(socket_path: Path | None, state_dir: Path | None, log_dir: Path | None) -> int:
+@click.option(
+    "--log-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Session logs (default as root: <state-dir>/logs).",
+)
+@click.option(
+    "--keep-ended",
+    type=click.FloatRange(min=0),
+    default=KEEP_ENDED,
+    show_default=True,
+    help="Seconds an ended session stays in status with its outcome (unless dismissed).",
+)
+@click.option(
+    "--profile-root",
+    "profile_roots",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where profiles users may connect through a root daemon live (repeatable; "
+    "default: the all-users folder, /etc/opencm/Cm).",
+)
+def daemon(
+    socket_path: Path | None,
+    state_dir: Path | None,
+    log_dir: Path | None,
+    keep_ended: float,
+    profile_roots: tuple[Path, ...],
+) -> int:
     """Run the daemon that owns sessions and links (systemd: opencm.service)."""
     import anyio
 
     from opencm.session.daemon import run_daemon
 
     anyio.run(
-        run_daemon, socket_path or default_socket_path(), state_dir or default_state_dir(), log_dir
+        run_daemon,
+        socket_path or default_socket_path(),
+        state_dir or default_state_dir(),
+        log_dir,
+        keep_ended,
+        [root.absolute() for root in profile_roots],
     )
     return 0
 
 
-__all__ = ["cancel", "connect", "daemon", "disconnect", "status"]
+__all__ = [
+    "answer",
+    "cancel",
+    "connect",
+    "daemon",
+    "disconnect",
+    "dismiss",
+    "event_line",
+    "follow_request",
+    "status",
+]

@@ -15,15 +15,17 @@ edits survive; ``DIR/build/.state-<SHORT>.json`` remembers what the previous bui
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from opencm.actions.api import ActionPoint
 from opencm.errors import InputError
 from opencm.fsutil import atomic_write
 from opencm.kit.merge import MergeResult, merge_components
 from opencm.kit.reconcile import Conflict, Desired, previous_from_rows, reconcile
-from opencm.kit.spec import KitSpec, load_spec
+from opencm.kit.secrecy import file_mode, is_secret
+from opencm.kit.spec import ASK, Action, Dialup, KitSpec, load_spec
 from opencm.profile.ini import IniFile
 
 #: The [ISP] POP filters every real .cms carries (cm-formats §1.6).
@@ -74,6 +76,10 @@ def _quote_program(program: str) -> str:
     return f'"{program}"' if " " in program else program
 
 
+def _program_name(action: Action) -> str:
+    return PureWindowsPath(action.program).name or action.program
+
+
 def action_line(spec: KitSpec, program: str, parameters: str, include: bool) -> str:
     """``N=`` text: ``program params``; a library takes its entry point after a comma."""
     path = f"{spec.short_name}\\{Path(program).name}" if include else program
@@ -122,7 +128,12 @@ def desired_cms(spec: KitSpec, files: _Files) -> Desired:
         ("TunnelAddress", spec.vpn[0].address if spec.vpn else ""),
         ("TunnelDUN", spec.tunnel_dun_name if spec.tunnels else ""),
         ("AutoReconnect", "1" if spec.auto_reconnect else "0"),
+        ("UserNamePrefix", spec.user_prefix),
+        ("UserNameSuffix", spec.user_suffix),
     ]
+    if "double" in spec.connection_types:
+        same = spec.dialup is not None and spec.dialup.credentials == "same"
+        cm.append(("UseSameUserName", "1" if same else "0"))
     for key, value, field_name in (
         ("Icon", spec.icon, "files.icon"),
         ("SmallIcon", spec.small_icon, "files.small_icon"),
@@ -151,8 +162,11 @@ def desired_cms(spec: KitSpec, files: _Files) -> Desired:
                 files.add(action.program, f"action program {action.program}")
             line = action_line(spec, action.program, action.parameters, action.include)
             pairs.append((str(index), line))
-            pairs.append((f"{index}&Flags", str(action.flags)))
-            pairs.append((f"{index}&Description", action.description))
+            # Custom actions keys: "the default key does not appear in the .cms file", and
+            # the description defaults to the name of the program.
+            if action.flags:
+                pairs.append((f"{index}&Flags", str(action.flags)))
+            pairs.append((f"{index}&Description", action.description or _program_name(action)))
         cms.section(point.section, *pairs)
     cms.section(EMPTY_SECTIONS[2])
 
@@ -169,8 +183,30 @@ def desired_cms(spec: KitSpec, files: _Files) -> Desired:
             ours.append((f"Config&{server.name}", f"{short}\\{name}"))
         if server.connection:
             ours.append((f"Connection&{server.name}", server.connection))
+    if spec.dials:
+        ours += _modem_keys(spec.dialup or Dialup())
     cms.section(OPENCM, *ours)
     return cms
+
+
+def _modem_keys(dialup: Dialup) -> list[tuple[str, str]]:
+    """The dial-up entry in ``[opencm]`` (opencm.session.config reads it); ``ask`` leaves a
+    value to each user's ``.cmp``."""
+    keys = [
+        ("ModemDevice", dialup.device),
+        ("ModemBaud", str(dialup.speed) if dialup.speed is not None else ASK),
+        ("ModemInit", dialup.init),
+        ("ModemCarrier", dialup.carrier),
+    ]
+    if dialup.local_ip:
+        keys.append(("ModemLocalIP", dialup.local_ip))
+    if dialup.peer_ip:
+        keys.append(("ModemPeerIP", dialup.peer_ip))
+    if dialup.login != "none":
+        keys.append(("ModemLogin", dialup.login))
+    if dialup.numbers:
+        keys.append(("DialNumbers", dialup.numbers))
+    return keys
 
 
 def _public_key_line(kit_dir: Path, relative: str | None) -> str:
@@ -193,6 +229,17 @@ def desired_cmp(spec: KitSpec) -> Desired:
     cmp = Desired()
     cmp.section("Profile Format", ("Version", "5"))
     cmp.section(CM, ("CMSFile", f"{spec.short_name}\\{spec.short_name}.cms"))
+    rules = spec.dialing
+    if rules is not None:
+        # Seed 002: the .cmp's values are the user's first-time values; users change them.
+        pairs = [
+            ("DialCountry", str(rules.country) if rules.country is not None else ""),
+            ("DialAreaCode", rules.area_code),
+            ("OutsideLine", rules.outside_line),
+            ("DialMode", rules.dial_mode),
+            ("CallingCard", rules.calling_card),
+        ]
+        cmp.section(OPENCM, *[(key, value) for key, value in pairs if value])
     return cmp
 
 
@@ -287,9 +334,16 @@ def build_kit(kit_dir: str | Path, *, overwrite: bool = False) -> BuildResult:
             stale.unlink()  # the spec no longer ships it
     for name, source in sources.items():
         data = source.read_bytes()
-        mode = 0o755 if source.stat().st_mode & 0o111 else 0o644
+        source_mode = source.stat().st_mode
+        mode = file_mode(
+            executable=bool(source_mode & 0o111), secret=is_secret(name, data, source_mode)
+        )
         target = service_dir / name
-        if not target.is_file() or target.read_bytes() != data:
+        if (
+            not target.is_file()
+            or target.read_bytes() != data
+            or stat.S_IMODE(target.stat().st_mode) != mode
+        ):
             atomic_write(target, data, mode=mode)
 
     own = {f"{short}.cms", f"{short}.inf"}

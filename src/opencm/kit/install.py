@@ -32,10 +32,11 @@ from pathlib import Path, PurePosixPath
 
 import minisign
 
-from opencm.errors import InputError, RefusedError
+from opencm.errors import DiskFullError, InputError, RefusedError, is_disk_full
 from opencm.fsutil import atomic_write, fsync_dir
 from opencm.kit.package import VerifiedPackage, check_member_name, read_package
 from opencm.kit.roots import Scope
+from opencm.kit.secrecy import file_mode
 from opencm.kit.spec import check_short_name
 from opencm.profile.ini import IniFile
 
@@ -184,10 +185,13 @@ def _write_all(writes: dict[Path, tuple[bytes, int]]) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.chmod(name, mode)
-    except BaseException:
+    except BaseException as error:
         for temporary, _ in staged:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
+        if is_disk_full(error):
+            target = next(iter(writes))
+            raise DiskFullError(target.parent, sum(len(d) for d, _ in writes.values())) from error
         raise
     for temporary, target in staged:
         if target.is_symlink():
@@ -250,7 +254,10 @@ def install_package(
         (root / folder).mkdir(parents=True, exist_ok=True)
     _write_all(
         {
-            root / path: (data, 0o755 if package.is_executable(path) else 0o644)
+            root / path: (
+                data,
+                file_mode(executable=package.is_executable(path), secret=package.is_private(path)),
+            )
             for path, data in writes.items()
         }
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from opencm.kit.spec import KitSpec
 from opencm.profile.model import ServiceProfile, load_profile
+from opencm.profile.rasbook import require_pop_book
 
 _ENTRY_SECTIONS = ("server&", "tcp/ip&", "networking&")
 _SERVER_INDEX = re.compile(r"VpnServer[0-9]+", re.IGNORECASE)
@@ -104,6 +105,7 @@ class _Merger:
         self.result.component_names.append(component)
         book = profile.phonebook_path()
         if book is not None and book.is_file():
+            require_pop_book(book.read_bytes(), book, f"component {component}'s phone book")
             name = self.take_file(component, book, "phone book")
             if name is not None:
                 self.result.opencm_keys.append(

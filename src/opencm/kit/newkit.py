@@ -24,6 +24,7 @@ from opencm.errors import InputError
 from opencm.fsutil import atomic_write
 from opencm.kit.spec import SPEC_NAME, KitSpec, load_spec, render_spec
 from opencm.profile.model import load_profile
+from opencm.profile.rasbook import require_pop_book
 
 
 class _Importer:
@@ -106,6 +107,8 @@ def _fill_kit(kit: Path, spec: KitSpec, base: Path) -> None:
             source = importer.source(book.dir)
             if not (source / f"{book.name}.pbk").is_file():
                 raise InputError(f"no {book.name}.pbk in {source}", field="phonebook.dir")
+            pbk_data = (source / f"{book.name}.pbk").read_bytes()
+            require_pop_book(pbk_data, source / f"{book.name}.pbk", "the kit's phone book")
             for suffix in (".pbk", ".pbr", ".ver"):
                 candidate = source / f"{book.name}{suffix}"
                 if candidate.is_file():
@@ -114,6 +117,10 @@ def _fill_kit(kit: Path, spec: KitSpec, base: Path) -> None:
     components: list[str] = []
     for given in spec.components:
         component = load_profile(importer.source(given))
+        book_path = component.phonebook_path()
+        if book_path is not None and book_path.is_file():
+            what = f"`kit new --component` ({component.short_name}'s [ISP] PBFile)"
+            require_pop_book(book_path.read_bytes(), book_path, what)
         target = kit / "components" / component.short_name
         if target.exists():
             raise InputError(f"component {component.short_name} is named twice", field="components")

@@ -35,6 +35,7 @@ import minisign
 
 from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write
+from opencm.kit.secrecy import SECRET_EXECUTABLE_MODE, file_mode, is_secret, looks_secret
 from opencm.kit.spec import check_short_name
 from opencm.signing import sign, verify
 
@@ -46,6 +47,8 @@ SIGNATURE = MANIFEST + ".minisig"
 PROFILE_PREFIX = "profile/"
 WHEEL_PREFIX = "wheel/"
 STUB = "__main__.py"
+#: The line in front of the zip that lets ``./X.cmpkg.pyz`` run as a program.
+SHEBANG = b"#!/usr/bin/env python3\n"
 #: Bounds that keep a hostile zip (a "zip bomb") from exhausting memory before it is refused.
 MAX_MEMBERS = 10_000
 MAX_TOTAL_SIZE = 512 * 1024 * 1024
@@ -120,6 +123,8 @@ class ManifestFile:
     sha256: str
     size: int
     executable: bool
+    #: Key material (``opencm.kit.secrecy``): packed, and installed, readable by its owner only.
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,10 +134,21 @@ class Manifest:
     version: int
     files: tuple[ManifestFile, ...]
     wheel: ManifestFile | None = None
+    #: sha256 of the bytes that run when the package is executed: the shebang line in front of
+    #: the zip and ``__main__.py``. Signed with the rest, checked by every verification.
+    launcher_sha256: str = ""
 
     def to_bytes(self) -> bytes:
         def entry(f: ManifestFile) -> dict[str, object]:
-            return {"path": f.path, "sha256": f.sha256, "size": f.size, "executable": f.executable}
+            item: dict[str, object] = {
+                "path": f.path,
+                "sha256": f.sha256,
+                "size": f.size,
+                "executable": f.executable,
+            }
+            if f.private:
+                item["private"] = True
+            return item
 
         data = {
             "format": FORMAT,
@@ -142,12 +158,18 @@ class Manifest:
             "version": self.version,
             "files": [entry(f) for f in self.files],
             "wheel": entry(self.wheel) if self.wheel else None,
+            "launcher_sha256": self.launcher_sha256,
         }
         return (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def launcher_digest(prefix: bytes, stub: bytes) -> str:
+    """The hash that vouches for what runs when the package is executed."""
+    return _digest(len(prefix).to_bytes(4, "big") + prefix + stub)
 
 
 def check_member_name(name: str, where: str | Path) -> PurePosixPath:
@@ -193,8 +215,12 @@ def build_package(
             continue
         _check_profile_path(relative, short_name, profile_root)
         data = path.read_bytes()
-        executable = bool(path.stat().st_mode & 0o111)
-        entries.append((ManifestFile(relative, _digest(data), len(data), executable), data))
+        source_mode = path.stat().st_mode
+        executable = bool(source_mode & 0o111)
+        private = is_secret(path.name, data, source_mode)
+        entries.append(
+            (ManifestFile(relative, _digest(data), len(data), executable, private), data)
+        )
     if not any(f.path == f"{short_name}.cmp" for f, _ in entries):
         raise InputError(f"no {short_name}.cmp here: build the kit first", path=profile_root)
     wheel_entry: tuple[ManifestFile, bytes] | None = None
@@ -207,6 +233,7 @@ def build_package(
         version,
         tuple(f for f, _ in entries),
         wheel_entry[0] if wheel_entry else None,
+        launcher_digest(SHEBANG, STUB_SOURCE.encode("utf-8")),
     )
     manifest_bytes = manifest.to_bytes()
     signature = sign(manifest_bytes, secret_key, PURPOSE, {"short": short_name, "version": version})
@@ -214,21 +241,29 @@ def build_package(
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
 
-        def put(name: str, data: bytes, executable: bool = False) -> None:
+        def put(name: str, data: bytes, executable: bool = False, private: bool = False) -> None:
             info = zipfile.ZipInfo(name, _ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = ((0o755 if executable else 0o644) | stat.S_IFREG) << 16
+            mode = file_mode(executable=executable, secret=private)
+            info.external_attr = (mode | stat.S_IFREG) << 16
             archive.writestr(info, data)
 
         put(STUB, STUB_SOURCE.encode("utf-8"))
         put(MANIFEST, manifest_bytes)
         put(SIGNATURE, signature)
         for entry, data in entries:
-            put(PROFILE_PREFIX + entry.path, data, entry.executable)
+            put(PROFILE_PREFIX + entry.path, data, entry.executable, entry.private)
         if wheel_entry is not None:
             put(WHEEL_PREFIX + wheel_entry[0].path, wheel_entry[1])
     # A zipapp is a zip with a shebang line in front; zip readers find the directory at the end.
-    atomic_write(out, b"#!/usr/bin/env python3\n" + buffer.getvalue(), mode=0o755)
+    # A package that carries key material is itself a secret of the administrator's until it
+    # is handed out: readable (and runnable) by its owner only.
+    carries_secrets = any(entry.private for entry, _ in entries)
+    atomic_write(
+        out,
+        SHEBANG + buffer.getvalue(),
+        mode=SECRET_EXECUTABLE_MODE if carries_secrets else 0o755,
+    )
     return manifest
 
 
@@ -248,6 +283,11 @@ class VerifiedPackage:
 
     def is_executable(self, path: str) -> bool:
         return any(f.path == path and f.executable for f in self.manifest.files)
+
+    def is_private(self, path: str) -> bool:
+        """Key material: marked so in the signed manifest, or recognised by its content."""
+        marked = any(f.path == path and f.private for f in self.manifest.files)
+        return marked or looks_secret(PurePosixPath(path).name, self.files.get(path, b""))
 
 
 def _parse_manifest(data: bytes, where: str | Path) -> Manifest:
@@ -269,7 +309,9 @@ def _parse_manifest(data: bytes, where: str | Path) -> Manifest:
         path, digest, size = item.get("path"), item.get("sha256"), item.get("size")
         if not isinstance(path, str) or not isinstance(digest, str) or not isinstance(size, int):
             raise bad(f"file entry {item!r} needs path, sha256 and size")
-        return ManifestFile(path, digest, size, item.get("executable") is True)
+        return ManifestFile(
+            path, digest, size, item.get("executable") is True, item.get("private") is True
+        )
 
     short, name, version = raw.get("short_name"), raw.get("service_name"), raw.get("version")
     if not isinstance(short, str) or not isinstance(name, str):
@@ -284,18 +326,44 @@ def _parse_manifest(data: bytes, where: str | Path) -> Manifest:
     if not isinstance(files, list):
         raise bad("files must be a list")
     wheel = raw.get("wheel")
+    launcher = raw.get("launcher_sha256")
+    if not isinstance(launcher, str) or len(launcher) != 64:
+        raise bad(
+            "no launcher_sha256: the package's launcher is not signed (built by an opencm"
+            " before 0.2: rebuild it)"
+        )
     return Manifest(
         short,
         name,
         version,
         tuple(file_entry(item) for item in files),
         file_entry(wheel) if wheel is not None else None,
+        launcher,
     )
+
+
+_IMPORT_HINT = "not a package: use `opencm import` to turn it into a kit, then `opencm kit build`"
+
+
+def check_is_package(where: Path) -> None:
+    """Refuse, before any trust check, what is plainly a profile and not a package: a folder, a
+    Windows ``.cmp``/``.cms``, a cabinet, an ``.exe``, a VPN config."""
+    if where.is_dir():
+        raise InputError(f"a folder is {_IMPORT_HINT}", path=where)
+    if not where.is_file():
+        return  # reading says "no such package"
+    with where.open("rb") as handle:
+        head = handle.read(64)
+    if head.startswith((b"MSCF", b"MZ")) or where.suffix.casefold() in (
+        ".cmp", ".cms", ".inf", ".pbk", ".ovpn", ".conf", ".cab", ".exe",
+    ):  # fmt: skip
+        raise InputError(f"a {where.suffix or 'file'} is {_IMPORT_HINT}", path=where)
 
 
 def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -> VerifiedPackage:
     """Open and verify a package; raises RefusedError (nothing is written either way)."""
     where = Path(path)
+    check_is_package(where)
     if not trusted_keys:
         raise RefusedError(
             "no trusted key to check the package with: pass --trust KEY.pub or add the "
@@ -326,7 +394,11 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
                 raise RefusedError(f"{info.filename!r} appears twice in the package", path=where)
             members[info.filename] = info
         if MANIFEST not in members:
-            raise InputError(f"not an opencm package (no {MANIFEST})", path=where)
+            raise InputError(
+                f"not an opencm package (no {MANIFEST}); if it is Azure's"
+                f" VpnClientConfiguration.zip: {_IMPORT_HINT}",
+                path=where,
+            )
         if SIGNATURE not in members:
             raise RefusedError("the package is not signed: refusing to install it", path=where)
 
@@ -370,6 +442,7 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
         expected = {PROFILE_PREFIX + f.path: f for f in manifest.files}
         if manifest.wheel is not None:
             expected[WHEEL_PREFIX + manifest.wheel.path] = manifest.wheel
+        _check_launcher(where, infos, read(STUB) if STUB in members else b"", manifest)
         unlisted = sorted(set(members) - set(expected) - {STUB, MANIFEST, SIGNATURE})
         if unlisted:
             raise RefusedError(f"{unlisted[0]!r} is not in the signed manifest", path=where)
@@ -386,3 +459,22 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
         if f"{manifest.short_name}.cmp" not in files:
             raise RefusedError(f"the package has no {manifest.short_name}.cmp", path=where)
         return VerifiedPackage(manifest, files, signer)
+
+
+def _check_launcher(
+    where: Path, infos: Sequence[zipfile.ZipInfo], stub: bytes, manifest: Manifest
+) -> None:
+    """Refuse a package whose launcher (the bytes before the zip and ``__main__.py``) is not
+    the one its signature vouches for: those bytes are what runs when the file is executed."""
+    start = min((info.header_offset for info in infos), default=0)
+    try:
+        with where.open("rb") as handle:
+            prefix = handle.read(start) if start <= len(SHEBANG) * 4 else b"\0"
+    except OSError as error:
+        raise InputError(f"cannot read the package: {error.strerror}", path=where) from error
+    if launcher_digest(prefix, stub) != manifest.launcher_sha256:
+        raise RefusedError(
+            "the package's launcher (its first line or __main__.py) is not the signed one:"
+            " refusing it",
+            path=where,
+        )

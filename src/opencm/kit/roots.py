@@ -14,7 +14,7 @@ Seed 002's layout, on Linux::
 Every root can be moved with an environment variable (tests use temporary folders):
 ``OPENCM_SYSTEM_CONFIG_DIR`` (/etc/opencm), ``OPENCM_SYSTEM_STATE_DIR`` (/var/lib/opencm),
 ``OPENCM_SYSTEM_APPLICATIONS_DIR`` (/usr/share/applications); the per-user ones follow
-``XDG_DATA_HOME`` and ``XDG_CONFIG_HOME``.
+``XDG_DATA_HOME`` and ``XDG_CONFIG_HOME``. :mod:`opencm.paths` reads them all.
 """
 
 from __future__ import annotations
@@ -26,6 +26,13 @@ from pathlib import Path
 
 import minisign
 
+from opencm.paths import (
+    config_home,
+    data_home,
+    system_applications_dir,
+    system_config_dir,
+    system_state_dir,
+)
 from opencm.signing import load_public_key
 
 USER = "user"
@@ -51,40 +58,23 @@ class Scope:
         return keys
 
 
-def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
-    return os.environ if env is None else env
-
-
-def system_config_dir(env: Mapping[str, str] | None = None) -> Path:
-    return Path(_env(env).get("OPENCM_SYSTEM_CONFIG_DIR") or "/etc/opencm")
-
-
-def _xdg(env: Mapping[str, str], name: str, fallback: str) -> Path:
-    value = env.get(name)
-    if value and Path(value).is_absolute():
-        return Path(value)
-    return Path(env.get("HOME") or Path.home()) / fallback
-
-
 def user_scope(env: Mapping[str, str] | None = None) -> Scope:
-    e = _env(env)
-    data = _xdg(e, "XDG_DATA_HOME", ".local/share")
-    config = _xdg(e, "XDG_CONFIG_HOME", ".config")
+    data = data_home(env)
+    config = config_home(env)
     return Scope(
         USER,
         data / "opencm" / "Cm",
         data / "opencm" / "installed",
         data / "applications",
         # A user trusts what the administrator trusts, plus keys of their own.
-        (system_config_dir(e) / "trusted-keys", config / "opencm" / "trusted-keys"),
+        (system_config_dir(env) / "trusted-keys", config / "opencm" / "trusted-keys"),
     )
 
 
 def all_users_scope(env: Mapping[str, str] | None = None) -> Scope:
-    e = _env(env)
-    config = system_config_dir(e)
-    state = Path(e.get("OPENCM_SYSTEM_STATE_DIR") or "/var/lib/opencm")
-    apps = Path(e.get("OPENCM_SYSTEM_APPLICATIONS_DIR") or "/usr/share/applications")
+    config = system_config_dir(env)
+    state = system_state_dir(env)
+    apps = system_applications_dir(env)
     # Only keys root put in place: a user's own keys never vouch for a system-wide install.
     return Scope(ALL_USERS, config / "Cm", state / "installed", apps, (config / "trusted-keys",))
 

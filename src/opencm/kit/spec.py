@@ -8,6 +8,7 @@ field (``vpn[1].link``) so an administrator can fix a hand-written spec.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import tomllib
@@ -18,14 +19,29 @@ from typing import Any
 
 from opencm.actions.api import ActionPoint
 from opencm.errors import InputError
+from opencm.links import registry
 
 SPEC_NAME = "kit.toml"
 
 #: Seed 002: at most eight characters, not all digits, no spaces or symbols.
 _SHORT_NAME = re.compile(r"[A-Za-z0-9_-]{1,8}")
+#: Azure's point-to-site profiles use a 36-character GUID as the short name (the .cmp, the
+#: service folder and every file are named by it). Windows' CM accepts it; so does opencm.
+_GUID_NAME = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 
 CONNECTION_TYPES = ("direct", "dialup", "double")
-LINK_TYPES = ("openvpn", "wireguard", "networkmanager")
+ASK = "ask"
+CARRIERS = ("auto", "ppp", "slip")
+LOGINS = ("none", "prompt")
+CREDENTIALS = ("separate", "same")
+DIAL_MODES = ("tone", "pulse")
+_PREFIX = re.compile(r"[0-9*#,Ww]*")
+#: The ``[[vpn]]`` field holding each profile key a link may read (``ProfileKeys``), and how
+#: a missing one is named.
+LINK_FIELDS = {
+    "Config": ("config", "its config file"),
+    "Connection": ("connection", "a connection name"),
+}
 
 # The N&Flags bits, as opencm's action engine reads them (opencm.actions.flags): which
 # connections run an action, whether it talks to the user, whether the profile ships it.
@@ -48,9 +64,12 @@ RUN_FOR: Mapping[str, int] = {
 
 def check_short_name(value: str, *, what: str = "short name") -> str:
     """Validate an eight-character name (service profile or phone book); returns it."""
+    if _GUID_NAME.fullmatch(value):
+        return value
     if not _SHORT_NAME.fullmatch(value) or value.isdigit():
         raise InputError(
             f"{what} {value!r} must be 1-8 letters, digits, '_' or '-', and not all digits"
+            " (or a GUID, as Azure's profiles use)"
         )
     return value
 
@@ -107,6 +126,40 @@ class PhoneBook:
 
 
 @dataclass
+class Dialup:
+    """The dial-up entry: the modem, how IP runs over the line, and whose credentials."""
+
+    #: Serial port (``/dev/ttyS0``) or ``ask`` (each user sets their own).
+    device: str = ASK
+    #: Line speed, or None for ``ask``.
+    speed: int | None = 115200
+    #: Modem init string, or ``ask``.
+    init: str = "ATZ"
+    #: ``auto`` (PPP when the kernel has it), ``ppp`` or ``slip``.
+    carrier: str = "auto"
+    #: The line's addresses (SLIP needs them; pppd negotiates its own).
+    local_ip: str | None = None
+    peer_ip: str | None = None
+    #: ``none`` or ``prompt``: the access server's text login (see docs/dialers.md).
+    login: str = "none"
+    #: Fixed numbers (``;``-separated) for a profile without a phone book.
+    numbers: str | None = None
+    #: Double dial: ``separate`` Internet credentials, or the ``same`` as the tunnel's.
+    credentials: str = "separate"
+
+
+@dataclass
+class Dialing:
+    """The dialing rules a user starts with (their location; users change them)."""
+
+    country: int | None = None
+    area_code: str = ""
+    outside_line: str = ""
+    dial_mode: str = "tone"
+    calling_card: str = ""
+
+
+@dataclass
 class KitSpec:
     service_name: str
     short_name: str
@@ -128,6 +181,11 @@ class KitSpec:
     additional_files: list[str] = field(default_factory=list)
     #: Built service profiles (folders) merged into this top-level profile.
     components: list[str] = field(default_factory=list)
+    dialup: Dialup | None = None
+    dialing: Dialing | None = None
+    #: Realm: put in front of / after the user name sent to the server.
+    user_prefix: str = ""
+    user_suffix: str = ""
 
     @property
     def dials(self) -> bool:
@@ -225,6 +283,24 @@ class _Fields:
             raise self._error(unknown[0], "unknown field (see docs/kit-spec.md)")
 
 
+def _check_link(entry: _Fields, server: VpnServer, path: Path | None, index: int) -> None:
+    """The link must be one the registry allows, given the keys its dialer declares."""
+    named_by = f"vpn[{index}].link in {path or 'the kit spec'}"
+    try:
+        keys = registry.tunnel_link(server.link, named_by=named_by)
+    except InputError as error:
+        raise entry._error("link", error.message) from error
+    for key, (field_name, words) in LINK_FIELDS.items():
+        given = getattr(server, field_name)
+        if given and key not in keys.reads:
+            reads = ", ".join(LINK_FIELDS[k][0] for k in keys.reads) or "neither"
+            raise entry._error(
+                field_name, f"a {server.link} server does not take {field_name} (it takes: {reads})"
+            )
+        if not given and key in keys.required:
+            raise entry._error(field_name, f"a {server.link} server needs {words}")
+
+
 def _kit_file(fields: _Fields, key: str, *, required: bool = False) -> str | None:
     """A path inside the kit folder: relative, no ``..``; checked for existence by the build."""
     value = fields.text(key, required=required)
@@ -271,22 +347,30 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         auto_reconnect=service.boolean("auto_reconnect", True),
         dun=service.text("dun"),
         tunnel_dun=service.text("tunnel_dun"),
+        user_prefix=service.text_or("user_prefix", ""),
+        user_suffix=service.text_or("user_suffix", ""),
     )
+    for key in ("user_prefix", "user_suffix"):
+        value = getattr(spec, key)
+        if not value.isprintable() or any(char in value for char in " %;="):
+            raise InputError(
+                "expected a realm without spaces, '%', ';' or '='",
+                path=path,
+                field=f"service.{key}",
+            )
     service.finish()
+    _read_dialup(top, spec, path)
 
     for index, table in enumerate(top.tables("vpn")):
         entry = _Fields(table, f"vpn[{index}].", path)
         server = VpnServer(
             name=entry.text("name", required=True) or "",
             address=entry.text("address", required=True) or "",
-            link=entry.choice("link", LINK_TYPES, "openvpn"),
+            link=entry.text_or("link", registry.DEFAULT_LINK),
             config=_kit_file(entry, "config"),
             connection=entry.text("connection"),
         )
-        if server.link in ("openvpn", "wireguard") and server.config is None:
-            raise entry._error("config", f"a {server.link} server needs its config file")
-        if server.link == "networkmanager" and not server.connection:
-            raise entry._error("connection", "a networkmanager server needs a connection name")
+        _check_link(entry, server, path, index)
         entry.finish()
         spec.vpn.append(server)
     if spec.tunnels and not spec.vpn:
@@ -357,6 +441,73 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
     return spec
 
 
+def _read_dialup(top: _Fields, spec: KitSpec, path: Path | None) -> None:
+    table = top.table_of("dialup")
+    if table is not None:
+        fields = _Fields(table, "dialup.", path)
+        speed_value = fields._get("speed", (int, str), 'an integer or "ask"', False)
+        if isinstance(speed_value, str) and speed_value != ASK:
+            raise fields._error("speed", f'expected an integer or "ask", got {speed_value!r}')
+        if isinstance(speed_value, int) and not 300 <= speed_value <= 4_000_000:
+            raise fields._error("speed", f"expected 300 to 4000000, got {speed_value}")
+        dialup = Dialup(
+            device=fields.text_or("device", ASK),
+            speed=None if speed_value == ASK else (speed_value or 115200),
+            init=fields.text_or("init", "ATZ"),
+            carrier=fields.choice("carrier", CARRIERS, "auto"),
+            local_ip=fields.text("local_ip"),
+            peer_ip=fields.text("peer_ip"),
+            login=fields.choice("login", LOGINS, "none"),
+            numbers=fields.text("numbers"),
+            credentials=fields.choice("credentials", CREDENTIALS, "separate"),
+        )
+        if dialup.device != ASK and not dialup.device.startswith("/"):
+            raise fields._error("device", f'expected a device path or "ask", got {dialup.device!r}')
+        if dialup.init != ASK and (
+            not dialup.init.upper().startswith("AT") or not dialup.init.isprintable()
+        ):
+            raise fields._error(
+                "init", f'expected one AT command line or "ask", got {dialup.init!r}'
+            )
+        for key in ("local_ip", "peer_ip"):
+            value = getattr(dialup, key)
+            if value is not None:
+                try:
+                    ipaddress.IPv4Address(value)
+                except ValueError:
+                    raise fields._error(key, f"expected an IPv4 address, got {value!r}") from None
+        if dialup.numbers is not None and not re.fullmatch(r"[0-9*#,Ww ;()-]+", dialup.numbers):
+            raise fields._error("numbers", "expected phone numbers separated by ';'")
+        fields.finish()
+        spec.dialup = dialup
+    rules = top.table_of("dialing")
+    if rules is not None:
+        fields = _Fields(rules, "dialing.", path)
+        country = fields._get("country", int, "a country calling code (1, 44 …)", False)
+        dialing = Dialing(
+            country=country,
+            area_code=fields.text_or("area_code", ""),
+            outside_line=fields.text_or("outside_line", ""),
+            dial_mode=fields.choice("dial_mode", DIAL_MODES, "tone"),
+            calling_card=fields.text_or("calling_card", ""),
+        )
+        if country is not None and not 1 <= country <= 999:
+            raise fields._error("country", f"expected a calling code 1-999, got {country}")
+        if not dialing.area_code.isdigit() and dialing.area_code:
+            raise fields._error("area_code", f"expected digits, got {dialing.area_code!r}")
+        for key in ("outside_line", "calling_card"):
+            if not _PREFIX.fullmatch(getattr(dialing, key)):
+                raise fields._error(key, "expected digits, '*', '#', ',' (pause) or 'W'")
+        fields.finish()
+        spec.dialing = dialing
+    if spec.dialup is not None and not spec.dials:
+        raise InputError(
+            "a [dialup] table needs a dialup or double connection type",
+            path=path,
+            field="dialup",
+        )
+
+
 def load_spec(path: str | Path) -> KitSpec:
     """Read a ``kit.toml`` (or the one in a kit folder)."""
     target = Path(path)
@@ -417,8 +568,40 @@ def render_spec(spec: KitSpec) -> str:
             "auto_reconnect": spec.auto_reconnect,
             "dun": spec.dun,
             "tunnel_dun": spec.tunnel_dun,
+            "user_prefix": spec.user_prefix or None,
+            "user_suffix": spec.user_suffix or None,
         },
     )
+    if spec.dialup is not None:
+        dialup = spec.dialup
+        _table(
+            lines,
+            "[dialup]",
+            {
+                "device": dialup.device,
+                "speed": dialup.speed if dialup.speed is not None else ASK,
+                "init": dialup.init,
+                "carrier": dialup.carrier,
+                "local_ip": dialup.local_ip,
+                "peer_ip": dialup.peer_ip,
+                "login": dialup.login,
+                "numbers": dialup.numbers,
+                "credentials": dialup.credentials,
+            },
+        )
+    if spec.dialing is not None:
+        rules = spec.dialing
+        _table(
+            lines,
+            "[dialing]",
+            {
+                "country": rules.country,
+                "area_code": rules.area_code or None,
+                "outside_line": rules.outside_line or None,
+                "dial_mode": rules.dial_mode,
+                "calling_card": rules.calling_card or None,
+            },
+        )
     for server in spec.vpn:
         _table(
             lines,

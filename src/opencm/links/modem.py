@@ -26,6 +26,10 @@ Settings of an entry:
 ``command_timeout``        seconds to wait for OK (default 5)
 ``escape_guard``           the ``+++`` guard time in seconds (default 1, the Hayes S12 default)
 ``mtu``                    link MTU (default 1006, SLIP's traditional value)
+``login``                  ``none`` (default) or ``prompt``: the access server asks for the
+                           dial-up credentials at a text prompt (``login:``/``Username:``, then
+                           ``Password:``) before IP starts, as SLIP access servers did; pppd
+                           sends them itself (PAP/CHAP)
 
 A carrier loss while up (the modem's unsolicited ``NO CARRIER``, or the port hanging up) is
 reported as :attr:`DownReason.CARRIER_LOST`.
@@ -39,13 +43,13 @@ import os
 import secrets
 import shutil
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import serial  # pyserial
 
+from opencm.clock import Clock, RealClock
 from opencm.errors import InputError
 from opencm.links import codes, hayes, proc, slip
 from opencm.links.api import (
@@ -56,6 +60,8 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
+    Stage,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import check_netns, check_settings, existing_netns
@@ -64,7 +70,7 @@ from opencm.links.tasks import TaskSet, close_once
 SETTINGS = (
     "device", "numbers", "init", "baud", "netns", "local_ip", "peer_ip", "interface", "carrier",
     "redial_count", "redial_delay", "dial_mode", "answer_timeout", "command_timeout",
-    "escape_guard", "mtu",
+    "escape_guard", "mtu", "login",
 )  # fmt: skip
 NUMBER_SETTINGS = {
     "baud": (int, 300, 4_000_000),
@@ -75,9 +81,6 @@ NUMBER_SETTINGS = {
     "escape_guard": (float, 0.02, 10),
     "mtu": (int, 296, 65535),
 }
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class Line(Protocol):
@@ -147,6 +150,12 @@ class SerialLine:
         *complete, self._buffer = self._buffer.split(b"\r")
         self._lines += [text for raw in complete if (text := raw.decode(errors="replace").strip())]
 
+    def take_pending(self) -> bytes:
+        """What was read but not yet consumed as lines (the start of what follows CONNECT)."""
+        pending = "\r".join(self._lines).encode() + (b"\r" if self._lines else b"") + self._buffer
+        self._buffer, self._lines = b"", []
+        return pending
+
     def discard_input(self) -> None:
         self._buffer, self._lines = b"", []
         with contextlib.suppress(OSError):
@@ -164,10 +173,10 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 async def run_dialogue(line: Line, dialogue: hayes.Dialogue, clock: Clock) -> hayes.Outcome:
     """Drive one :class:`~opencm.links.hayes.Dialogue` to its outcome."""
-    line.write(dialogue.start(clock()))
+    line.write(dialogue.start(clock.monotonic()))
     while dialogue.outcome is None:
-        text = await line.read_line(max(0.0, dialogue.deadline - clock()))
-        now = clock()
+        text = await line.read_line(max(0.0, dialogue.deadline - clock.monotonic()))
+        now = clock.monotonic()
         if text is not None:
             line.write(dialogue.feed(text, now))
         line.write(dialogue.tick(now))
@@ -190,14 +199,13 @@ async def dial_numbers(
     plan: DialPlan,
     *,
     clock: Clock,
-    sleep: Sleep,
     on_attempt: Callable[[hayes.Outcome], None] = lambda _: None,
 ) -> tuple[hayes.Outcome, list[hayes.Outcome]]:
     """Try the numbers in order, pass after pass, until one connects; raise :class:`DialError`."""
     tried: list[hayes.Outcome] = []
     for round_, number in hayes.attempts(plan.numbers, plan.redial_count):
         if tried and number == plan.numbers[0] and round_ > 0:
-            await sleep(plan.redial_delay)
+            await clock.sleep(plan.redial_delay)
         dialogue = hayes.Dialogue(
             number,
             init=plan.init,
@@ -273,16 +281,16 @@ class ModemDialer(NoDialogDialer):
     """
 
     name = "modem"
+    # The dial-up link: its settings come from the [opencm] Modem* keys, not Link&.
+    profile_keys = ProfileKeys(stage=Stage.DIAL, netns=True)
 
     def __init__(
         self,
         *,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
+        clock: Clock | None = None,
         on_attempt: Callable[[hayes.Outcome], None] = lambda _: None,
     ) -> None:
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = clock or RealClock()
         self._on_attempt = on_attempt
         self._links: dict[str, _Link] = {}
 
@@ -311,9 +319,10 @@ class ModemDialer(NoDialogDialer):
                 line,
                 _plan(settings),
                 clock=self._clock,
-                sleep=self._sleep,
                 on_attempt=self._on_attempt,
             )
+            if settings.get("login") == "prompt" and not use_ppp:
+                await terminal_login(line, credentials, float(settings.get("answer_timeout") or 60))
             interface = settings.get("interface") or f"ocmsl{secrets.token_hex(2)}"
             carrier = await self._start_carrier(
                 line, settings, interface, netns, credentials, use_ppp
@@ -390,6 +399,8 @@ class ModemDialer(NoDialogDialer):
         check_netns(entry, settings)
         if settings.get("carrier", "auto") not in ("auto", "ppp", "slip"):
             raise InputError("carrier must be auto, ppp or slip", field=f"{where}.carrier")
+        if settings.get("login", "none") not in ("none", "prompt"):
+            raise InputError("login must be none or prompt", field=f"{where}.login")
         if settings.get("dial_mode", "tone") not in ("tone", "pulse"):
             raise InputError("dial_mode must be tone or pulse", field=f"{where}.dial_mode")
         for key in ("local_ip", "peer_ip"):
@@ -425,6 +436,7 @@ class ModemDialer(NoDialogDialer):
             pass_fds=(fd,),
             start_new_session=True,
         )
+        proc.started(process.pid)
         assert process.stdout is not None
         ready = b""
         with contextlib.suppress(TimeoutError):
@@ -449,7 +461,7 @@ class ModemDialer(NoDialogDialer):
             os.close(password_write)
         try:
             argv = pppd_argv(fd, settings, credentials, password_read)
-            return await asyncio.create_subprocess_exec(
+            process = await asyncio.create_subprocess_exec(
                 *proc.netns_argv(netns, argv),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
@@ -457,6 +469,8 @@ class ModemDialer(NoDialogDialer):
                 pass_fds=(password_read,) if password_read is not None else (),
                 start_new_session=True,
             )
+            proc.started(process.pid)
+            return process
         finally:
             if password_read is not None:
                 os.close(password_read)
@@ -491,6 +505,81 @@ class ModemDialer(NoDialogDialer):
         link.line.close()  # closing the port drops DTR: the last word on any call
         link.tasks.cancel_all(keep=link.teardown)
         self._links.pop(link_id, None)
+
+
+_USER_PROMPTS = (b"login:", b"username:", b"user name:")
+_GRANTED = (b"slip", b"ppp", b"granted", b"started")
+_REFUSED = (b"incorrect", b"denied", b"invalid", b"no carrier", b"failed")
+
+
+async def terminal_login(line: SerialLine, credentials: Credentials, within: float) -> None:
+    """Answer an access server's text login with the dial-up credentials.
+
+    Waits for a user-name prompt, sends the user name, waits for ``Password:``, sends the
+    password, then for the server's word that IP starts (``SLIP``, ``PPP``, ``granted``,
+    ``started``) or that it refused (``incorrect``, ``denied`` …: RAS error 691).
+    """
+    if not credentials.username or credentials.password is None:
+        raise DialError(
+            "the access server asks for a user name and password: none were given",
+            code=codes.AUTHENTICATION_FAILURE,
+            retryable=False,
+        )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    seen = line.take_pending()
+
+    async def until(words: tuple[bytes, ...], what: str) -> None:
+        nonlocal seen
+        while True:
+            folded = seen.lower()
+            if any(word in folded for word in _REFUSED):
+                raise DialError(
+                    f"the access server refused the dial-up credentials ({what})",
+                    code=codes.AUTHENTICATION_FAILURE,
+                    retryable=False,
+                )
+            if any(folded.rstrip().endswith(word) or word in folded for word in words):
+                seen = b""
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise DialError(
+                    f"the access server did not answer at its login ({what})",
+                    code=codes.NO_ANSWER,
+                )
+            seen += await _read_some(line, remaining)
+
+    os.set_blocking(line.fileno(), False)
+    await until(_USER_PROMPTS, "waiting for the user-name prompt")
+    line.write(credentials.username.encode() + b"\r")
+    await until((b"password:",), "waiting for the password prompt")
+    line.write(credentials.password.encode() + b"\r")
+    await until(_GRANTED, "after the password")
+
+
+async def _read_some(line: SerialLine, within: float) -> bytes:
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(line.fileno(), _wake, readable)
+    try:
+        async with asyncio.timeout(within):
+            await readable
+    except TimeoutError:
+        return b""
+    finally:
+        loop.remove_reader(line.fileno())
+    try:
+        data = os.read(line.fileno(), 4096)
+    except BlockingIOError:
+        return b""
+    except OSError as error:
+        raise DialError(
+            f"the serial line hung up: {error.strerror}", code=codes.PORT_DISCONNECTED
+        ) from None
+    if not data:
+        raise DialError("the serial line hung up", code=codes.PORT_DISCONNECTED)
+    return data
 
 
 async def _escape_and_hang_up(line: SerialLine, guard: float) -> None:

@@ -36,6 +36,7 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import check_seconds, check_settings
@@ -99,6 +100,8 @@ class NetworkManagerDialer(NoDialogDialer):
     """
 
     name = "networkmanager"
+    # NetworkManager has its own namespaces: no Netns.
+    profile_keys = ProfileKeys(required=("Connection",))
 
     def __init__(self, *, bus_address: str | None = None) -> None:
         #: None: the system bus (where NetworkManager lives); tests give a private bus.

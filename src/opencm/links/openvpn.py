@@ -46,6 +46,7 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import (
@@ -106,6 +107,7 @@ class OpenVPNDialer(NoDialogDialer):
     """
 
     name = "openvpn"
+    profile_keys = ProfileKeys(required=("Config",), netns=True)
 
     def __init__(self, *, runtime_dir: Path | None = None, hold_wait_cap: float = HOLD_WAIT_CAP):
         self._runtime_dir = runtime_dir
@@ -379,25 +381,74 @@ class OpenVPNDialer(NoDialogDialer):
         shutil.rmtree(link.rundir, ignore_errors=True)
 
 
-#: Directives a config must not contain, because opencm runs openvpn as root: they run programs
-#: or load code (scripts, plug-ins, another ``ip``), write files anywhere (logs, status, PID
-#: files), read files whose content goes to the server (credentials files), or take away the
-#: control opencm needs (daemon mode, another management interface, other config files).
-FORBIDDEN_DIRECTIVES = frozenset(
+#: The directives a client config may use. opencm runs openvpn as root, so this is an allow
+#: list: anything else (scripts, plug-ins, logs, status or PID files, ``genkey``, other config
+#: files, daemon mode, another management interface, credentials files sent to a server) is
+#: refused, including options a later OpenVPN adds. Options that read key material (``ca``,
+#: ``cert``, ``key``, …) are allowed: the admin ships that material with the profile.
+ALLOWED_DIRECTIVES = frozenset(
     {
-        "plugin", "up", "down", "route-up", "route-pre-down", "ipchange", "tls-verify",
-        "client-connect", "client-disconnect", "learn-address", "auth-user-pass-verify",
-        "iproute", "daemon", "management", "management-client", "log", "log-append",
-        "status", "writepid", "config", "cd", "chroot", "http-proxy-user-pass",
+        # the link
+        "client", "pull", "tls-client", "dev", "dev-type", "proto", "proto-force", "remote",
+        "remote-random", "remote-random-hostname", "resolv-retry", "connect-retry",
+        "connect-retry-max", "connect-timeout", "server-poll-timeout", "nobind", "bind", "lport",
+        "rport", "port", "local", "float", "persist-key", "persist-tun", "persist-remote-ip",
+        "persist-local-ip", "topology", "tun-mtu", "tun-mtu-extra", "tun-mtu-max", "link-mtu",
+        "mssfix", "fragment", "mtu-disc", "mtu-test", "sndbuf", "rcvbuf", "fast-io", "txqueuelen",
+        "keepalive", "ping", "ping-restart", "ping-exit", "ping-timer-rem", "inactive",
+        "explicit-exit-notify", "disable-dco", "tun-ipv6", "mark", "socket-flags",
+        "single-session", "remap-usr1", "user", "group", "nice",
+        # what the server may push, and how it is applied
+        "redirect-gateway", "redirect-private", "route", "route-ipv6", "route-gateway",
+        "route-ipv6-gateway", "route-metric", "route-delay", "route-nopull", "route-noexec",
+        "ifconfig-nowarn", "pull-filter", "dhcp-option", "block-outside-dns", "setenv",
+        "setenv-safe", "push-peer-info", "ignore-unknown-option", "allow-pull-fqdn",
+        "allow-recursive-routing",
+        # compression, logging to the management socket
+        "comp-lzo", "compress", "allow-compression", "comp-noadapt", "verb", "mute",
+        "mute-replay-warnings", "replay-window", "no-replay", "suppress-timestamps",
+        "machine-readable-output",
+        # authentication (credentials come over the management socket, never from a file)
+        "auth-user-pass", "auth-nocache", "auth-retry", "auth-token-user", "static-challenge",
+        # crypto and the key material the profile ships
+        "cipher", "ciphers", "data-ciphers", "data-ciphers-fallback", "ncp-ciphers",
+        "ncp-disable", "auth", "key-direction", "tls-version-min", "tls-version-max",
+        "tls-cipher", "tls-ciphersuites", "tls-groups", "ecdh-curve", "remote-cert-tls",
+        "remote-cert-ku", "remote-cert-eku", "ns-cert-type", "verify-x509-name", "tls-timeout",
+        "reneg-sec", "reneg-bytes", "reneg-pkts", "hand-window", "tran-window", "tls-exit",
+        "key-method", "cert-profile", "verify-hash", "peer-fingerprint", "ca", "cert", "key",
+        "tls-auth", "tls-crypt", "tls-crypt-v2", "pkcs12", "extra-certs", "crl-verify", "secret",
+        # proxies, without a credentials file (see _check_proxy)
+        "http-proxy", "http-proxy-option", "http-proxy-retry", "socks-proxy",
+        "socks-proxy-retry",
+        # script-security is harmless without scripts; the import report removes it anyway
+        "script-security",
+    }
+)  # fmt: skip
+
+#: Inline blocks (``<ca>…</ca>``) a config may carry: key material and <connection> blocks,
+#: whose directives are checked like the rest.
+INLINE_BLOCKS = frozenset(
+    {
+        "ca", "cert", "key", "tls-auth", "tls-crypt", "tls-crypt-v2", "pkcs12", "extra-certs",
+        "crl-verify", "secret", "peer-fingerprint", "http-proxy-user-pass", "connection",
     }
 )  # fmt: skip
 
 
+def _check_proxy(words: list[str]) -> str | None:
+    """``http-proxy HOST PORT [AUTHFILE|auto|auto-nct] …`` and ``socks-proxy HOST [PORT
+    [AUTHFILE]]``: a credentials file would be read as root and sent to the proxy."""
+    if len(words) > 3 and words[3] not in ("auto", "auto-nct", "stdin"):
+        return f"'{words[0]}' must not name a credentials file ({words[3]!r})"
+    return None
+
+
 def check_config(path: Path) -> None:
-    """Refuse a config that would let its author run code or touch files as root.
+    """Refuse a config that uses a directive outside :data:`ALLOWED_DIRECTIVES`.
 
     ``auth-user-pass`` is allowed only without a file (opencm answers over the management
-    socket); inline ``<ca>…</ca>`` blocks are skipped.
+    socket); key-material inline blocks are skipped, ``<connection>`` blocks are checked.
     """
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -406,30 +457,40 @@ def check_config(path: Path) -> None:
     inline: str | None = None
     for number, raw in enumerate(lines, 1):
         text = raw.strip()
-        if inline is not None:
+        if text.startswith("</") and text.endswith(">"):
             if text == f"</{inline}>":
                 inline = None
             continue
-        if text.startswith("<") and text.endswith(">") and not text.startswith("</"):
-            inline = text[1:-1]
+        if inline is not None and inline != "connection":
+            continue
+        if text.startswith("<") and text.endswith(">"):
+            block = text[1:-1].strip().lower()
+            if block not in INLINE_BLOCKS or inline is not None:
+                raise InputError(
+                    f"inline block <{block}> is not allowed here: expected one of"
+                    f" {', '.join(sorted(INLINE_BLOCKS))}",
+                    path=path,
+                    line=number,
+                )
+            inline = block
             continue
         words = text.split()
         if not words or words[0][0] in "#;":
             continue
         directive = words[0].removeprefix("--").lower()
-        if directive in FORBIDDEN_DIRECTIVES:
-            raise InputError(
-                f"'{directive}' is not allowed: opencm runs OpenVPN as root (use custom actions "
-                "for scripts; see docs/dialers.md)",
-                path=path,
-                line=number,
+        problem: str | None = None
+        if directive not in ALLOWED_DIRECTIVES:
+            problem = (
+                f"'{directive}' is not allowed: opencm runs OpenVPN as root and accepts only"
+                " client options that neither run programs nor write files (custom actions run"
+                " scripts; see docs/dialers.md)"
             )
-        if directive == "auth-user-pass" and len(words) > 1:
-            raise InputError(
-                "'auth-user-pass' must not name a file: opencm passes the credentials itself",
-                path=path,
-                line=number,
-            )
+        elif directive == "auth-user-pass" and len(words) > 1:
+            problem = "'auth-user-pass' must not name a file: opencm passes the credentials itself"
+        elif directive in ("http-proxy", "socks-proxy"):
+            problem = _check_proxy([directive, *words[1:]])
+        if problem is not None:
+            raise InputError(problem, path=path, line=number)
 
 
 def _auth_error(link: _Link) -> DialError:

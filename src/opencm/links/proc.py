@@ -12,7 +12,8 @@ import os
 import re
 import shutil
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
 from opencm.errors import InputError
@@ -39,12 +40,36 @@ def netns_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
     return ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
 
 
+#: Told the PID of every long-lived helper a dial starts, the moment it has started (the
+#: session journals it at once: a daemon killed while the link is still coming up must not
+#: leave that process running for good). Set around a dial with :func:`watching_starts`.
+_on_start: ContextVar[Callable[[int], None] | None] = ContextVar("opencm_on_start", default=None)
+
+
+@contextlib.contextmanager
+def watching_starts(callback: Callable[[int], None]) -> Iterator[None]:
+    """Call ``callback(pid)`` for each helper started (by :func:`spawn` or :func:`started`)
+    in this context: the dial and the tasks it starts."""
+    token = _on_start.set(callback)
+    try:
+        yield
+    finally:
+        _on_start.reset(token)
+
+
+def started(pid: int) -> None:
+    """Report a helper started without :func:`spawn` (one that needs pipes or fds)."""
+    callback = _on_start.get()
+    if callback is not None:
+        callback(pid)
+
+
 async def spawn(
     argv: Sequence[str], *, log_path: Path | None = None, cwd: Path | None = None
 ) -> asyncio.subprocess.Process:
     """Start ``argv`` in its own session, output to ``log_path`` (or nowhere)."""
     if log_path is None:
-        return await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
@@ -52,15 +77,18 @@ async def spawn(
             cwd=cwd,
             start_new_session=True,
         )
-    with log_path.open("ab") as log:
-        return await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=cwd,
-            start_new_session=True,
-        )
+    else:
+        with log_path.open("ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=cwd,
+                start_new_session=True,
+            )
+    started(process.pid)
+    return process
 
 
 async def end(process: asyncio.subprocess.Process, *, grace: float = 3.0) -> int | None:

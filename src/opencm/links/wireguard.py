@@ -35,10 +35,11 @@ import contextlib
 import secrets
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from opencm.clock import Clock, RealClock
 from opencm.errors import InputError
 from opencm.links import codes, proc
 from opencm.links.api import (
@@ -49,6 +50,7 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import (
@@ -65,9 +67,6 @@ UAPI_DIR = Path("/var/run/wireguard")
 #: Keys that only wg-quick understands; opencm applies Address and MTU itself.
 QUICK_ONLY = {"address", "mtu", "dns", "table", "saveconfig"}
 SHELL_HOOKS = {"preup", "postup", "predown", "postdown"}
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class DeadPeerDetector:
@@ -86,14 +85,14 @@ class DeadPeerDetector:
 
     def update(self, rx: int, tx: int) -> bool:
         """Record the counters; True when the peer must be considered gone."""
-        now = self._clock()
+        now = self._clock.monotonic()
         if self._rx is None or rx != self._rx:
             self._rx, self._rx_since, self._tx_at_rx = rx, now, tx
             return False
         return tx > self._tx_at_rx and now - self._rx_since > self.window
 
     def silent_for(self) -> float:
-        return self._clock() - self._rx_since
+        return self._clock.monotonic() - self._rx_since
 
 
 @dataclass(frozen=True)
@@ -209,17 +208,16 @@ class WireGuardDialer(NoDialogDialer):
     """
 
     name = "wireguard"
+    profile_keys = ProfileKeys(required=("Config",), netns=True)
 
     def __init__(
         self,
         *,
         poll_interval: float = 0.5,
         clock: Clock | None = None,
-        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._poll = poll_interval
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = clock or RealClock()
         self._links: dict[str, _Link] = {}
 
     async def dial(
@@ -341,8 +339,7 @@ class WireGuardDialer(NoDialogDialer):
             await asyncio.sleep(0.02)
 
     async def _watch(self, link: _Link, window: float) -> None:
-        loop = asyncio.get_running_loop()
-        detector = DeadPeerDetector(window, self._clock or loop.time)
+        detector = DeadPeerDetector(window, self._clock)
         while not link.closing:
             try:
                 rx, tx, _ = totals(await uapi_get(link.interface))
@@ -356,7 +353,7 @@ class WireGuardDialer(NoDialogDialer):
                     f"while still sending (rx stalled at {rx} bytes, tx {tx})",
                 )
                 return
-            await self._sleep(self._poll)
+            await self._clock.sleep(self._poll)
 
     async def _watch_process(self, link: _Link) -> None:
         status = await link.process.wait()

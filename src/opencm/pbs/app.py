@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from opencm.errors import InputError, OpencmError, RefusedError
-from opencm.pbs import rsgi, store
+from opencm.pbs import rsgi
 from opencm.pbs.answers import NOT_A_PBS_PATH, Answer, choose, upload_too_large
 from opencm.pbs.catalog import Catalog
 from opencm.pbs.openapi import openapi_document
 from opencm.pbs.stats import Counters, StatsFiles, add_totals
 from opencm.pbs.stats import prometheus_text as _prometheus_text
 from opencm.pbs.watch import StoreWatch
+from opencm.phonebook import store
 
 log = logging.getLogger("opencm.pbs")
 

@@ -16,14 +16,14 @@ The session runs it before the profile's own post-connect actions whenever the p
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from opencm.errors import OpencmError, RefusedError
 from opencm.pbs.client import UpdateOutcome, fetch_update
+from opencm.phonebook import update as book_update
 from opencm.profile.model import ServiceProfile, load_profile
 
 log = logging.getLogger("opencm.pbs.autoupdate")
@@ -43,22 +43,17 @@ class BookInstaller(Protocol):
 
 
 class PhonebookInstaller:
-    """:class:`BookInstaller` backed by ``opencm.phonebook.update`` (imported when used)."""
-
-    @staticmethod
-    def _module() -> Any:
-        # Imported by name when used: the phone-book package is a separate part of opencm.
-        return importlib.import_module("opencm.phonebook.update")
+    """:class:`BookInstaller` backed by :mod:`opencm.phonebook.update`."""
 
     def installed_version(self, service_dir: Path, book: str) -> int | None:
-        version = self._module().installed_version(service_dir, book)
-        return None if version is None else int(version)
+        return book_update.installed_version(service_dir, book)
 
     def apply_update(
         self, service_dir: Path, book: str, cab: bytes, *, kind: str, base: int | None, version: int
     ) -> object:
-        apply: Any = self._module().apply_update
-        return apply(service_dir, book, cab, kind=kind, base=base, version=version)
+        return book_update.apply_update(
+            service_dir, book, cab, kind=kind, base=base, version=version
+        )
 
 
 @dataclass(frozen=True)
@@ -109,7 +104,7 @@ def _auto_update(
     book, service_dir = pbk.stem, pbk.parent
     try:
         installed = installer.installed_version(service_dir, book) or 0
-    except (OpencmError, OSError, ImportError) as error:
+    except (OpencmError, OSError) as error:
         return AutoUpdateResult("failed", f"cannot read the installed version: {error}", book)
     outcome = fetch_update(url, book, installed, key, timeout=timeout)
 
@@ -133,7 +128,7 @@ def _auto_update(
         )
     except RefusedError as error:
         return done("refused", f"{outcome.reason} refused, {book} {installed} kept: {error}")
-    except (OpencmError, OSError, ImportError) as error:
+    except (OpencmError, OSError) as error:
         return done("failed", f"applying {outcome.reason} failed, {book} {installed} kept: {error}")
     return done("applied", f"{book} updated: {outcome.reason}", outcome.version)
 

@@ -1,12 +1,12 @@
 """The in-memory decision table of every phone book the service answers for.
 
-Each book's current release (``STORE/<BOOK>/CURRENT``, see :mod:`opencm.pbs.store`) is read
-once into a :class:`BookTable` of :class:`~opencm.pbs.answers.Answer` (cabs memory-mapped, headers
-prepared ahead) so the hot path only looks things up. :meth:`Catalog.refresh` notices a changed
-``CURRENT`` (by its inode, size and mtime: ``publish_release`` replaces it by rename), builds the
-new table completely, checks every file against the manifest's SHA-256, and only then swaps it in
-with one assignment. A request therefore sees either the old release or the new one, never a mix;
-a release that fails to load leaves the old one serving and is reported.
+Each book's current release (``STORE/<BOOK>/CURRENT``, see :mod:`opencm.phonebook.store`) is
+read once into a :class:`BookTable` of :class:`~opencm.pbs.answers.Answer` (cabs memory-mapped,
+headers prepared ahead) so the hot path only looks things up. :meth:`Catalog.refresh` notices a
+changed ``CURRENT`` (by its inode, size and mtime: ``publish_release`` replaces it by rename),
+builds the new table completely, checks every file against the manifest's SHA-256, and only then
+swaps it in with one assignment. A request therefore sees either the old release or the new one,
+never a mix; a release that fails to load leaves the old one serving and is reported.
 
 The version rule ("How Connection Manager Works"; opencm's reading of the exactly-five case in
 ``docs/pbs-protocol.md``): ``pbver >= current`` -> no update; ``current - pbver`` within
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opencm.errors import OpencmError
-from opencm.pbs import store
 from opencm.pbs.answers import Answer, Body, cab_answer, none_answer
+from opencm.phonebook import store
 from opencm.phonebook.limits import DELTA_WINDOW
 
 log = logging.getLogger("opencm.pbs")

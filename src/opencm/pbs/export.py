@@ -37,7 +37,6 @@ from pathlib import Path
 
 from opencm.errors import InputError
 from opencm.fsutil import atomic_write, fsync_dir
-from opencm.pbs import store
 from opencm.pbs.answers import (
     ETAG_MATCH,
     METHOD_NOT_ALLOWED,
@@ -48,6 +47,7 @@ from opencm.pbs.answers import (
 from opencm.pbs.catalog import BookTable, load_table
 from opencm.pbs.openapi import openapi_document
 from opencm.pbs.query import BOOK_VALUE, MAX_QUERY_BYTES, RULES, VERSION_VALUE
+from opencm.phonebook import store
 
 GENERATIONS = "generations"
 CURRENT_LINK = "current"

@@ -18,9 +18,9 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from opencm.errors import InputError
-from opencm.pbs import store
 from opencm.pbs.query import QueryError, is_endpoint, parse_query
 from opencm.pbs.stats import DELTA, ERROR, FULL, NONE, UNKNOWN, Counters, Totals
+from opencm.phonebook import store
 from opencm.phonebook.limits import DELTA_WINDOW
 
 #: ``$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent …``

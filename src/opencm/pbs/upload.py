@@ -2,9 +2,10 @@
 
 The body is an uncompressed tar (``application/x-tar``) of a release's files with flat names:
 ``full.cab``, ``delta-<B>.cab`` and a ``.minisig`` for each. This module only unpacks and checks
-it; publishing goes through :func:`opencm.pbs.store.publish_release` (atomic). The server has no
-public key of its own (clients verify), but it reads each signature's trusted comment and refuses
-files that were signed for another book, version or kind: that catches posting the wrong folder.
+it; publishing goes through :func:`opencm.phonebook.store.publish_release` (atomic). The server
+has no public key of its own (clients verify), but it reads each signature's trusted comment and
+refuses files that were signed for another book, version or kind: that catches posting the wrong
+folder.
 """
 
 from __future__ import annotations

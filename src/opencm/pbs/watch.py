@@ -1,9 +1,10 @@
 """Notice new releases in the publish store: inotify where the kernel offers it, polling otherwise.
 
-A release goes live when ``STORE/<BOOK>/CURRENT`` is replaced by rename (:mod:`opencm.pbs.store`),
-so watching the store folder (books appearing or going) and each book folder (``CURRENT`` moved
-in or removed) is enough: an idle server then does no work at all, however many books it serves.
-The standard library has no inotify, so this calls libc's ``inotify_*`` through ctypes.
+A release goes live when ``STORE/<BOOK>/CURRENT`` is replaced by rename
+(:mod:`opencm.phonebook.store`), so watching the store folder (books appearing or going) and each
+book folder (``CURRENT`` moved in or removed) is enough: an idle server then does no work at all,
+however many books it serves. The standard library has no inotify, so this calls libc's
+``inotify_*`` through ctypes.
 
 Polling remains for what inotify cannot see: a store on NFS or SMB changed by another machine
 (``opencm pbs serve --poll``), a kernel without inotify, or a watch limit reached.

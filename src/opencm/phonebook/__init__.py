@@ -5,5 +5,6 @@ Module map: :mod:`pbk` and :mod:`pbr` (Microsoft's published formats), :mod:`ver
 :mod:`delta` (opencm's own formats, ``docs/phonebook-formats.md``), :mod:`cabinet` (Microsoft
 cabinet writer and a guarded reader), :mod:`release` (full + delta cabs, signed),
 :mod:`update` (client apply), :mod:`workspace` (SQLite), :mod:`importer`, :mod:`limits`,
-:mod:`post`.
+:mod:`post`,
+:mod:`store` (the publish store the PBA posts into and the Phone Book Service reads).
 """

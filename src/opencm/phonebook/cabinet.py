@@ -183,7 +183,13 @@ def _read_cab(view: memoryview, limits: Limits) -> dict[str, bytes]:
             raise InputError("a member name is not terminated", field="cab")
         raw_name = bytes(view[position : position + end])
         position += end + 1
-        name = raw_name.decode("utf-8" if attributes & _ATTR_NAME_IS_UTF else "latin-1")
+        try:
+            name = raw_name.decode("utf-8" if attributes & _ATTR_NAME_IS_UTF else "latin-1")
+        except UnicodeDecodeError as error:
+            raise InputError(
+                f"member name {raw_name!r} is flagged UTF-8 but is not ({error.reason})",
+                field="cab",
+            ) from error
         _check_member_name(name)
         if name.casefold() in seen:
             raise InputError(f"member {name!r} appears twice", field="cab")
@@ -198,10 +204,17 @@ def _read_cab(view: memoryview, limits: Limits) -> dict[str, bytes]:
         members.append((name, length, offset, folder))
     streams: dict[int, bytes] = {}
     for number, (start, blocks, compression) in enumerate(folders):
-        needed = max(
-            (offset + length for _, length, offset, folder in members if folder == number),
-            default=0,
-        )
+        inside = [(offset, length) for _, length, offset, folder in members if folder == number]
+        needed = max((offset + length for offset, length in inside), default=0)
+        # Members lie back to back in their folder: a member placed far past the others would
+        # make a small cabinet inflate to gigabytes before anything is refused, so the folder's
+        # data may not reach beyond the sizes its members declare.
+        if needed > sum(length for _, length in inside):
+            raise InputError(
+                f"folder {number}: a member starts past the data its members declare"
+                f" ({needed} bytes needed for {sum(length for _, length in inside)})",
+                field="cab",
+            )
         streams[number] = _inflate_folder(view, start, blocks, compression, data_reserve, needed)
     result: dict[str, bytes] = {}
     for name, length, offset, folder in members:

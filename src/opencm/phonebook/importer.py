@@ -41,6 +41,7 @@ from opencm.phonebook.workspace import (
     check_pop_fields,
     pop_as_json,
 )
+from opencm.profile.rasbook import require_pop_book
 
 COLUMNS = (
     "index",
@@ -316,6 +317,7 @@ def plan_pbk(data: bytes, path: Path, regions: list[str]) -> ImportPlan:
     stops with the rule's message instead. Region ids are mapped by region *name* to the
     book's regions, which must exist.
     """
+    require_pop_book(data, path, "`opencm phonebook import`")
     pbr_path = _sibling_pbr(path)
     file_regions: list[str] = []
     if pbr_path is not None:

@@ -3,7 +3,7 @@
 The seed's PBA posts by FTP; opencm replaces that with two targets, both atomic (the service
 never sees half a release):
 
-- a publish directory the service reads (:func:`opencm.pbs.store.publish_release`: files go to
+- a publish directory the service reads (:func:`opencm.phonebook.store.publish_release`: files go to
   a hidden folder, are flushed, and the folder is renamed into place before ``CURRENT`` moves);
 - an authenticated HTTP(S) upload: ``PUT {base}/admin/books/{BOOK}/releases/{VERSION}`` with
   ``Authorization: Bearer <token>`` and an uncompressed POSIX tar of the release files (flat
@@ -15,15 +15,19 @@ never sees half a release):
 from __future__ import annotations
 
 import io
+import ipaddress
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 
 from opencm.errors import InputError, OpencmError, RefusedError
-from opencm.pbs.store import publish_release
+from opencm.phonebook.store import publish_release
+from opencm.phonebook.workspace import Workspace
 
 TAR_TYPE = "application/x-tar"
 
@@ -98,3 +102,70 @@ def post_to_service(
     if response.status_code == 400:
         raise InputError(f"the Phone Book Service rejected the release archive ({detail})")
     raise OpencmError(f"the Phone Book Service answered HTTP {response.status_code} ({detail})")
+
+
+@dataclass(frozen=True)
+class Posted:
+    book: str
+    version: int
+    #: The normalised target: a directory path or a service URL.
+    target: str
+    #: What the target reported (``{"book", "version", "target"}``).
+    answer: dict[str, Any]
+
+
+def read_token(token_file: Path | None, environ: Mapping[str, str]) -> str:
+    """The upload token: the first line of ``token_file``, else ``$OPENCM_PBS_TOKEN``."""
+    if token_file is not None:
+        token = token_file.read_text("utf-8").strip()
+    else:
+        token = environ.get("OPENCM_PBS_TOKEN", "").strip()
+    if not token:
+        raise InputError("an upload needs a token: --token-file FILE or $OPENCM_PBS_TOKEN")
+    return token
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def post_latest(
+    workspace: Workspace,
+    name: str,
+    *,
+    target: str | None,
+    token: Callable[[], str],
+    force: bool = False,
+    warn: Callable[[str], None] = lambda _message: None,
+) -> Posted:
+    """Post the book's latest release, in four steps:
+
+    1. the latest release (a book without one is refused);
+    2. the target: ``target`` or the book's home service, checked against that home (a book has
+       one home; moving it needs ``force``) without remembering it yet;
+    3. the release files to a publish directory, or uploaded to a service with ``token()``
+       (asked only for an upload; ``warn`` hears about plain HTTP to another machine);
+    4. once the target has the release: the home service remembered, the version marked posted.
+    """
+    book = workspace.book(name)
+    if book.version == 0:
+        raise RefusedError(f"{name} has no release yet; run 'opencm phonebook release {name}'")
+    chosen = normalize_target(target) if target else book.post_target
+    if chosen is None:
+        raise InputError("where to? give --to DIRECTORY or --to https://server", field="--to")
+    workspace.set_post_target(name, chosen, force=force, check_only=True)
+    files = workspace.release_files(name, book.version)
+    if is_url(chosen):
+        secret = token()
+        if chosen.startswith("http://") and not is_loopback_url(chosen):
+            warn("posting over plain HTTP: the token and the release travel unencrypted")
+        answer = post_to_service(chosen, secret, book.name, book.version, files)
+    else:
+        answer = post_to_directory(Path(chosen), book.name, book.version, files)
+    workspace.set_post_target(name, chosen, force=force)
+    workspace.mark_posted(name, book.version)
+    return Posted(book.name, book.version, chosen, answer)

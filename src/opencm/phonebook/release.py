@@ -1,6 +1,6 @@
 """A release: the full cab and the delta cabs of one phone-book version, each signed.
 
-File names follow the publish store (:mod:`opencm.pbs.store`): ``full.cab`` and
+File names follow the publish store (:mod:`opencm.phonebook.store`): ``full.cab`` and
 ``delta-<BASE>.cab``, each with ``<file>.minisig``. The trusted comment of each signature is
 ``opencm-phonebook book=<NAME> version=<V> kind=full`` or ``... kind=delta base=<B>``.
 

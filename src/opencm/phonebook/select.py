@@ -20,9 +20,10 @@ from pathlib import Path
 from opencm.errors import InputError
 from opencm.phonebook.pbk import Pop, parse_pbk
 from opencm.phonebook.pbr import parse_pbr
-from opencm.phonebook.problems import Problem
+from opencm.problems import Problem
 from opencm.profile.isp import IspFilters, read_isp_filters
 from opencm.profile.model import ServiceProfile, resolve_case_insensitive
+from opencm.profile.rasbook import require_pop_book
 
 OPENCM = "opencm"
 
@@ -112,9 +113,17 @@ def read_offered(profile: ServiceProfile) -> PhoneBookView:
             raise InputError(
                 f"cannot read the phone book: {error.strerror}", path=pbk_path
             ) from error
+        require_pop_book(data, pbk_path, "the profile's [ISP] PBFile (dial-up POPs)")
         regions: list[str] = []
         if pbr_path is not None:
-            pbr = parse_pbr(pbr_path.read_bytes(), pbr_path)
+            try:
+                pbr_data = pbr_path.read_bytes()
+            except OSError as error:
+                raise InputError(
+                    f"cannot read the region file ([ISP] RegionFile): {error.strerror}",
+                    path=pbr_path,
+                ) from error
+            pbr = parse_pbr(pbr_data, pbr_path)
             problems += pbr.problems
             if pbr.voids_phone_book:
                 continue
@@ -175,13 +184,14 @@ def _region_matches(offered: OfferedPop, region: str) -> bool:
     return offered.region_name.casefold() == wanted.casefold()
 
 
-def dial_numbers(
+def ordered_pops(
     chosen: Sequence[OfferedPop], *, first: int | None = None, limit: int = 5
-) -> list[str]:
-    """The numbers the modem dialer tries in turn: the chosen POP, then its alternates.
+) -> list[OfferedPop]:
+    """The POPs the modem dialer tries in turn: the chosen POP, then its alternates.
 
     ``first`` is the POP index the user picked (default: the first POP left); alternates are
-    the other POPs in the same country and region, in phone-book order, up to ``limit`` numbers.
+    the other POPs in the same country and region, in phone-book order, up to ``limit`` POPs
+    with distinct numbers.
     """
     if not chosen:
         return []
@@ -195,8 +205,17 @@ def dial_numbers(
         and p.pop.country == primary.pop.country
         and p.pop.region == primary.pop.region
     ]
-    numbers: list[str] = []
+    ordered: list[OfferedPop] = []
+    seen: set[str] = set()
     for candidate in [primary, *alternates]:
-        if candidate.dial_string and candidate.dial_string not in numbers:
-            numbers.append(candidate.dial_string)
-    return numbers[:limit]
+        if candidate.dial_string and candidate.dial_string not in seen:
+            seen.add(candidate.dial_string)
+            ordered.append(candidate)
+    return ordered[:limit]
+
+
+def dial_numbers(
+    chosen: Sequence[OfferedPop], *, first: int | None = None, limit: int = 5
+) -> list[str]:
+    """The numbers of :func:`ordered_pops` as written in the phone book (no dialing rules)."""
+    return [pop.dial_string for pop in ordered_pops(chosen, first=first, limit=limit)]

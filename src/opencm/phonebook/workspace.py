@@ -25,11 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from opencm.errors import InputError, OpencmError, RefusedError
+import minisign
+
+from opencm.errors import DiskFullError, InputError, OpencmError, RefusedError, is_disk_full
+from opencm.paths import data_home
 from opencm.phonebook import limits
 from opencm.phonebook.pbk import Pop, format_pbk, format_pop, parse_pbk
 from opencm.phonebook.pbr import format_pbr
-from opencm.phonebook.release import Snapshot, delta_bases
+from opencm.phonebook.release import Snapshot, build_release, delta_bases
 
 DB_NAME = "workspace.sqlite"
 BUSY_TIMEOUT_MS = 30_000
@@ -229,6 +232,8 @@ class Workspace:
             self.db.execute("PRAGMA cache_size = -65536")  # 64 MiB: 65,000-POP imports
             self._migrate()
         except sqlite3.DatabaseError as error:
+            if is_disk_full(error, self.path):
+                raise DiskFullError(self.path) from error
             raise InputError(
                 f"not a usable workspace database ({error})", path=self.path
             ) from error
@@ -257,10 +262,14 @@ class Workspace:
             ) from error
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as error:
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.DatabaseError):
+                    self.db.execute("ROLLBACK")
+            if is_disk_full(error, self.path):
+                raise DiskFullError(self.path) from error
             raise
-        self.db.execute("COMMIT")
 
     def _migrate(self) -> None:
         (version,) = self.db.execute("PRAGMA user_version").fetchone()
@@ -769,6 +778,18 @@ class Workspace:
         info = ReleaseInfo(version, created, snapshot.pops, added, changed, deleted, None)
         return info, files
 
+    def release(
+        self, name: str, secret_key: minisign.SecretKey
+    ) -> tuple[ReleaseInfo, dict[str, bytes]]:
+        """The next version, signed: the full cab and the deltas from the versions in the
+        window (:func:`opencm.phonebook.release.build_release`)."""
+        book = self.book(name)
+
+        def build(snapshot: Snapshot, previous: dict[int, Snapshot]) -> dict[str, bytes]:
+            return build_release(book.name, snapshot, previous, secret_key)
+
+        return self.add_release(name, build)
+
     def history(self, name: str) -> list[ReleaseInfo]:
         book_id = self._book_id(name)
         rows = self.db.execute(
@@ -889,5 +910,4 @@ def default_directory() -> Path:
     configured = os.environ.get("OPENCM_PBA_WORKSPACE")
     if configured:
         return Path(configured)
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "opencm" / "pba"
+    return data_home() / "opencm" / "pba"

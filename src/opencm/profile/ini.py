@@ -33,6 +33,7 @@ from typing import Any, Self, SupportsIndex
 
 from opencm.errors import InputError
 from opencm.fsutil import atomic_write
+from opencm.problems import Problem
 
 _EOL = re.compile(r"\r\n|\n|\r")
 #: Characters str.splitlines() also breaks on; INI files only break on CR and LF.
@@ -186,16 +187,28 @@ class ContentLine:
     line: int
 
 
-@dataclass(frozen=True)
-class Diagnostic:
-    """Something a reader should know about a file, tied to a line."""
+def _check_writable_names(section: str, key: str) -> None:
+    """Refuse a section or key name that would not read back as itself.
 
-    path: Path | None
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path or '<profile>'}:{self.line}: {self.message}"
+    Windows reads ``[a]b]`` as section ``a``, a key ``a=b`` as key ``a`` with value ``b=…``, a key
+    starting with ``;`` as a comment and one starting with ``[`` as a section header; blanks
+    around either name are dropped on reading. Writing such a name would silently change the
+    profile, so it is refused here instead.
+    """
+    field = f"[{section}] {key}"
+    problems: list[str] = []
+    if not section or section != section.strip(" \t") or any(c in section for c in "]\r\n\0"):
+        problems.append(
+            f"section name {section!r}: expected a non-empty name without ']', line breaks,"
+            " NUL or surrounding blanks"
+        )
+    if not key or key != key.strip(" \t") or key[0] in ";[" or any(c in key for c in "=\r\n\0"):
+        problems.append(
+            f"key name {key!r}: expected a non-empty name without '=', line breaks, NUL or"
+            " surrounding blanks, not starting with ';' or '['"
+        )
+    if problems:
+        raise InputError("; ".join(problems), field=field)
 
 
 class _Lines(list[Line]):
@@ -259,6 +272,7 @@ class IniFile:
 
     def __init__(self, lines: list[Line], encoding: Encoding, path: Path | None = None) -> None:
         self._span_cache: list[_SectionSpan] | None = None
+        self._first_by_name: dict[str, _SectionSpan] = {}
         self._lines = _Lines(lines, self._forget_spans)
         self.encoding = encoding
         self.path = path
@@ -266,7 +280,7 @@ class IniFile:
         self.default_eol = "\r\n"
         #: Warnings from look-ups (integers that were not integers, …), in the order met;
         #: the caller decides where they are shown (``profile check``, the CLI's stderr, a log).
-        self.diagnostics: list[Diagnostic] = []
+        self.diagnostics: list[Problem] = []
 
     @property
     def lines(self) -> list[Line]:
@@ -322,6 +336,11 @@ class IniFile:
         # only through set(), which never turns a key line into a section header.
         if self._span_cache is None:
             self._span_cache = self._scan_spans()
+            # Look-ups by name go through this index: a scan per look-up made listing every
+            # section of a large file quadratic.
+            self._first_by_name = {}
+            for span in self._span_cache:
+                self._first_by_name.setdefault(span.name.casefold(), span)
         return self._span_cache
 
     def _scan_spans(self) -> list[_SectionSpan]:
@@ -334,8 +353,8 @@ class IniFile:
         return spans
 
     def _first_span(self, section: str) -> _SectionSpan | None:
-        wanted = section.strip().casefold()
-        return next((s for s in self._spans() if s.name.casefold() == wanted), None)
+        self._spans()
+        return self._first_by_name.get(section.strip().casefold())
 
     def sections(self) -> list[str]:
         """Section names in file order, repeats included (only the first is ever read)."""
@@ -412,7 +431,17 @@ class IniFile:
         if match is None:
             self._warn(index, f"[{section}] {key}={value!r} is not an integer; using {default}")
             return default
-        number = int(match.group(), 0)
+        digits = match.group()
+        if re.fullmatch(r"[+-]?0[0-9]+", digits) and digits.lstrip("+-0"):
+            # 08 or 010: Windows reads decimal, C (and Python's base 0) octal; say so.
+            raise InputError(
+                f"{value!r} is not a clear integer: a leading 0 reads as octal in some tools "
+                f"and decimal in others; write {int(digits, 10)}",
+                path=self.path,
+                line=index + 1,
+                field=f"[{section}] {key}",
+            )
+        number = int(digits, 0)
         if match.end() != len(value):
             self._warn(index, f"[{section}] {key}={value!r} read as the integer {number}")
         return number
@@ -421,7 +450,7 @@ class IniFile:
         return self.get_int(section, key, int(default)) != 0
 
     def _warn(self, index: int, message: str) -> None:
-        diagnostic = Diagnostic(self.path, index + 1, message)
+        diagnostic = Problem(message, self.path, index + 1)
         if diagnostic not in self.diagnostics:
             self.diagnostics.append(diagnostic)
 
@@ -460,6 +489,7 @@ class IniFile:
         """Set ``key`` in the first ``section``: rewrite its line, or add one (and the section)."""
         if "\n" in value or "\r" in value:
             raise InputError(f"a value cannot span lines: {value!r}", field=f"[{section}] {key}")
+        _check_writable_names(section, key)
         self._check_encodable(section + key + value)
         found = self._find(section, key)
         if found is not None:

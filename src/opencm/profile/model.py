@@ -15,19 +15,38 @@ with ``\\``; on Linux they are resolved case-insensitively, one component at a t
 
 from __future__ import annotations
 
-import re
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from opencm.errors import InputError
 from opencm.profile.ini import IniFile
 
-if TYPE_CHECKING:
-    from opencm.actions.api import ConnectionType
-
 CM = "Connection Manager"
-_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+class ConnectionType(enum.IntEnum):
+    """The value of ``%ConnectionType%``: 0 dial-up, 1 direct tunnel, 2 dial-up then tunnel."""
+
+    DIALUP = 0
+    DIRECT = 1
+    DOUBLE = 2
+
+    @property
+    def dials(self) -> bool:
+        return self in (ConnectionType.DIALUP, ConnectionType.DOUBLE)
+
+    @property
+    def tunnels(self) -> bool:
+        return self in (ConnectionType.DIRECT, ConnectionType.DOUBLE)
+
+    @classmethod
+    def from_name(cls, name: str) -> ConnectionType:
+        return {"dialup": cls.DIALUP, "direct": cls.DIRECT, "double": cls.DOUBLE}[name]
+
+    @property
+    def cli_name(self) -> str:
+        return {0: "dialup", 1: "direct", 2: "double"}[int(self)]
 
 
 def resolve_case_insensitive(base: Path, windows_path: str) -> Path:
@@ -38,6 +57,10 @@ def resolve_case_insensitive(base: Path, windows_path: str) -> Path:
     nothing are kept as written, so the result names what was looked for.
     """
     text = windows_path.strip().replace("\\", "/")
+    if "\0" in text:
+        raise InputError(f"the path {windows_path!r} contains a NUL character")
+    if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in text.split("/")):
+        raise InputError(f"the path {windows_path!r} has a name longer than 255 bytes")
     if text.startswith("/"):
         return Path(text)
     current = base
@@ -55,11 +78,6 @@ def resolve_case_insensitive(base: Path, windows_path: str) -> Path:
             match = None
         current = match if match is not None else exact
     return current
-
-
-def is_windows_absolute(windows_path: str) -> bool:
-    """``C:\\…`` and ``\\\\server\\…`` paths cannot mean anything on Linux."""
-    return bool(_DRIVE.match(windows_path.strip())) or windows_path.strip().startswith("\\\\")
 
 
 @dataclass
@@ -101,13 +119,13 @@ class ServiceProfile:
         return self.cms.get(CM, "ServiceName") or self.short_name
 
     def resolve(self, windows_path: str) -> Path:
-        return resolve_case_insensitive(self.profile_dir, windows_path)
+        try:
+            return resolve_case_insensitive(self.profile_dir, windows_path)
+        except InputError as error:
+            raise InputError(error.message, path=self.cms_path) from None
 
     def supported_types(self) -> list[ConnectionType]:
         """Connection types the profile offers, from ``Dialup``/``Direct``/``Tunnel``."""
-        # Imported here: ``opencm connect`` loads profiles in its client, which needs no types.
-        from opencm.actions.api import ConnectionType
-
         tunnel = self.cms.get_bool(CM, "Tunnel", False)
         dialup = self.cms.get_bool(CM, "Dialup", not tunnel)
         direct = self.cms.get_bool(CM, "Direct", tunnel and not dialup)
@@ -120,8 +138,6 @@ class ServiceProfile:
 
     def default_connection_type(self) -> ConnectionType:
         """``ConnectionType`` (0 dial-up, 1 direct) picks among what the profile offers."""
-        from opencm.actions.api import ConnectionType
-
         offered = self.supported_types()
         wanted = self.cms.get_int(CM, "ConnectionType", 0)
         if wanted == 1 and ConnectionType.DIRECT in offered:

@@ -11,15 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import InputError
-from opencm.links.api import DialEntry
-from opencm.profile.model import CM, ServiceProfile
+from opencm.links import registry
+from opencm.links.api import PROFILE_KEYS, DialEntry, ProfileKeys
+from opencm.phonebook.dialing import DialChoice, choose_numbers
+from opencm.profile.model import CM, ConnectionType, ServiceProfile
+from opencm.profile.usersettings import UserSettings
 
 OPENCM = "opencm"
-#: ``Link&<name>`` values and the dialer each one names.
-LINK_DIALERS = {"openvpn": "openvpn", "wireguard": "wireguard", "networkmanager": "networkmanager"}
+#: How a missing required key is named: "the openvpn config file of server 'Main' is missing".
+KEY_WORDS = {"Config": "config file", "Connection": "connection"}
 MAX_SERVERS = 1000
+
+
+@dataclass
+class DialState:
+    """What the last dial-up entry was made from (for ``%PopName%``/``%CurrentFavorite%``)."""
+
+    choice: DialChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,10 @@ class SessionConfig:
     netns: str | None = None
     log_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    dial_state: DialState = field(default_factory=DialState)
+    #: ``[Connection Manager] UseSameUserName``: double dial sends the tunnel's credentials to
+    #: the dial-up server too.
+    use_same_credentials: bool = False
 
     @property
     def service_name(self) -> str:
@@ -49,7 +62,14 @@ class SessionConfig:
     def entries_for(self, stage: str, preferred: str | None = None) -> list[DialEntry]:
         """The entries to try for ``stage`` ("dial" or "tunnel"), ``preferred`` first and the
         others after it in profile order."""
-        entries = list(self.tunnel_entries if stage == "tunnel" else self.dial_entries)
+        if stage == "tunnel":
+            entries = list(self.tunnel_entries)
+        elif self.dial_entries:
+            # Read at each dial, after the pre-dial actions (seed 000: "a program to change
+            # the telephone number"), from the user's .cmp.
+            entries = dial_entries(self.profile, self.dun, self.netns, self.dial_state)
+        else:
+            entries = []
         if preferred is not None:
             names = [entry.name for entry in entries]
             if preferred not in names:
@@ -61,6 +81,16 @@ class SessionConfig:
             start = names.index(preferred)
             entries = entries[start:] + entries[:start]
         return entries
+
+    def dial_macros(self) -> dict[str, str]:
+        """``%PopName%`` and ``%CurrentFavorite%`` of the POP chosen for the last dial."""
+        choice = self.dial_state.choice
+        macros: dict[str, str] = {}
+        if choice is not None and choice.pop is not None and choice.pop.pop.name:
+            macros["PopName"] = choice.pop.pop.name
+        if choice is not None and choice.favorite:
+            macros["CurrentFavorite"] = choice.favorite
+        return macros
 
     def check_type(self, connection_type: ConnectionType) -> None:
         if connection_type not in self.supported_types:
@@ -104,6 +134,22 @@ def _required(profile: ServiceProfile, key: str, what: str) -> str:
     return value
 
 
+def _link_keys(profile: ServiceProfile, server: str, link: str) -> ProfileKeys:
+    """What the tunnel dialer ``link`` reads, from the registry (the one list of dialers); a
+    plug-in the allow list refuses raises RefusedError naming the allow list and this key."""
+    try:
+        return registry.tunnel_link(
+            link, named_by=f"[{OPENCM}] Link&{server} in {profile.cms_path}"
+        )
+    except InputError as error:
+        raise InputError(
+            error.message,
+            path=profile.cms_path,
+            line=profile.cms.line_of(OPENCM, f"Link&{server}"),
+            field=f"[{OPENCM}] Link&{server}",
+        ) from error
+
+
 def _tunnel_entries(
     profile: ServiceProfile, netns: str | None, addresses: dict[str, str]
 ) -> list[DialEntry]:
@@ -112,93 +158,91 @@ def _tunnel_entries(
         name = (profile.cms.get(OPENCM, f"VpnServer{index}") or "").strip()
         if not name:
             break  # like the action sections, the list ends at the first missing number
-        link = (profile.cms.get(OPENCM, f"Link&{name}") or "openvpn").strip().casefold()
-        if link not in LINK_DIALERS:
-            raise InputError(
-                f"expected one of {', '.join(LINK_DIALERS)}, got '{link}'",
-                path=profile.cms_path,
-                line=profile.cms.line_of(OPENCM, f"Link&{name}"),
-                field=f"[{OPENCM}] Link&{name}",
-            )
-        # Each dialer takes only its own settings (it rejects others): the address is kept
-        # for %TunnelServerAddress% until the link reports the server it reached.
-        settings: dict[str, str] = {}
+        link = (profile.cms.get(OPENCM, f"Link&{name}") or registry.DEFAULT_LINK).strip().casefold()
+        keys = _link_keys(profile, name, link)
+        # The address is kept for %TunnelServerAddress% until the link reports the server it
+        # reached; the dialer gets only the keys it declares (profile_keys).
         address = (profile.cms.get(OPENCM, f"Address&{name}") or "").strip()
         if address:
             addresses[name] = address
-        config = (profile.cms.get(OPENCM, f"Config&{name}") or "").strip()
-        if config:
-            settings["config"] = str(profile.resolve(config))
-        elif link in ("openvpn", "wireguard"):
-            _required(profile, f"Config&{name}", f"the {link} config file of server '{name}'")
-        connection = (profile.cms.get(OPENCM, f"Connection&{name}") or "").strip()
-        if connection:
-            settings["connection"] = connection
-        elif link == "networkmanager":
-            _required(profile, f"Connection&{name}", f"the NetworkManager connection of '{name}'")
-        if netns and link != "networkmanager":  # NetworkManager has its own namespaces
+        settings: dict[str, str] = {}
+        for key, setting in PROFILE_KEYS.items():
+            field_name = f"{key}&{name}"
+            value = (profile.cms.get(OPENCM, field_name) or "").strip()
+            if value and key not in keys.reads:
+                raise InputError(
+                    f"the {link} link does not read {key}& (it reads: "
+                    f"{', '.join(k + '&' for k in keys.reads) or 'no per-server keys'})",
+                    path=profile.cms_path,
+                    line=profile.cms.line_of(OPENCM, field_name),
+                    field=f"[{OPENCM}] {field_name}",
+                )
+            if value:
+                settings[setting] = str(profile.resolve(value)) if key == "Config" else value
+            elif key in keys.required:
+                _required(profile, field_name, f"the {link} {KEY_WORDS[key]} of server '{name}'")
+        if netns and keys.netns:
             settings["netns"] = netns
-        entries.append(DialEntry(name=name, dialer=LINK_DIALERS[link], settings=settings))
+        entries.append(DialEntry(name=name, dialer=link, settings=settings))
     return entries
 
 
-def _dial_entries(profile: ServiceProfile, dun: str, netns: str | None) -> list[DialEntry]:
-    device = (profile.cms.get(OPENCM, "ModemDevice") or "").strip()
-    if not device:
-        return []
-    settings = {
-        "device": device,
-        "init": (profile.cms.get(OPENCM, "ModemInit") or "ATZ").strip(),
-        "baud": str(_int(profile, OPENCM, "ModemBaud", 115200, low=1)),
-        "numbers": ";".join(
-            number.strip()
-            for number in (profile.cms.get(OPENCM, "DialNumbers") or "").split(";")
-            if number.strip()
+#: ``.cms`` ``[opencm]`` modem keys and the modem dialer settings they fill; ``ask`` in the
+#: first three leaves the value to the user (their ``.cmp``, see opencm.profile.usersettings).
+MODEM_KEYS = (
+    ("ModemDevice", "device"),
+    ("ModemBaud", "baud"),
+    ("ModemInit", "init"),
+    ("ModemCarrier", "carrier"),
+    ("ModemLocalIP", "local_ip"),
+    ("ModemPeerIP", "peer_ip"),
+    ("ModemLogin", "login"),
+)
+ASK = "ask"
+
+
+def _modem_value(profile: ServiceProfile, user: UserSettings, key: str) -> str:
+    value = (profile.cms.get(OPENCM, key) or "").strip()
+    if value.casefold() != ASK:
+        if key == "ModemBaud" and value:
+            return str(_int(profile, OPENCM, key, 115200, low=1))
+        return value
+    mine = user.get(key)
+    if not mine:
+        raise InputError(
+            f"the profile leaves {key} to you: set it with "
+            f"`opencm profile set {profile.cmp_path or profile.cms_path} opencm {key} VALUE`",
+            path=profile.cmp_path or profile.cms_path,
+            field=f"[{OPENCM}] {key}",
         )
-        or ";".join(_phonebook_numbers(profile)),
-    }
-    # Without PPP in the kernel the modem dialer carries IP over the line itself and needs
-    # both ends' addresses.
-    for key, setting in (("ModemLocalIP", "local_ip"), ("ModemPeerIP", "peer_ip")):
-        value = (profile.cms.get(OPENCM, key) or "").strip()
+    return mine
+
+
+def dial_entries(
+    profile: ServiceProfile, dun: str, netns: str | None, state: DialState | None = None
+) -> list[DialEntry]:
+    """The dial-up entry, read now: the user's ``.cmp`` again (a pre-dial action may have
+    changed the number), the chosen POP and the dialing rules (opencm.phonebook.dialing)."""
+    if not (profile.cms.get(OPENCM, "ModemDevice") or "").strip():
+        return []
+    user = UserSettings(profile)
+    settings: dict[str, str] = {}
+    for key, setting in MODEM_KEYS:
+        value = _modem_value(profile, user, key)
         if value:
             settings[setting] = value
-    if not settings["numbers"]:
+    settings.setdefault("init", "ATZ")
+    settings.setdefault("baud", "115200")
+    choice = choose_numbers(profile, user)
+    if not choice.numbers:
         _required(profile, "DialNumbers", "the phone numbers to dial (';'-separated)")
+    settings["numbers"] = ";".join(choice.numbers)
+    settings["dial_mode"] = "tone" if choice.rules.tone else "pulse"
     if netns:
         settings["netns"] = netns
+    if state is not None:
+        state.choice = choice
     return [DialEntry(name=dun, dialer="modem", settings=settings)]
-
-
-def _phonebook_numbers(profile: ServiceProfile) -> list[str]:
-    """The dial order from the profile's phone book: the chosen POP, then its alternates.
-
-    The user's choices (what CM's dialog asks) are ``[opencm] PopCountry``, ``PopRegion``,
-    ``PopServiceType`` and ``PopIndex``; ``DialPrefix`` (an outside line, say ``9,``) goes in
-    front of every number. Same selection as ``opencm pops``.
-    """
-    from opencm.phonebook.select import dial_numbers, read_offered, select
-    from opencm.profile.isp import read_isp_filters
-
-    if profile.phonebook_path() is None:
-        return []
-
-    def choice(key: str) -> str | None:
-        return (profile.cms.get(OPENCM, key) or "").strip() or None
-
-    view = read_offered(profile)
-    country = choice("PopCountry")
-    index = choice("PopIndex")
-    chosen = select(
-        view.pops,
-        read_isp_filters(profile.cms),
-        country=int(country) if country and country.isdigit() else None,
-        region=choice("PopRegion"),
-        service_type=choice("PopServiceType"),
-    )
-    prefix = choice("DialPrefix") or ""
-    first = int(index) if index and index.isdigit() else None
-    return [prefix + number for number in dial_numbers(chosen, first=first)]
 
 
 def session_config(profile: ServiceProfile) -> SessionConfig:
@@ -211,6 +255,7 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
     )
     types = tuple(profile.supported_types())
     addresses: dict[str, str] = {}
+    dial_state = DialState()
     tunnel_entries = tuple(_tunnel_entries(profile, netns, addresses))
     return SessionConfig(
         profile=profile,
@@ -223,11 +268,19 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
         tunnel_dun=tunnel_dun,
         tunnel_entries=tunnel_entries,
         addresses=addresses,
-        dial_entries=tuple(_dial_entries(profile, dun, netns)),
+        dial_entries=tuple(dial_entries(profile, dun, netns, dial_state)),
+        dial_state=dial_state,
+        use_same_credentials=profile.cms.get_bool(CM, "UseSameUserName", False),
         netns=netns,
         log_dir=profile.resolve(log_dir_text) if log_dir_text else None,
         notes=list(profile.notes),
     )
 
 
-__all__ = ["LINK_DIALERS", "OPENCM", "SessionConfig", "session_config"]
+__all__ = [
+    "OPENCM",
+    "DialState",
+    "SessionConfig",
+    "dial_entries",
+    "session_config",
+]

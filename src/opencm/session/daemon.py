@@ -13,10 +13,16 @@ be writable by anyone else, because its actions would run with the daemon's righ
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import pwd
+import resource
+import shutil
 import signal
-import stat
+import traceback
+import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,28 +34,45 @@ from anyio.abc import SocketAttribute
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
 
-from opencm.actions.api import ConnectionType
 from opencm.actions.engine import ActionEngine
+from opencm.clock import Clock, RealClock
 from opencm.errors import EXIT_BAD_INPUT, EXIT_PROBLEMS, OpencmError, RefusedError
 from opencm.links.api import Credentials, LinkInfo
-from opencm.profile.model import load_profile
-from opencm.session.clock import Clock
-from opencm.session.factory import open_session, run_journaled_disconnect
+from opencm.paths import system_config_dir
+from opencm.profile.model import ConnectionType
+from opencm.safepath import Caller
+from opencm.session.factory import Prepared, open_session, prepare, run_journaled_disconnect
 from opencm.session.journal import Journal, recover
 from opencm.session.machine import State
+from opencm.session.options import ConnectOptions, DialerLookup, SessionDeps, default_dialer_lookup
 from opencm.session.prompt import Choice
 from opencm.session.protocol import (
+    KEEP_ENDED,
     MAX_LINE,
     PROTOCOL_VERSION,
     ProtocolError,
     decode,
     encode,
     peer_credentials,
+    validate_request,
 )
-from opencm.session.runner import DialerLookup, Outcome, Session, default_dialer_lookup
+from opencm.session.runner import Outcome, Session
+from opencm.session.snapshot import Snapshot, snapshot_profile
+from opencm.session.stream import FINAL_EVENT, EventStream, outcome_text
 
 RESTART_REASON = "opencm-restarted"
 STOP_REASON = "daemon-stopping"
+#: Client connections held at once, in all and per uid: each costs a file descriptor, and a
+#: user who opens a thousand must not take the daemon from everyone else.
+MAX_CLIENTS = 512
+MAX_CLIENTS_PER_UID = 32
+#: A connection that sends no complete request for this long is closed (a ``watch`` or a
+#: ``connect`` being answered is not idle).
+IDLE_TIMEOUT = 600.0
+#: Reading and checking a profile for a ``connect`` may take this long (a worker thread).
+OPEN_TIMEOUT = 30.0
+#: accept() errors that mean "out of descriptors or memory for now": wait and accept again.
+_TRANSIENT_ACCEPT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class DaemonPrompt:
@@ -58,12 +81,20 @@ class DaemonPrompt:
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
+        self.events: EventStream | None = None
         self.asking = False
         self._answer: Choice | None = None
         self._answered = anyio.Event()
 
     async def ask(self, service_name: str, seconds: float) -> Choice:
         self.asking, self._answer, self._answered = True, None, anyio.Event()
+        if self.events is not None:
+            self.events.emit(
+                "prompt",
+                seconds=seconds,
+                text=f"The last monitored application of {service_name} has exited. "
+                f"Stay online? (disconnects in {seconds:.0f} s)",
+            )
         self.daemon.notify()
         try:
             await self._answered.wait()
@@ -85,12 +116,26 @@ class Managed:
     session: Session
     engine: ActionEngine
     prompt: DaemonPrompt
+    events: EventStream
+    #: The real path of the profile the client named (a user's session runs from a copy).
+    origin: str = ""
+    snapshot: Snapshot | None = None
     ended: anyio.Event = field(default_factory=anyio.Event)
     outcome: Outcome | None = None
 
+    @property
+    def owner(self) -> int | None:
+        return self.session.owner_uid
+
+    @property
+    def live(self) -> bool:
+        return not self.ended.is_set()
+
     def status(self) -> dict[str, Any]:
         data = self.session.status()
+        data["profile"] = self.origin or data["profile"]
         data["prompt"] = self.prompt.asking
+        data["ended"] = not self.live
         if self.outcome is not None:
             data["outcome"] = str(self.outcome)
         return data
@@ -105,17 +150,24 @@ class Daemon:
         dialer_lookup: DialerLookup = default_dialer_lookup,
         clock: Clock | None = None,
         log_dir: Path | None = None,
+        keep_ended: float = KEEP_ENDED,
+        profile_roots: list[Path] | None = None,
     ) -> None:
         self.socket_path = socket_path
+        self.keep_ended = keep_ended
         self.state_dir = state_dir
         self.lookup = dialer_lookup
-        self.clock = clock
-        self.log_dir = log_dir
+        self.clock: Clock = clock or RealClock()
+        # Never the temp folder for a root daemon: another user could have put a link there.
+        self.log_dir = log_dir or (state_dir / "logs" if os.geteuid() == 0 else None)
+        #: Where profiles that users may connect through a root daemon are installed.
+        self.profile_roots = profile_roots or [system_config_dir() / "Cm"]
         self.sessions: dict[str, Managed] = {}
         self.journal = Journal(state_dir / "journal")
         self._watchers: list[MemoryObjectSendStream[None]] = []
         self._group: anyio.abc.TaskGroup | None = None
         self._lock_fd: int | None = None
+        self._clients: Counter[int] = Counter()
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -147,6 +199,8 @@ class Daemon:
                 print(
                     f"opencm daemon: recovered session {report.session}: {report.note}", flush=True
                 )
+            # Recovery ran what the copies of users' profiles owed; nothing else uses them.
+            shutil.rmtree(self.state_dir / "profiles", ignore_errors=True)
             # The system daemon's folder is open to all (peer credentials decide); a user's own
             # daemon keeps its socket to that user.
             self.socket_path.parent.mkdir(
@@ -157,11 +211,12 @@ class Daemon:
             listener = await anyio.create_unix_listener(self.socket_path)
             # Anyone may connect; SO_PEERCRED decides what each peer may do.
             os.chmod(self.socket_path, 0o666)
+            _raise_file_limit()
             async with listener, anyio.create_task_group() as group:
                 self._group = group
                 group.start_soon(self._signals, group)
                 task_status.started()
-                await listener.serve(self._client, task_group=group)
+                await self._accept_loop(listener, group)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
@@ -179,7 +234,8 @@ class Daemon:
         """Disconnect every session in order (disconnect actions with ``daemon-stopping``)."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(60):
             for managed in list(self.sessions.values()):
-                managed.session.disconnect(STOP_REASON)
+                if managed.live:
+                    managed.session.disconnect(STOP_REASON)
             for managed in list(self.sessions.values()):
                 await managed.ended.wait()
 
@@ -190,43 +246,139 @@ class Daemon:
 
     # -- one client connection -----------------------------------------------------------------
 
-    async def _client(self, stream: anyio.abc.SocketStream) -> None:
-        raw = stream.extra(SocketAttribute.raw_socket)
-        _pid, uid, _gid = peer_credentials(raw)
-        buffered = BufferedByteReceiveStream(stream)
+    async def _accept_loop(
+        self, listener: anyio.abc.SocketListener, group: anyio.abc.TaskGroup
+    ) -> None:
+        """Accept forever: running out of descriptors (EMFILE) pauses accepting, never ends it."""
+        warned = False
+        while True:
+            try:
+                stream = await listener.accept()
+            except anyio.BrokenResourceError as error:
+                cause = error.__cause__
+                if not isinstance(cause, OSError) or cause.errno not in _TRANSIENT_ACCEPT:
+                    raise
+                if not warned:
+                    print(f"opencm daemon: cannot accept a client: {cause.strerror}", flush=True)
+                    warned = True
+                await anyio.sleep(0.1)
+                continue
+            warned = False
+            group.start_soon(self._guarded_client, stream)
+
+    async def _guarded_client(self, stream: anyio.abc.SocketStream) -> None:
+        """One client, counted against the limits; whatever goes wrong ends this client only."""
         async with stream:
-            while True:
-                try:
+            try:
+                _pid, uid, _gid = peer_credentials(stream.extra(SocketAttribute.raw_socket))
+            except OSError:
+                return
+            refusal = self._over_limit(uid)
+            if refusal is not None:
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await stream.send(_error(refusal, RefusedError.exit_code))
+                return
+            self._clients[uid] += 1
+            try:
+                await self._client(stream, uid)
+            except Exception:  # one client's failure is never the daemon's
+                print(
+                    f"opencm daemon: a client of uid {uid} ended with an error:\n"
+                    + traceback.format_exc(),
+                    flush=True,
+                )
+            finally:
+                self._clients[uid] -= 1
+                if not self._clients[uid]:
+                    del self._clients[uid]
+
+    def _over_limit(self, uid: int) -> str | None:
+        if self._clients[uid] >= MAX_CLIENTS_PER_UID and uid != 0:
+            return f"too many connections from uid {uid} (at most {MAX_CLIENTS_PER_UID})"
+        if sum(self._clients.values()) >= MAX_CLIENTS:
+            return f"the daemon has too many connections (at most {MAX_CLIENTS})"
+        return None
+
+    async def _client(self, stream: anyio.abc.SocketStream, uid: int) -> None:
+        buffered = BufferedByteReceiveStream(stream)
+        # Sessions this connection opened that still wait at their logon screen: a front end
+        # that goes away without Connect or Cancel closes them (no on-cancel actions run).
+        held: list[Managed] = []
+        try:
+            await self._serve_lines(stream, buffered, uid, held)
+        finally:
+            for managed in held:
+                if managed.session.state is State.READY:
+                    managed.session.cancel()
+
+    async def _serve_lines(
+        self,
+        stream: anyio.abc.SocketStream,
+        buffered: BufferedByteReceiveStream,
+        uid: int,
+        held: list[Managed],
+    ) -> None:
+        while True:
+            try:
+                with anyio.fail_after(IDLE_TIMEOUT):
                     line = await buffered.receive_until(b"\n", MAX_LINE)
-                except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError):
+            except (
+                TimeoutError,
+                anyio.IncompleteRead,
+                anyio.EndOfStream,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+            ):
+                return
+            except anyio.DelimiterNotFound:
+                await _send(stream, _error(f"line longer than {MAX_LINE} bytes", EXIT_BAD_INPUT))
+                return
+            try:
+                request = decode(line)
+                async for answer in self._handle(request, uid, held):
+                    if not await _send(stream, encode(answer)):
+                        return
+            except OpencmError as error:
+                if not await _send(stream, _error(str(error), error.exit_code)):
                     return
-                except anyio.DelimiterNotFound:
-                    await stream.send(_error(f"line longer than {MAX_LINE} bytes", EXIT_BAD_INPUT))
-                    return
-                try:
-                    request = decode(line)
-                    async for answer in self._handle(request, uid):
-                        await stream.send(encode(answer))
-                except OpencmError as error:
-                    await stream.send(_error(str(error), error.exit_code))
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            except Exception as error:  # a bug in a handler: this client's error answer
+                print(
+                    f"opencm daemon: request from uid {uid} failed:\n" + traceback.format_exc(),
+                    flush=True,
+                )
+                message = f"the daemon could not answer: {type(error).__name__}"
+                if not await _send(stream, _error(message, EXIT_PROBLEMS)):
                     return
 
-    async def _handle(self, request: dict[str, Any], uid: int) -> AsyncIterator[dict[str, Any]]:
+    async def _handle(
+        self, request: dict[str, Any], uid: int, held: list[Managed] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         if os.geteuid() != 0 and uid not in (0, os.geteuid()):
             # A user's own daemon serves that user only: it would run others' actions as them.
             raise RefusedError(f"this opencm daemon serves uid {os.geteuid()} only")
-        op = request.get("op")
+        validate_request(request)  # every member below has the type the schema says
+        op = request["op"]
         if op == "hello":
             yield {"ok": True, "version": PROTOCOL_VERSION, "uid": uid}
         elif op == "status":
             yield {"ok": True, "sessions": self._visible(uid)}
+        elif op == "watch" and (request.get("session") or request.get("profile")):
+            managed = self._target(request, uid, ended=True)
+            async for event in managed.events.follow(int(request.get("since") or 0)):
+                yield event
+            yield {"ok": True, "session": managed.status()}
         elif op == "watch":
             async for answer in self._watch(uid):
                 yield answer
-        elif op == "connect":
-            async for answer in self._connect(request, uid):
+        elif op in ("open", "connect"):
+            async for answer in self._connect(request, uid, hold_at_logon=op == "open", held=held):
                 yield answer
+        elif op == "dismiss":
+            gone = [m.session.id for m in self._ended(request, uid)]
+            for session_id in gone:
+                self.sessions.pop(session_id, None)
+            self.notify()
+            yield {"ok": True, "dismissed": gone}
         elif op in ("cancel", "disconnect"):
             managed = self._target(request, uid)
             if op == "cancel":
@@ -237,21 +389,14 @@ class Daemon:
                     )
             else:
                 managed.session.disconnect("user-disconnect")
-            if request.get("wait", True):
+            if request.get("wait") is not False:
                 await managed.ended.wait()
             yield {"ok": True, "session": managed.status()}
-        elif op == "answer":
-            managed = self._target(request, uid)
-            try:
-                choice = Choice(str(request.get("choice")))
-            except ValueError as error:
-                raise ProtocolError(
-                    "choice must be stay-online or disconnect-now", code=EXIT_BAD_INPUT
-                ) from error
-            managed.prompt.answer(choice)
-            yield {"ok": True}
         else:
-            raise ProtocolError(f"unknown op {op!r}", code=EXIT_BAD_INPUT)
+            assert op == "answer", op  # validate_request knows no other op
+            managed = self._target(request, uid)
+            managed.prompt.answer(Choice(request["choice"]))
+            yield {"ok": True}
 
     def _visible(self, uid: int) -> list[dict[str, Any]]:
         return [
@@ -260,27 +405,41 @@ class Daemon:
             if uid == 0 or managed.session.owner_uid == uid
         ]
 
-    def _target(self, request: dict[str, Any], uid: int) -> Managed:
+    def _target(self, request: dict[str, Any], uid: int, *, ended: bool = False) -> Managed:
+        """The one session a request names; ended sessions only when ``ended`` (watch)."""
         mine = [
             managed
             for managed in self.sessions.values()
-            if uid == 0 or managed.session.owner_uid == uid
+            if (uid == 0 or managed.session.owner_uid == uid) and (ended or managed.live)
         ]
         wanted_id = request.get("session")
         wanted_profile = request.get("profile")
         if wanted_id:
-            found = [m for m in self.sessions.values() if m.session.id == wanted_id]
+            found = [
+                m for m in self.sessions.values() if m.session.id == wanted_id and (ended or m.live)
+            ]
             if found and found[0] not in mine:
                 raise RefusedError(f"session {wanted_id} belongs to another user")
             mine = found
         elif wanted_profile:
-            mine = [m for m in mine if _matches(m.session, str(wanted_profile))]
+            mine = [m for m in mine if _matches(m, str(wanted_profile))]
         if not mine:
             raise ProtocolError("no such session", code=EXIT_PROBLEMS)
         if len(mine) > 1:
             names = ", ".join(f"{m.session.id} ({m.session.config.service_name})" for m in mine)
             raise ProtocolError(f"more than one session; name one of: {names}", code=EXIT_BAD_INPUT)
         return mine[0]
+
+    def _ended(self, request: dict[str, Any], uid: int) -> list[Managed]:
+        """The ended sessions a ``dismiss`` names (by id or profile), or all the caller's."""
+        if request.get("session") or request.get("profile"):
+            managed = self._target(request, uid, ended=True)
+            return [] if managed.live else [managed]
+        return [
+            m
+            for m in self.sessions.values()
+            if not m.live and (uid == 0 or m.session.owner_uid == uid)
+        ]
 
     async def _watch(self, uid: int) -> AsyncIterator[dict[str, Any]]:
         send, receive = anyio.create_memory_object_stream[None](1)
@@ -294,116 +453,277 @@ class Daemon:
             self._watchers.remove(send)
             send.close()
 
-    async def _connect(self, request: dict[str, Any], uid: int) -> AsyncIterator[dict[str, Any]]:
-        profile_path = request.get("profile")
-        if not isinstance(profile_path, str) or not profile_path:
-            raise ProtocolError("connect needs a profile path", code=EXIT_BAD_INPUT)
-        self._check_profile_rights(Path(profile_path), uid)
-        kind = request.get("type")
-        creds = request.get("credentials") or {}
-        prompt = DaemonPrompt(self)
-        session, engine = open_session(
-            profile_path,
-            connection_type=ConnectionType.from_name(kind) if kind else None,
-            entry=request.get("entry") or None,
-            credentials=Credentials(
-                username=creds.get("username"),
-                password=creds.get("password"),
-                domain=creds.get("domain"),
-            ),
-            interactive=not request.get("unattended", False),
-            prompt=prompt,
-            dialer_lookup=self.lookup,
-            clock=self.clock,
-            journal=self.journal,
-            log_dir=self.log_dir,
-            owner_uid=uid,
-            logon=bool(request.get("logon", False)) and uid == 0,
-        )
-        busy = [
-            m
-            for m in self.sessions.values()
-            if m.session.config.profile.cms_path == session.config.profile.cms_path
-            and m.session.owner_uid == uid
-        ]
+    async def _connect(
+        self,
+        request: dict[str, Any],
+        uid: int,
+        *,
+        hold_at_logon: bool = False,
+        held: list[Managed] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``open`` (pre-init, then wait at the logon screen), ``connect`` of a profile, or
+        ``connect`` of a session waiting at its logon screen (the logon's Connect)."""
+        credentials = _credentials(request.get("credentials") or {})
+        inet = request.get("inet_credentials")
+        inet_credentials = _credentials(inet) if inet else None
+        if request.get("session") and not hold_at_logon:
+            managed = self._target(request, uid)
+            managed.session.submit_logon(credentials, inet_credentials)
+            since = managed.events.events[-1]["seq"] if managed.events.events else 0
+        else:
+            managed = await self._open(request, uid, credentials, inet_credentials, hold_at_logon)
+            since = 0
+            if hold_at_logon and held is not None:
+                held.append(managed)
+        if request.get("wait") is False:
+            yield {"ok": True, "session": managed.status()}
+            return
+        stop_at = State.READY if hold_at_logon else State.CONNECTED
+        async for event in managed.events.follow(since):
+            yield event
+            if event.get("event") == "state" and event.get("state") == str(stop_at):
+                break
+        yield {"ok": True, "session": managed.status()}
+
+    async def _open(
+        self,
+        request: dict[str, Any],
+        uid: int,
+        credentials: Credentials,
+        inet_credentials: Credentials | None,
+        hold_at_logon: bool,
+    ) -> Managed:
+        prepared, origin, snapshot = await self._open_profile(str(request["profile"]), uid)
+        try:
+            return self._start(
+                request,
+                uid,
+                credentials,
+                inet_credentials,
+                hold_at_logon,
+                prepared,
+                origin,
+                snapshot,
+            )
+        except BaseException:
+            if snapshot is not None:
+                snapshot.remove()
+            raise
+
+    def _start(
+        self,
+        request: dict[str, Any],
+        uid: int,
+        credentials: Credentials,
+        inet_credentials: Credentials | None,
+        hold_at_logon: bool,
+        prepared: Prepared,
+        origin: str,
+        snapshot: Snapshot | None,
+    ) -> Managed:
+        same = [m for m in self.sessions.values() if m.origin == origin and m.owner == uid]
+        busy = [m for m in same if m.live]
         if busy:
-            engine.close()
             raise RefusedError(
-                f"{session.config.service_name} already has session {busy[0].session.id} "
+                f"{prepared.config.service_name} already has session {busy[0].session.id} "
                 f"({busy[0].session.state})"
             )
-        managed = Managed(session, engine, prompt)
+        kind = request.get("type")
+        prompt = DaemonPrompt(self)
+        session_id = uuid.uuid4().hex[:12]
+        events = EventStream(session_id, wall=self.clock.wall)
+        session, engine = open_session(
+            prepared,
+            ConnectOptions(
+                connection_type=ConnectionType.from_name(kind) if kind else None,
+                entry=request.get("entry") or None,
+                credentials=credentials,
+                inet_credentials=inet_credentials,
+                interactive=not request.get("unattended", False),
+                owner_uid=uid,
+                session_id=session_id,
+                logon=bool(request.get("logon", False)) and uid == 0,
+            ),
+            SessionDeps(
+                dialer_lookup=self.lookup,
+                clock=self.clock,
+                prompt=prompt,
+                journal=self.journal,
+            ),
+            log_dir=self.log_dir,
+            on_running=lambda action, text: events.action_running(
+                str(action.point), action.description, text
+            ),
+        )
+        for ended in same:  # a new session of the profile replaces the ended one
+            self.sessions.pop(ended.session.id, None)
+        events.redial_count = session.config.redial_count
+        events.redial_delay = session.config.redial_delay
+        prompt.events = events
+        session.log.subscribe(events.on_log)
+        managed = Managed(session, engine, prompt, events, origin=origin, snapshot=snapshot)
         self.sessions[session.id] = managed
         session.machine.subscribe(lambda _row: self.notify())
         assert self._group is not None
-        self._group.start_soon(self._run, managed)
-        if not request.get("wait", True):
-            yield {"ok": True, "session": managed.status()}
-            return
-        last = None
-        while True:
-            changed = session.changed
-            if session.state is not last:
-                last = session.state
-                yield {"event": "state", "session": session.id, "state": str(last)}
-            if last is State.CONNECTED or managed.ended.is_set():
-                break
-            with anyio.move_on_after(1):
-                await changed.wait()
-        yield {"ok": True, "session": managed.status()}
+        self._group.start_soon(self._run, managed, hold_at_logon)
+        return managed
 
-    async def _run(self, managed: Managed) -> None:
+    async def _run(self, managed: Managed, hold_at_logon: bool = False) -> None:
         try:
-            managed.outcome = await managed.session.run()
+            managed.outcome = await managed.session.run(hold_at_logon=hold_at_logon)
         except Exception as error:  # one session's bug must not take the daemon down
             managed.outcome = Outcome.FAILED
             managed.session.log.write("session-crashed", error=f"{type(error).__name__}: {error}")
             print(f"opencm daemon: session {managed.session.id} failed: {error!r}", flush=True)
         finally:
             managed.engine.close()
-            self.sessions.pop(managed.session.id, None)
+            if managed.snapshot is not None:
+                managed.snapshot.remove()
+            status = managed.status()
+            managed.events.emit(
+                FINAL_EVENT,
+                outcome=str(managed.outcome),
+                state=status["state"],
+                error=status["error"],
+                disconnect_reason=status["disconnect_reason"],
+                text=outcome_text(status, str(managed.outcome)),
+            )
+            managed.events.close()
             managed.ended.set()
             # A client waiting on connect sees the final state through the ended event.
             managed.session.changed.set()
             self.notify()
+            assert self._group is not None
+            self._group.start_soon(self._forget_later, managed)
 
-    def _check_profile_rights(self, path: Path, uid: int) -> None:
-        if os.geteuid() != 0 or uid == 0:
-            return  # the daemon has the caller's rights or the caller is root
-        profile = load_profile(path)
-        for item in (profile.cms_path, profile.cmp_path, profile.service_dir):
-            if item is None:
-                continue
-            info = item.stat()
-            if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise RefusedError(
-                    f"{item}: a profile a user connects through the root daemon must belong to "
-                    "root and be writable by root only (its actions run with the daemon's rights)"
-                )
+    async def _forget_later(self, managed: Managed) -> None:
+        """An ended session stays in ``status`` (with its outcome) for ``keep_ended`` seconds."""
+        await anyio.sleep(self.keep_ended)
+        if self.sessions.get(managed.session.id) is managed:
+            del self.sessions[managed.session.id]
+            self.notify()
+
+    async def _open_profile(self, path: str, uid: int) -> tuple[Prepared, str, Snapshot | None]:
+        """Read the profile for ``uid`` in a worker thread, bounded in time: for a user of the
+        root daemon from a checked private copy (opencm.session.snapshot), otherwise as is.
+        Returns what the session needs, the profile's real path, and the copy to remove."""
+        crossing = os.geteuid() == 0 and uid != 0
+
+        def work() -> tuple[Prepared, str, Snapshot | None]:
+            if not crossing:
+                prepared = prepare(path)
+                where = prepared.profile.cmp_path or prepared.profile.cms_path
+                return prepared, str(where.resolve()), None
+            snapshot = snapshot_profile(
+                path, Caller.of(uid, _gid_of(uid)), self.profile_roots, self.state_dir / "profiles"
+            )
+            try:
+                return prepare(snapshot.target), str(snapshot.origin), snapshot
+            except OpencmError as error:
+                snapshot.remove()
+                raise _for_caller(error, snapshot) from error
+            except BaseException:
+                snapshot.remove()
+                raise
+
+        done = anyio.Event()
+        result: list[tuple[Prepared, str, Snapshot | None]] = []
+        with anyio.move_on_after(OPEN_TIMEOUT):
+            # abandon_on_cancel: a read that hangs (a stuck file system) keeps a worker thread,
+            # never the daemon; the time bound answers the client.
+            result.append(await anyio.to_thread.run_sync(work, abandon_on_cancel=True))
+            done.set()
+        if not done.is_set():
+            raise ProtocolError(
+                f"{path}: reading the profile took longer than {OPEN_TIMEOUT:.0f} s"
+            )
+        return result[0]
 
 
-def _matches(session: Session, wanted: str) -> bool:
+def _gid_of(uid: int) -> int:
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid
+
+
+def _for_caller(error: OpencmError, snapshot: Snapshot) -> OpencmError:
+    """An error about the private copy, told in terms of the profile the user named."""
+    if error.path is not None:
+        shown = str(error.path)
+        root = str(snapshot.root)
+        if shown.startswith(root + "/"):
+            error.path = str(snapshot.origin.parent) + shown[len(root) :]
+    return error
+
+
+def _credentials(value: object) -> Credentials:
+    """A request's ``credentials``/``inet_credentials``: strings only, bounded."""
+    if not isinstance(value, dict):
+        raise ProtocolError("credentials must be an object", code=EXIT_BAD_INPUT)
+    fields: dict[str, str | None] = {}
+    for key in ("username", "password", "domain"):
+        item = value.get(key)
+        if item is not None and (not isinstance(item, str) or len(item) > 1024):
+            raise ProtocolError(
+                f"credentials.{key} must be a string of at most 1024 characters",
+                code=EXIT_BAD_INPUT,
+            )
+        fields[key] = item
+    return Credentials(**fields)
+
+
+def _matches(managed: Managed, wanted: str) -> bool:
+    session = managed.session
     profile = session.config.profile
     names = {profile.short_name.casefold(), session.config.service_name.casefold()}
     if wanted.casefold() in names:
         return True
-    with contextlib.suppress(OSError):
-        target = Path(wanted).resolve()
-        return target in {
-            p.resolve() for p in (profile.cmp_path, profile.cms_path) if p is not None
-        }
-    return False
+    if not wanted.startswith("/"):
+        return False
+    # Compared as text: resolving the path here would follow a user's links as root.
+    return os.path.normpath(wanted) == managed.origin
 
 
 def _error(message: str, exit_code: int) -> bytes:
     return encode({"ok": False, "error": message, "exit_code": exit_code})
 
 
-async def run_daemon(socket_path: Path, state_dir: Path, log_dir: Path | None = None) -> None:
-    await Daemon(socket_path, state_dir, log_dir=log_dir).serve()
+async def _send(stream: anyio.abc.SocketStream, data: bytes) -> bool:
+    """Send to a client that may have gone: False when it has (its problem, not the daemon's)."""
+    try:
+        await stream.send(data)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        return False
+    return True
+
+
+def _raise_file_limit() -> None:
+    """Use the hard limit on open files (the unit sets it): each client and link needs some."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def run_daemon(
+    socket_path: Path,
+    state_dir: Path,
+    log_dir: Path | None = None,
+    keep_ended: float = KEEP_ENDED,
+    profile_roots: list[Path] | None = None,
+) -> None:
+    await Daemon(
+        socket_path,
+        state_dir,
+        log_dir=log_dir,
+        keep_ended=keep_ended,
+        profile_roots=profile_roots,
+    ).serve()
 
 
 __all__ = [
+    "KEEP_ENDED",
     "RESTART_REASON",
     "STOP_REASON",
     "Daemon",

@@ -6,66 +6,71 @@ Shared by the daemon and ``opencm connect --foreground``.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
-from opencm.actions.api import ActionPoint, ConnectionType, RunContext
+from opencm.actions.api import ActionPoint, RunContext
 from opencm.actions.engine import ActionEngine
-from opencm.kit.logon import logon_allowed
-from opencm.links.api import Credentials
-from opencm.profile.model import load_profile
-from opencm.session.clock import Clock
-from opencm.session.config import session_config
-from opencm.session.journal import Journal, JournalEntry
+from opencm.actions.logon import logon_allowed
+from opencm.actions.plan import PlannedAction
+from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
+from opencm.session.config import SessionConfig, session_config
+from opencm.session.journal import JournalEntry
 from opencm.session.log import SessionLog
-from opencm.session.prompt import DisconnectPrompt
-from opencm.session.runner import DialerLookup, Session, default_dialer_lookup
+from opencm.session.options import ConnectOptions, SessionDeps
+from opencm.session.runner import Session
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A profile read and its session settings worked out: all the file reading a session
+    needs before it starts (the daemon does it in a worker thread, off its event loop)."""
+
+    profile: ServiceProfile
+    config: SessionConfig
+
+
+def prepare(profile_path: str | Path) -> Prepared:
+    profile = load_profile(profile_path)
+    return Prepared(profile, session_config(profile))
 
 
 def open_session(
-    profile_path: str | Path,
+    profile_path: str | Path | Prepared,
+    options: ConnectOptions | None = None,
+    deps: SessionDeps | None = None,
     *,
-    connection_type: ConnectionType | None = None,
-    entry: str | None = None,
-    credentials: Credentials | None = None,
-    interactive: bool = True,
-    prompt: DisconnectPrompt | None = None,
-    dialer_lookup: DialerLookup = default_dialer_lookup,
-    clock: Clock | None = None,
-    journal: Journal | None = None,
     log_dir: Path | None = None,
-    owner_uid: int | None = None,
-    session_id: str | None = None,
-    logon: bool = False,
+    on_running: Callable[[PlannedAction, str], None] | None = None,
 ) -> tuple[Session, ActionEngine]:
-    """Load the profile and make its session; the caller closes the engine when it ends."""
-    profile = load_profile(profile_path)
-    config = session_config(profile)
-    # At boot/logon only what the root-owned allow list names may run (opencm.kit.logon).
+    """Load the profile and make its session; the caller closes the engine when it ends.
+
+    The session logs to the profile's ``[opencm] LogDir``, else ``log_dir``, else the default
+    folder, unless ``deps`` brings a log of its own. ``on_running`` sees each action just
+    before it runs (the front ends' status pane).
+    """
+    options = options or ConnectOptions()
+    deps = deps or SessionDeps()
+    prepared = profile_path if isinstance(profile_path, Prepared) else prepare(profile_path)
+    profile, config = prepared.profile, prepared.config
+    # At boot/logon only what the root-owned allow list names may run (opencm.actions.logon).
     engine = ActionEngine(
-        profile.cms, logon_allowed=lambda action: logon_allowed(profile, action.program)
+        profile.cms,
+        logon_allowed=lambda action: logon_allowed(profile, action.program),
+        on_running=on_running,
     )
     try:
-        session = Session(
-            config,
-            engine,
-            connection_type=connection_type,
-            credentials=credentials,
-            interactive=interactive,
-            prompt=prompt,
-            dialer_lookup=dialer_lookup,
-            clock=clock,
-            journal=journal,
-            entry=entry,
-            owner_uid=owner_uid,
-            session_id=session_id,
-            logon=logon,
-        )
+        session = Session(config, engine, options, deps)
     except BaseException:
         engine.close()
         raise
-    session.log = SessionLog.for_profile(profile.short_name, config.log_dir or log_dir, session.id)
+    if deps.log is None:
+        session.log = SessionLog.for_profile(
+            profile.short_name, config.log_dir or log_dir, session.id
+        )
     return session, engine
 
 
@@ -110,4 +115,4 @@ async def run_journaled_disconnect(entry: JournalEntry, reason: str) -> None:
     await anyio.to_thread.run_sync(_run_disconnect_sync, entry, reason)
 
 
-__all__ = ["open_session", "run_journaled_disconnect"]
+__all__ = ["Prepared", "open_session", "prepare", "run_journaled_disconnect"]

@@ -21,9 +21,11 @@ idempotent, so recovery itself can be interrupted and repeated.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +38,15 @@ from opencm.fsutil import atomic_write, fsync_dir
 from opencm.links.api import LinkInfo
 
 VERSION = 1
+
+
+class DisconnectState(enum.StrEnum):
+    """The ``disconnect`` field: who owes, or has begun, the disconnect actions."""
+
+    IDLE = "idle"  # not connected yet: nothing to run
+    ARMED = "armed"  # connected: the disconnect actions are owed
+    RUNNING = "running"  # someone claimed them and began running them
+    DONE = "done"
 
 
 @dataclass(frozen=True)
@@ -58,9 +69,18 @@ class ProcessMark:
             start, cmdline = _proc_identity(pid)
         return None if start is None or not cmdline else cls(pid, start, cmdline)
 
+    @classmethod
+    def started(cls, pid: int) -> ProcessMark | None:
+        """A process just started, known by PID and start time only: its command line may
+        still change (``ip netns exec`` execs the helper in place)."""
+        start, _cmdline = _proc_identity(pid)
+        return None if start is None else cls(pid, start, [])
+
     def still_ours(self) -> bool:
         start, cmdline = _proc_identity(self.pid)
-        return start == self.start_time and cmdline == self.cmdline
+        # PID and start time (clock ticks since boot) name one process; the command line, when
+        # recorded, guards against a misread start time too.
+        return start == self.start_time and (not self.cmdline or cmdline == self.cmdline)
 
 
 def _proc_identity(pid: int) -> tuple[str | None, list[str]]:
@@ -125,27 +145,102 @@ class JournalEntry:
                 "processes": [vars(mark) for mark in marks],
             }
         )
+        self.data["starting"] = []  # the link is up: its processes are recorded with it
+        self.save()
+
+    def set_starting(self, marks: list[ProcessMark]) -> None:
+        """The helpers a dial still in progress has started (ended by a recovery)."""
+        self.data["starting"] = [vars(mark) for mark in marks]
         self.save()
 
     def set_macros(self, macros: Mapping[str, str]) -> None:
         self.data["macros"] = dict(macros)
         self.save()
 
-    def set_disconnect(self, state: str) -> None:
-        self.data["disconnect"] = state
+    @property
+    def disconnect(self) -> DisconnectState | None:
+        """Where the disconnect actions stand (None: a value this version does not know)."""
+        try:
+            return DisconnectState(str(self.data.get("disconnect")))
+        except ValueError:
+            return None
+
+    def set_disconnect(self, state: DisconnectState) -> None:
+        self.data["disconnect"] = str(state)
         self.save()
+
+    # -- the transitions a live session makes, in the order it makes them -----------------------
+
+    def redialing(self, macros: Mapping[str, str]) -> None:
+        """A new attempt dials: its macros replace the old; after a drop (``done``) nothing is
+        owed until it connects again (``idle``)."""
+        if self.disconnect is DisconnectState.DONE:
+            self.data["disconnect"] = str(DisconnectState.IDLE)
+        self.set_macros(macros)
+
+    def arm(self, macros: Mapping[str, str]) -> None:
+        """Connected: the disconnect actions are owed, with these macros (``armed``)."""
+        self.data["macros"] = dict(macros)
+        self.set_disconnect(DisconnectState.ARMED)
 
     def claim_disconnect(self) -> bool:
         """``armed`` → ``running`` on disk; True when the caller now owns running them."""
-        if self.data.get("disconnect") != "armed":
+        if self.disconnect is not DisconnectState.ARMED:
             return False
-        self.set_disconnect("running")
+        self.set_disconnect(DisconnectState.RUNNING)
         return True
+
+    def disconnect_done(self) -> None:
+        self.set_disconnect(DisconnectState.DONE)
+
+    def links_released(self) -> None:
+        """Every link is down: nothing is left for a recovery to end."""
+        if self.data["links"]:
+            self.data["links"] = []
+            self.save()
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         fsync_dir(self.path.parent)
+
+
+class DialStarts:
+    """The helpers one dial starts, each journaled the moment it starts.
+
+    A link's processes are journaled with the link once it is up; until then a daemon killed
+    mid-dial (OpenVPN still connecting) would lose their PIDs and leave them running for good.
+    The dialer reports each start (``opencm.links.proc.watching_starts``) on the event loop
+    while a worker thread may be opening the entry: a lock orders the two.
+    """
+
+    def __init__(self, entry: JournalEntry | None) -> None:
+        self._lock = threading.Lock()
+        self._entry = entry
+        self._marks: list[ProcessMark] = []
+
+    def started(self, pid: int) -> None:
+        mark = ProcessMark.started(pid)
+        if mark is None:
+            return
+        with self._lock:
+            self._marks.append(mark)
+            if self._entry is not None:
+                self._entry.set_starting(self._marks)
+
+    def attach(self, entry: JournalEntry | None) -> None:
+        """The entry now exists (opened by the worker thread): write what started so far."""
+        with self._lock:
+            self._entry = entry
+            if entry is not None and self._marks:
+                entry.set_starting(self._marks)
+
+    def failed(self) -> None:
+        """The dial failed and its dialer ended what it started."""
+        with self._lock:
+            self._marks.clear()
+            if self._entry is not None and self._entry.data.get("starting"):
+                self._entry.set_starting([])
 
 
 class Journal:
@@ -174,7 +269,7 @@ class Journal:
                 "owner_uid": owner_uid,
                 "macros": dict(macros or {}),
                 "links": [],
-                "disconnect": "idle",
+                "disconnect": str(DisconnectState.IDLE),
             },
         )
         entry.save()
@@ -218,7 +313,7 @@ async def recover(
     reports: list[Recovery] = []
     for entry in journal.pending():
         report = Recovery(str(entry.data.get("session")), str(entry.data.get("profile")), False, "")
-        state = entry.data.get("disconnect")
+        state = entry.disconnect
         if entry.claim_disconnect():
             try:
                 await run_disconnect(entry, reason)
@@ -226,11 +321,14 @@ async def recover(
                 report.note = "disconnect actions ran"
             except Exception as error:  # a broken profile must not stop the rest of recovery
                 report.note = f"disconnect actions could not run: {error}"
-            entry.set_disconnect("done")
-        elif state == "running":
+            entry.disconnect_done()
+        elif state is DisconnectState.RUNNING:
             report.note = "disconnect actions had started before the crash: not run again"
         else:
-            report.note = f"no disconnect actions owed (state {state})"
+            report.note = f"no disconnect actions owed (state {entry.data.get('disconnect')})"
+        for raw in entry.data.get("starting", []):  # a dial the crash interrupted
+            mark = ProcessMark(int(raw["pid"]), str(raw["start_time"]), list(raw["cmdline"]))
+            report.processes[mark.pid] = await anyio.to_thread.run_sync(end_process, mark)
         for link in reversed(entry.data.get("links", [])):
             for raw in link.get("processes", []):
                 mark = ProcessMark(int(raw["pid"]), str(raw["start_time"]), list(raw["cmdline"]))
@@ -249,6 +347,8 @@ async def recover(
 
 
 __all__ = [
+    "DialStarts",
+    "DisconnectState",
     "Journal",
     "JournalEntry",
     "ProcessMark",

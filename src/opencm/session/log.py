@@ -14,10 +14,54 @@ import datetime as dt
 import getpass
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from opencm.errors import InputError
+
+
+def open_log_file(path: Path) -> int:
+    """Open ``path`` for appending, never through a link or in a folder someone else controls.
+
+    The default folder is in the shared temp folder, where any user may have made
+    ``opencm-root`` first (a link to /etc, say): writing through it would let them choose what
+    root overwrites.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise InputError(
+            f"cannot use this log folder: {error.strerror}", path=path.parent
+        ) from error
+    try:
+        info = os.fstat(folder)
+        others_write = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if info.st_uid != os.geteuid() or (others_write and not info.st_mode & stat.S_ISVTX):
+            raise InputError(
+                f"the log folder belongs to uid {info.st_uid} or others may write to it; "
+                f"opencm (uid {os.geteuid()}) writes logs only into a folder it owns",
+                path=path.parent,
+            )
+        try:
+            fd = os.open(
+                path.name,
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                0o600,
+                dir_fd=folder,
+            )
+        except OSError as error:
+            raise InputError(f"cannot open the log: {error.strerror}", path=path) from error
+    finally:
+        os.close(folder)
+    log_info = os.fstat(fd)
+    if not stat.S_ISREG(log_info.st_mode) or log_info.st_uid != os.geteuid():
+        os.close(fd)
+        raise InputError("the log is not a regular file of opencm's own", path=path)
+    return fd
 
 
 def default_log_dir() -> Path:
@@ -36,16 +80,22 @@ class SessionLog:
         self.session_id = session_id
         self._wall = wall
         self._fd: int | None = None
+        self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = open_log_file(path)
 
     @classmethod
     def for_profile(cls, short_name: str, log_dir: Path | None, session_id: str) -> SessionLog:
         folder = log_dir or default_log_dir()
         return cls(folder / f"{short_name}.log", session_id=session_id)
 
+    def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        """Also hand every record to ``listener`` (the daemon's event stream for front ends)."""
+        self._listeners.append(listener)
+
     def write(self, kind: str, **fields: Any) -> None:
+        for listener in self._listeners:
+            listener(kind, fields)
         if self._fd is None:
             return
         moment = self._wall() if self._wall else dt.datetime.now(dt.UTC).timestamp()

@@ -19,8 +19,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from opencm.actions.api import ConnectionType
 from opencm.errors import OpencmError
+from opencm.profile.model import ConnectionType
 
 
 class State(enum.StrEnum):

@@ -1,34 +1,21 @@
 """One connection session: the state machine, the action engine and the dialers, together.
 
-:class:`Session` walks the table of :mod:`opencm.session.machine`; each state's work is here:
-
-- pre-init, then (the logon screen is the caller's) pre-connect, pre-dial only when dialing,
-  the dial, pre-tunnel only when tunnelling, the tunnel, post-connect, then monitored apps;
-- a failing pre-*/post-connect action ends the attempt (→ ``failed``: on-error actions with
-  ``%ErrorCode%`` and ``%LastErrorSource%``), as does a dial error or a drop before the end;
-- Cancel during an attempt stops it, runs the on-cancel actions and nothing after them (links
-  half up are released, silently); Cancel before Connect closes without on-cancel actions;
-- redial up to ``RedialCount`` times after ``RedialDelay``, each time with the next alternate
-  entry of the stage that failed; ``AutoReconnect`` after a drop;
-- disconnect actions run before an orderly disconnect and right after a drop, with
-  ``%DisconnectReason%`` (opencm's own macro);
-- when the last monitored application exits, the prompt decides; 30 s without an answer
-  disconnects.
-
-Executables started at a point are awaited before the session moves on (so points never
-overlap); at a fatal point a non-zero exit status is a failure *(opencm)*. Every timer goes
-through the injectable :class:`~opencm.session.clock.Clock`.
+:class:`Session` walks the table of :mod:`opencm.session.machine`; each state's work is here.
+The parts a session is made of live beside it: :mod:`~opencm.session.macros` (the macros it sets),
+:mod:`~opencm.session.journal` (what it started, on disk, for crash recovery),
+:mod:`~opencm.session.events` (what reaches it while connected),
+:mod:`~opencm.session.status` (what clients see) and :mod:`~opencm.session.processes` (waiting
+for the programs it started).
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import importlib
 import os
 import subprocess
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,24 +25,35 @@ from opencm.actions.api import (
     FATAL_POINTS,
     ActionPoint,
     ActionRunner,
-    ConnectionType,
     PointResult,
     RunContext,
 )
-from opencm.errors import InputError, OpencmError
+from opencm.errors import OpencmError
+from opencm.links import proc
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, LinkDown, LinkInfo
-from opencm.session.clock import Clock, RealClock
+from opencm.session import events
 from opencm.session.config import SessionConfig
-from opencm.session.journal import Journal, JournalEntry
+from opencm.session.credentials import stage_credentials
+from opencm.session.journal import DialStarts, JournalEntry
 from opencm.session.log import SessionLog
-from opencm.session.machine import ATTEMPT_STATES, Event, SessionMachine, State, Transition
-from opencm.session.prompt import (
-    PROMPT_TIMEOUT,
-    Choice,
-    DisconnectPrompt,
-    TtyPrompt,
-    UnattendedPrompt,
+from opencm.session.machine import (
+    ATTEMPT_STATES,
+    Event,
+    InvalidTransition,
+    SessionMachine,
+    State,
+    Transition,
 )
+from opencm.session.macros import SessionMacros
+from opencm.session.options import (
+    ConnectOptions,
+    DialerLookup,
+    SessionDeps,
+    default_dialer_lookup,
+)
+from opencm.session.processes import StartedProcesses, wait_all_exited, wait_for_exit
+from opencm.session.prompt import Choice, DisconnectPrompt, TtyPrompt, UnattendedPrompt
+from opencm.session.status import ErrorView, LinkView, SessionSnapshot, status_view
 
 #: ``%ErrorCode%`` values opencm sets itself (a dialer's own codes come from ``DialError.code``).
 ERROR_ACTION_FAILED = 1  # a custom action failed without a return value (crash, not found …)
@@ -63,18 +61,6 @@ ERROR_LINK_DROPPED = 2  # a link went down before the connection was complete
 ERROR_NO_DIALER = 3  # the entry's dialer is unknown or not on the allow list
 ERROR_BAD_ENTRY = 4  # the dialer rejected the entry's settings
 ERROR_DIALER_FAILED = 5  # the dialer failed in a way it did not report (a bug in the dialer)
-
-DialerLookup = Callable[[str], Dialer]
-
-
-def default_dialer_lookup(name: str) -> Dialer:
-    """The links' registry (allow list enforced there), imported only when a session dials."""
-    try:
-        registry = importlib.import_module("opencm.links.registry")
-    except ModuleNotFoundError as error:
-        raise InputError(f"no dialer '{name}': opencm's links are not installed") from error
-    dialer: Dialer = registry.load_dialer(name)
-    return dialer
 
 
 class Outcome(enum.StrEnum):
@@ -101,63 +87,104 @@ class _Link:
 
 
 class Session:
+    """One connection of one service profile, from pre-init to its end.
+
+    The life of a connection (Microsoft's "How Connection Manager Works", and the points of its
+    "Custom Actions"), as :meth:`run` lives it:
+
+    1. **pre-init** actions run; the logon screen shows now: with ``run(hold_at_logon=True)``
+       the session waits in ``ready`` for :meth:`submit_logon` (the credentials typed there),
+       else the credentials are the caller's, given in :class:`ConnectOptions`. Cancel here
+       closes the session without on-cancel actions (:attr:`Outcome.CLOSED`).
+    2. **Connect** starts an *attempt*: pre-connect actions; then, when the connection dials
+       (dial-up, double dial), pre-dial actions and the dial-up link; then, when it tunnels
+       (direct, double dial), pre-tunnel actions and the tunnel; then the built-in phone-book
+       update and the post-connect actions. Each link comes from a dialer the registry allows
+       (``SessionDeps.dialer_lookup``), and is journaled so a restarted daemon can clean up.
+    3. A failing pre-*/post-connect action, a dial error or a link dropping before the end
+       fails the attempt: on-error actions run with ``%ErrorCode%`` and ``%LastErrorSource%``,
+       the links are released, and the session redials up to ``RedialCount`` times after
+       ``RedialDelay`` (each time the next alternate entry of the stage that failed), or gives
+       up (:attr:`Outcome.FAILED`).
+    4. Cancel during an attempt stops it: on-cancel actions run, and nothing after them; links
+       half up are released silently (:attr:`Outcome.CANCELLED`).
+    5. **Connected**: monitored applications start. The session now waits on its inbox
+       (:mod:`opencm.session.events`): a disconnect request, the last monitored application
+       exiting (then "Stay online?" is asked; 30 s without an answer disconnects), or a link
+       dropping.
+    6. Disconnect actions run before an orderly disconnect and right after a drop, with
+       ``%DisconnectReason%`` (opencm's own macro), exactly once even across a daemon crash
+       (the journal's claim). After a drop ``AutoReconnect`` starts a new attempt; otherwise
+       the session ends (:attr:`Outcome.DISCONNECTED` or :attr:`Outcome.DROPPED`).
+
+    The transition table in :mod:`opencm.session.machine` decides every move; this class only
+    fires its events and does the work each state stands for. Executables started at a point
+    are awaited before the session moves on (so points never overlap); at a fatal point a
+    non-zero exit status is a failure *(opencm)*. Every timer goes through the injectable
+    :class:`~opencm.clock.Clock`.
+
+    From outside (CLI, daemon, front ends): :meth:`cancel`, :meth:`disconnect`, :meth:`status`
+    or :meth:`snapshot`, :attr:`state`, and :attr:`changed` (an event set on every state change).
+    """
+
     def __init__(
         self,
         config: SessionConfig,
         actions: ActionRunner,
-        *,
-        connection_type: ConnectionType | None = None,
-        credentials: Credentials | None = None,
-        interactive: bool = True,
-        prompt: DisconnectPrompt | None = None,
-        dialer_lookup: DialerLookup = default_dialer_lookup,
-        clock: Clock | None = None,
-        log: SessionLog | None = None,
-        journal: Journal | None = None,
-        entry: str | None = None,
-        session_id: str | None = None,
-        owner_uid: int | None = None,
-        prompt_timeout: float = PROMPT_TIMEOUT,
-        action_timeout: float = 60.0,
-        logon: bool = False,
+        options: ConnectOptions | None = None,
+        deps: SessionDeps | None = None,
     ) -> None:
+        options = options or ConnectOptions()
+        deps = deps or SessionDeps()
         self.config = config
         self.actions = actions
-        self.connection_type = config.default_type if connection_type is None else connection_type
-        config.check_type(self.connection_type)
-        self.preferred_entry = entry
-        if entry is not None:
-            stage = "tunnel" if self.connection_type.tunnels else "dial"
-            config.entries_for(stage, entry)  # raises for an unknown name, before anything runs
-        self.credentials = credentials or Credentials()
-        self.interactive = interactive
-        # Nobody at the screen: the answer is always "Disconnect now" (seed 000).
-        self.prompt: DisconnectPrompt = (
-            (prompt or TtyPrompt()) if interactive else UnattendedPrompt()
+        self.options = options
+        self.connection_type = (
+            config.default_type if options.connection_type is None else options.connection_type
         )
-        self.lookup = dialer_lookup
-        self.clock = clock or RealClock()
-        self.id = session_id or uuid.uuid4().hex[:12]
-        self.log = log or SessionLog(None)
-        self.journal = journal
-        self.owner_uid = os.getuid() if owner_uid is None else owner_uid
-        self.prompt_timeout = prompt_timeout
-        self.action_timeout = action_timeout
-        self.logon = logon
+        config.check_type(self.connection_type)
+        if options.entry is not None:
+            stage = "tunnel" if self.connection_type.tunnels else "dial"
+            config.entries_for(stage, options.entry)  # raises for an unknown name, before anything
+        self.credentials = options.credentials
+        # What each link gets: the realm applied, Internet or logon credentials
+        # (opencm.session.credentials.stage_credentials).
+        self._stage_credentials = stage_credentials(
+            config.profile, self.connection_type, self.credentials, options.inet_credentials
+        )
+        self.interactive = options.interactive
+        # Nobody at the screen: the answer is always "Disconnect now" (Microsoft's "Custom
+        # Actions": the prompt is for an interactive user).
+        self.prompt: DisconnectPrompt = (
+            (deps.prompt or TtyPrompt()) if options.interactive else UnattendedPrompt()
+        )
+        self.lookup: DialerLookup = deps.dialer_lookup
+        self.clock = deps.clock
+        self.id = options.session_id or uuid.uuid4().hex[:12]
+        self.log = deps.log or SessionLog(None)
+        self.journal = deps.journal
+        self.owner_uid = os.getuid() if options.owner_uid is None else options.owner_uid
         self.machine = SessionMachine(self.connection_type)
         self.machine.subscribe(self._on_transition)
         self.links: list[_Link] = []
         self.last_error: AttemptError | None = None
         self.disconnect_reason: str | None = None
         self.changed = anyio.Event()  # set (and replaced) on every state change
-        self._macros: dict[str, str] = {}
+        self.macros = SessionMacros(
+            lambda: {**config.profile.base_macros(), **config.dial_macros()},
+            self.credentials,
+            self.connection_type,
+            config.addresses,
+            inet_credentials=options.inet_credentials if self.connection_type.dials else None,
+        )
         self._journal_entry: JournalEntry | None = None
         self._cancel_requested = False
         self._stop_requested = False
+        self._logon_done = anyio.Event()
         self._attempt_scope: anyio.CancelScope | None = None
         self._attempt_drop: LinkDown | None = None
-        self._inbox_send, self._inbox = anyio.create_memory_object_stream[tuple[str, Any]](64)
-        self._started: list[subprocess.Popen[bytes]] = []
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[events.InboxEvent](64)
+        self._started = StartedProcesses()
         self._failures = {"dial": 0, "tunnel": 0}
         self._entries: dict[str, DialEntry] = {}
 
@@ -173,60 +200,79 @@ class Session:
         if self.state not in ATTEMPT_STATES and self.state not in (State.PRE_INIT, State.READY):
             return False
         self._cancel_requested = True
+        self._logon_done.set()
         if self._attempt_scope is not None:
             self._attempt_scope.cancel()
         return True
+
+    def submit_logon(
+        self, credentials: Credentials | None = None, inet_credentials: Credentials | None = None
+    ) -> None:
+        """The logon screen's Connect, for a session run with ``hold_at_logon``: the user's
+        credentials (if any) and a double dial's Internet credentials, then the connection goes
+        on from ``ready``."""
+        if self.state is not State.READY or self._logon_done.is_set():
+            raise InvalidTransition(f"not at the logon screen: the session is {self.state}")
+        if credentials is not None or inet_credentials is not None:
+            self.credentials = credentials or self.credentials
+            inet = inet_credentials if self.connection_type.dials else None
+            self._stage_credentials = stage_credentials(
+                self.config.profile, self.connection_type, self.credentials, inet_credentials
+            )
+            self.macros.set_credentials(self.credentials, inet)
+        self._logon_done.set()
 
     def disconnect(self, reason: str = "user-disconnect") -> None:
         """Disconnect a connected session; during an attempt this is a Cancel."""
         if self.cancel():
             return
         self._stop_requested = True  # no AutoReconnect after this
-        with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
-            self._inbox_send.send_nowait(("disconnect", reason))
+        self._post(events.Disconnect(reason))
+
+    def snapshot(self) -> SessionSnapshot:
+        profile = self.config.profile
+        error = self.last_error
+        return SessionSnapshot(
+            session=self.id,
+            profile=str(profile.cmp_path or profile.cms_path),
+            service=self.config.service_name,
+            owner_uid=self.owner_uid,
+            state=self.state,
+            connection_type=self.connection_type,
+            entries={stage: entry.name for stage, entry in self._entries.items()},
+            links=tuple(
+                LinkView(
+                    stage=link.stage,
+                    entry=link.info.entry,
+                    interface=link.info.interface,
+                    client_ip=link.info.client_ip,
+                    server_ip=link.info.server_ip,
+                    tunnel_server=link.info.tunnel_server,
+                )
+                for link in self.links
+            ),
+            error=ErrorView(error.code, error.source, str(error)) if error else None,
+            disconnect_reason=self.disconnect_reason,
+        )
 
     def status(self) -> dict[str, Any]:
-        tunnel = next((link for link in self.links if link.stage == "tunnel"), None)
-        top = tunnel or (self.links[-1] if self.links else None)
-        return {
-            "session": self.id,
-            "profile": str(self.config.profile.cmp_path or self.config.profile.cms_path),
-            "service": self.config.service_name,
-            "owner_uid": self.owner_uid,
-            "state": str(self.state),
-            "connection_type": self.connection_type.cli_name,
-            "entries": {stage: entry.name for stage, entry in self._entries.items()},
-            "links": [
-                {
-                    "stage": link.stage,
-                    "entry": link.info.entry,
-                    "interface": link.info.interface,
-                    "client_ip": link.info.client_ip,
-                    "server_ip": link.info.server_ip,
-                    "tunnel_server": link.info.tunnel_server,
-                }
-                for link in self.links
-            ],
-            "client_ip": top.info.client_ip if top else None,
-            "server_ip": top.info.server_ip if top else None,
-            "error": (
-                {
-                    "code": self.last_error.code,
-                    "source": self.last_error.source,
-                    "message": str(self.last_error),
-                }
-                if self.last_error
-                else None
-            ),
-            "disconnect_reason": self.disconnect_reason,
-        }
+        """The status as JSON-ready data (``docs/daemon-protocol.md``)."""
+        return status_view(self.snapshot())
+
+    def _post(self, event: events.InboxEvent) -> None:
+        with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
+            self._inbox_send.send_nowait(event)
 
     # -- the whole life of a session -----------------------------------------------------------
 
-    async def run(self, *, connect: bool = True) -> Outcome:
-        """Pre-init, then Connect (unless cancelled first), until the session ends."""
+    async def run(self, *, connect: bool = True, hold_at_logon: bool = False) -> Outcome:
+        """Pre-init, then Connect (unless cancelled first), until the session ends.
+
+        With ``hold_at_logon`` the session waits in ``ready`` (the logon screen, shown after
+        pre-init as "How Connection Manager Works" orders it) until :meth:`submit_logon` or
+        Cancel."""
         try:
-            self.log.write("session", profile=self.status()["profile"], type=self.connection_type)
+            self.log.write("session", profile=self.snapshot().profile, type=self.connection_type)
             try:
                 await self._run_point(ActionPoint.PRE_INIT)
             except AttemptError as error:
@@ -235,13 +281,15 @@ class Session:
                 self.machine.fire(Event.GIVE_UP)
                 return Outcome.FAILED
             self.machine.fire(Event.INIT_DONE)
+            if hold_at_logon:
+                await self._logon_done.wait()
             if self._cancel_requested or not connect:
                 self.machine.fire(Event.CANCEL)
                 return Outcome.CLOSED
             self.machine.fire(Event.CONNECT)
             return await self._connection_loop()
         finally:
-            self._reap()
+            self._started.reap()
             self._inbox_send.close()
             self._inbox.close()
             self.log.write("session-end", state=str(self.state))
@@ -249,7 +297,7 @@ class Session:
 
     async def _connection_loop(self) -> Outcome:
         redials_left = self.config.redial_count
-        self._macros["AutoRedial"] = "0"
+        self.macros.set_auto_redial(False)
         while True:
             error = await self._attempt()
             if self._cancel_requested and self.state in ATTEMPT_STATES:
@@ -260,7 +308,7 @@ class Session:
                 await self._release_links()
                 if not (error.retryable and redials_left > 0):
                     self.machine.fire(Event.GIVE_UP)
-                    await self._finish_journal()
+                    self._finish_journal()
                     return Outcome.FAILED
                 redials_left -= 1
                 self.machine.fire(Event.REDIAL)  # → redial-wait
@@ -271,13 +319,13 @@ class Session:
                 self._attempt_scope = None
                 if self._cancel_requested:
                     return await self._cancelled()
-                self._macros["AutoRedial"] = "1"
+                self.macros.set_auto_redial(True)
                 self.machine.fire(Event.REDIAL)  # → pre-dial or pre-tunnel
                 continue
             outcome = await self._connected()
             if outcome is Outcome.DROPPED and self._reconnects():
                 redials_left = self.config.redial_count
-                self._macros["AutoRedial"] = "1"
+                self.macros.set_auto_redial(True)
                 self.machine.fire(Event.RECONNECT)
                 continue
             return outcome
@@ -328,21 +376,22 @@ class Session:
         elif state is State.POST_CONNECT:
             await self._phonebook_update()
             await self._run_point(ActionPoint.POST_CONNECT)
-            self._arm_disconnect()
+            if self._journal_entry is not None:
+                self._journal_entry.arm(self._context().macros)
             self.machine.fire(Event.ACTIONS_DONE)
         else:  # pragma: no cover - the table allows nothing else inside an attempt
             raise AssertionError(f"no attempt work for state {state}")
 
     def _entry_for(self, stage: str) -> DialEntry:
         wanted_stage = "tunnel" if self.connection_type.tunnels else "dial"
-        preferred = self.preferred_entry if stage == wanted_stage else None
+        preferred = self.options.entry if stage == wanted_stage else None
         entries = self.config.entries_for(stage, preferred)
         return entries[self._failures[stage] % len(entries)]
 
     async def _bring_up(self, stage: str) -> None:
         entry = self._entry_for(stage)
         self._entries[stage] = entry
-        self._set_link_macros(stage, entry, None)
+        self.macros.set_link(stage, entry, None)
         try:
             dialer = self.lookup(entry.dialer)
         except OpencmError as error:
@@ -351,7 +400,7 @@ class Session:
             ) from error
         self.log.write("dial", stage=stage, entry=entry.name, dialer=entry.dialer)
         try:
-            info, journal_error = await self._dial_journaled(dialer, entry)
+            info, journal_error = await self._dial_journaled(dialer, entry, stage)
         except DialError as error:
             self._failures[stage] += 1
             self.log.write("dial-error", stage=stage, entry=entry.name, code=error.code)
@@ -379,7 +428,7 @@ class Session:
                 await dialer.hang_up(info)
             raise journal_error
         self.links.append(_Link(stage, dialer, info))
-        self._set_link_macros(stage, entry, info)
+        self.macros.set_link(stage, entry, info)
         if self._journal_entry is not None:
             self._journal_entry.add_link(stage, info, dialer.name, entry.settings.get("netns"))
         self.log.write(
@@ -392,19 +441,21 @@ class Session:
         )
 
     async def _dial_journaled(
-        self, dialer: Dialer, entry: DialEntry
+        self, dialer: Dialer, entry: DialEntry, stage: str
     ) -> tuple[LinkInfo, Exception | None]:
-        """Dial while a worker thread writes the journal entry (its fsyncs take 5–20 ms, and
-        more on a busy disk); return the link and the journal's error, once both are done.
+        """Dial while a worker thread writes the journal entry (its fsyncs take milliseconds,
+        and more on a busy disk); return the link and the journal's error, once both are done.
 
         Recovery sees the same as when the entry was written first: the link's processes are
         journaled after the dial either way (``add_link``), so an entry without links is all a
         crash in between can leave."""
         journal_error: list[Exception] = []
+        starts = DialStarts(self._journal_entry)
 
         def write_journal() -> None:
             try:
-                self._journal()
+                self._journal_attempt()
+                starts.attach(self._journal_entry)
             except Exception as error:  # the caller raises it once the dial has settled
                 journal_error.append(error)
 
@@ -413,31 +464,21 @@ class Session:
         async with anyio.create_task_group() as group:
             group.start_soon(anyio.to_thread.run_sync, write_journal)
             try:
-                info = await dialer.dial(entry, self.credentials, self._on_link_down)
-            except Exception as error:  # re-raised as is once the journal write has finished
+                with proc.watching_starts(starts.started):
+                    info = await dialer.dial(
+                        entry,
+                        self._stage_credentials.get(stage, self.credentials),
+                        self._on_link_down,
+                    )
+            except BaseException as error:  # re-raised as is once the journal write has finished
+                starts.failed()
+                if not isinstance(error, Exception):
+                    raise
                 dial_error = error
         if dial_error is not None:
             raise dial_error
         assert info is not None
         return info, (journal_error[0] if journal_error else None)
-
-    def _set_link_macros(self, stage: str, entry: DialEntry, info: LinkInfo | None) -> None:
-        # The addresses are the newest link's: the dial-up line's until the tunnel is up (what
-        # pre-tunnel actions see), then the tunnel's.
-        if stage == "dial":
-            self._macros["DialRasEntry"] = entry.name
-        else:
-            self._macros["TunnelRasEntry"] = entry.name
-            address = (info.tunnel_server if info else None) or self.config.addresses.get(
-                entry.name
-            )
-            if address:
-                self._macros["TunnelServerAddress"] = address
-        if info is not None:
-            if info.client_ip:
-                self._macros["ClientIPAddress"] = info.client_ip
-            if info.server_ip:
-                self._macros["ServerIPAddress"] = info.server_ip
 
     # -- link-down notifications from dialers --------------------------------------------------
 
@@ -449,8 +490,7 @@ class Session:
             if self._attempt_scope is not None:
                 self._attempt_scope.cancel()
         elif self.state in (State.CONNECTED, State.PROMPTING):
-            with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
-                self._inbox_send.send_nowait(("link-down", down))
+            self._post(events.LinkDropped(down))
 
     # -- connected: monitored apps, prompt, disconnect, drop -----------------------------------
 
@@ -462,39 +502,51 @@ class Session:
             if processes:
                 group.start_soon(self._watch_apps, processes)
             while True:
-                kind, value = await self._inbox.receive()
-                if kind == "disconnect" and self.state in (State.CONNECTED, State.PROMPTING):
-                    reason = str(value)
-                    self.machine.fire(Event.USER_DISCONNECT)
-                    break
-                if kind == "apps-exited" and self.state is State.CONNECTED:
-                    self.machine.fire(Event.LAST_APP_EXITED)
-                    group.start_soon(self._ask)
-                elif kind == "stay" and self.state is State.PROMPTING:
-                    self.machine.fire(Event.STAY_ONLINE)
-                elif kind == "prompt-timeout" and self.state is State.PROMPTING:
-                    reason = "prompt-timeout"
-                    self.machine.fire(Event.PROMPT_TIMEOUT)
-                    break
-                elif kind == "link-down":
-                    assert isinstance(value, LinkDown)
-                    drop = value
-                    self.machine.fire(Event.LINK_DOWN)
-                    break
+                match await self._inbox.receive():
+                    case events.Disconnect(reason=asked) if self.state in (
+                        State.CONNECTED,
+                        State.PROMPTING,
+                    ):
+                        reason = asked
+                        self.machine.fire(Event.USER_DISCONNECT)
+                        break
+                    case events.AppsExited() if self.state is State.CONNECTED:
+                        self.machine.fire(Event.LAST_APP_EXITED)
+                        group.start_soon(self._ask)
+                    case events.PromptAnswered(choice=Choice.STAY_ONLINE) if (
+                        self.state is State.PROMPTING
+                    ):
+                        self.machine.fire(Event.STAY_ONLINE)
+                    case events.PromptAnswered(choice=Choice.DISCONNECT_NOW) if (
+                        self.state is State.PROMPTING
+                    ):
+                        reason = "monitored-apps-exited"
+                        self.machine.fire(Event.USER_DISCONNECT)
+                        break
+                    case events.PromptTimedOut() if self.state is State.PROMPTING:
+                        reason = "prompt-timeout"
+                        self.machine.fire(Event.PROMPT_TIMEOUT)
+                        break
+                    case events.LinkDropped(down=down):
+                        drop = down
+                        self.machine.fire(Event.LINK_DOWN)
+                        break
+                    case _:
+                        pass  # no longer relevant in this state (an answer after a disconnect)
             group.cancel_scope.cancel()
         if drop is not None:
-            # Seed 000: disconnect actions run right after an unexpected drop too.
+            # Microsoft's "Custom Actions": disconnect actions run after an unexpected drop too.
             await self._run_disconnect_actions(str(drop.reason))
             await self._release_links()
             if self._reconnects():
                 return Outcome.DROPPED
             self.machine.fire(Event.GIVE_UP)
-            await self._finish_journal()
+            self._finish_journal()
             return Outcome.DROPPED
         await self._run_disconnect_actions(reason)
         await self._release_links()
         self.machine.fire(Event.HUNG_UP)
-        await self._finish_journal()
+        self._finish_journal()
         return Outcome.DISCONNECTED
 
     def _reconnects(self) -> bool:
@@ -508,33 +560,29 @@ class Session:
         return [r.process for r in result.results if r.process is not None]
 
     async def _watch_apps(self, processes: list[subprocess.Popen[bytes]]) -> None:
-        async with anyio.create_task_group() as group:
-            for process in processes:
-                group.start_soon(self._wait_process, process)
+        await wait_all_exited(processes)
         self.log.write("monitored-exited", pids=[p.pid for p in processes])
-        await self._inbox_send.send(("apps-exited", None))
+        await self._inbox_send.send(events.AppsExited())
 
     async def _ask(self) -> None:
-        answer: tuple[str, Any] = ("prompt-timeout", None)
+        answer: events.InboxEvent = events.PromptTimedOut()
         async with anyio.create_task_group() as group:
 
             async def ask() -> None:
                 nonlocal answer
-                choice = await self.prompt.ask(self.config.service_name, self.prompt_timeout)
-                answer = (
-                    ("stay", None)
-                    if choice is Choice.STAY_ONLINE
-                    else ("disconnect", "monitored-apps-exited")
+                choice = await self.prompt.ask(
+                    self.config.service_name, self.options.prompt_timeout
                 )
+                answer = events.PromptAnswered(choice)
                 group.cancel_scope.cancel()
 
             async def timer() -> None:
-                await self.clock.sleep(self.prompt_timeout)
+                await self.clock.sleep(self.options.prompt_timeout)
                 group.cancel_scope.cancel()
 
             group.start_soon(ask)
             group.start_soon(timer)
-        self.log.write("prompt-answer", answer=answer[0])
+        self.log.write("prompt-answer", answer=_answer_name(answer))
         await self._inbox_send.send(answer)
 
     async def _run_disconnect_actions(self, reason: str) -> None:
@@ -547,7 +595,7 @@ class Session:
         with anyio.CancelScope(shield=True):
             await self._run_point(ActionPoint.DISCONNECT, {"DisconnectReason": reason})
         if entry is not None:
-            entry.set_disconnect("done")
+            entry.disconnect_done()
 
     # -- cancel and error ----------------------------------------------------------------------
 
@@ -556,7 +604,7 @@ class Session:
         with anyio.CancelScope(shield=True):
             await self._run_point(ActionPoint.ON_CANCEL)
             await self._release_links()
-            await self._finish_journal()
+            self._finish_journal()
         return Outcome.CANCELLED
 
     async def _on_error(self, error: AttemptError) -> None:
@@ -577,15 +625,14 @@ class Session:
                     self.log.write("hang-up", stage=link.stage, entry=link.info.entry)
                 except Exception as error:  # a dialer's bug must not keep other links up
                     self.log.write("hang-up-error", entry=link.info.entry, error=str(error))
-            for name in ("ClientIPAddress", "ServerIPAddress"):
-                self._macros.pop(name, None)  # no stale addresses in the next attempt
-            if self._journal_entry is not None and self._journal_entry.data["links"]:
-                self._journal_entry.data["links"] = []
-                self._journal_entry.save()
+            self.macros.forget_addresses()  # no stale addresses in the next attempt
+            if self._journal_entry is not None:
+                self._journal_entry.links_released()
 
     # -- journal -------------------------------------------------------------------------------
 
-    def _journal(self) -> None:
+    def _journal_attempt(self) -> None:
+        """Open this session's journal entry, or record a new attempt's macros in it."""
         if self.journal is None:
             return
         macros = self._context().macros
@@ -600,16 +647,9 @@ class Session:
                 macros=macros,
             )
             return
-        if self._journal_entry.data["disconnect"] == "done":
-            self._journal_entry.data["disconnect"] = "idle"  # reconnecting after a drop
-        self._journal_entry.set_macros(macros)
+        self._journal_entry.redialing(macros)
 
-    def _arm_disconnect(self) -> None:
-        if self._journal_entry is not None:
-            self._journal_entry.data["macros"] = dict(self._context().macros)
-            self._journal_entry.set_disconnect("armed")
-
-    async def _finish_journal(self) -> None:
+    def _finish_journal(self) -> None:
         if self._journal_entry is not None and not self.links:
             self._journal_entry.remove()
             self._journal_entry = None
@@ -617,26 +657,21 @@ class Session:
     # -- running points ------------------------------------------------------------------------
 
     def _context(self, extra: Mapping[str, str] | None = None) -> RunContext:
-        macros = dict(self.config.profile.base_macros())
-        if self.credentials.username:
-            macros["UserName"] = self.credentials.username
-            macros["InetUserName"] = self.credentials.username
-        if self.credentials.domain:
-            macros["Domain"] = self.credentials.domain
-        macros.update(self._macros)
-        macros["ConnectionType"] = str(int(self.connection_type))
-        macros.update(extra or {})
+        newest = self.links[-1] if self.links else None
         return RunContext(
-            macros=macros,
+            macros=self.macros.values(extra),
             connection_type=self.connection_type,
             interactive=self.interactive,
             profile_dir=self.config.profile.profile_dir,
-            timeout=self.action_timeout,
-            logon=self.logon,
+            timeout=self.options.action_timeout,
+            logon=self.options.logon,
+            interface=newest.info.interface if newest else None,
+            netns=self._entries[newest.stage].settings.get("netns") if newest else None,
         )
 
     async def _phonebook_update(self) -> None:
-        """The built-in first post-connect action (seed 002): bounded, never fails the attempt."""
+        """The built-in first post-connect action (Microsoft's "How Connection Manager Works":
+        the phone book is updated after connecting): bounded, never fails the attempt."""
         if self.config.profile.phonebook_url is None:
             return  # no PBS: the PBS client (and its HTTP stack) is not even imported
         from opencm.pbs.autoupdate import auto_update
@@ -649,8 +684,8 @@ class Session:
         result = await anyio.to_thread.run_sync(self.actions.run_point, point, self._context(extra))
         for action in result.results:
             if action.process is not None:
-                self._started.append(action.process)
-                action.return_value = await self._wait_process(action.process)
+                self._started.add(action.process)
+                action.return_value = await wait_for_exit(action.process)
                 if action.return_value != 0 and point in FATAL_POINTS and action.ok:
                     action.ok = False
                     action.message = (
@@ -667,14 +702,6 @@ class Session:
                 source=f"Custom Action {failed.description}",
                 retryable=False,
             )
-
-    async def _wait_process(self, process: subprocess.Popen[bytes]) -> int:
-        # Polling keeps the wait cancellable without leaving threads behind.
-        while True:
-            code = process.poll()
-            if code is not None:
-                return code
-            await anyio.sleep(0.02)
 
     def _log_point(self, result: PointResult) -> None:
         for action in result.results:
@@ -693,13 +720,19 @@ class Session:
             )
 
     def _on_transition(self, row: Transition) -> None:
+        if row.target is State.CONNECTED:
+            # The reason describes the drop it came with, not a connection made again since.
+            self.disconnect_reason = None
         self.log.write("state", **{"from": str(row.source), "to": str(row.target)}, event=row.event)
         changed, self.changed = self.changed, anyio.Event()
         changed.set()
 
-    def _reap(self) -> None:
-        for process in self._started:
-            process.poll()
+
+def _answer_name(answer: events.InboxEvent) -> str:
+    """The log's name for a prompt's outcome (``docs/session.md``)."""
+    if isinstance(answer, events.PromptAnswered):
+        return "stay" if answer.choice is Choice.STAY_ONLINE else "disconnect"
+    return "prompt-timeout"
 
 
 __all__ = [
@@ -709,8 +742,10 @@ __all__ = [
     "ERROR_LINK_DROPPED",
     "ERROR_NO_DIALER",
     "AttemptError",
+    "ConnectOptions",
     "DialerLookup",
     "Outcome",
     "Session",
+    "SessionDeps",
     "default_dialer_lookup",
 ]

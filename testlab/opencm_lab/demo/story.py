@@ -30,7 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from opencm.actions.api import ActionPoint
-from opencm.demo.steps import StepFailed, Story, expect, indent, opencm
+from opencm_lab.demo.steps import StepFailed, Story, expect, indent, opencm
 
 BOOK = "CONTOSO"
 
@@ -122,7 +122,7 @@ def kit_toml(log: Path, stop_file: Path, *, pbs_url: str | None, vpn_address: st
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="opencm.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="opencm_lab.demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the demo's temp folder")
     parser.add_argument(
         "--offline", action="store_true", help="only the part that needs no root and no network"
@@ -269,7 +269,7 @@ class Demo:
     # -- the lab -----------------------------------------------------------------------------
 
     def lab(self) -> None:
-        from opencm.links.lab import Lab, LabError, start_openvpn_server
+        from opencm_lab.lab import Lab, LabError, start_openvpn_server
 
         lab = self.cleanup.enter_context(Lab())
         try:
@@ -394,7 +394,8 @@ class Demo:
     def close_app(self) -> None:
         self.stop_file.touch()
         deadline = time.monotonic() + 30
-        while json.loads(self.opencm("status", "--json"))["sessions"]:
+        # An ended session stays in status with its outcome; wait for that.
+        while not all(s["ended"] for s in json.loads(self.opencm("status", "--json"))["sessions"]):
             expect(time.monotonic() < deadline, "the session did not end after the app closed")
             time.sleep(0.3)
         lines = self.log.read_text().splitlines()

@@ -1,9 +1,20 @@
-"""Test doubles that obey the session's contracts: a scriptable dialer and a hand-driven clock.
+"""Test doubles for opencm plug-in authors, as ``click.testing`` is for click commands.
 
-:class:`ScriptedDialer` implements all five entry points of :class:`opencm.links.api.Dialer`.
-Each ``dial`` takes the next step of its script: bring the link up (optionally holding a real
-child process as the 'link', named in the handle by PID), fail with a code, or hang until
-cancelled. ``drop()`` reports the established link as gone, as a real dialer would.
+Both obey the same contracts as the real thing, so a test that passes against them says
+something about the real session:
+
+- :class:`ScriptedDialer` implements all five entry points of the dialer contract
+  (:class:`opencm.links.api.Dialer`, docs/dialers.md). Each ``dial`` takes the next
+  :class:`Step` of its script: bring the link up (optionally held by a real child process named
+  in the handle by PID, as a real link's process would be), fail with a RAS code, raise as a
+  buggy dialer would, or hang until cancelled. :meth:`ScriptedDialer.drop` reports the
+  established link as gone, as a real dialer does through its ``on_down`` callback.
+  :class:`Dialers` answers a session's dialer lookup from a set of doubles.
+- :class:`FakeClock` implements the clock seam (:class:`opencm.clock.Clock`): time moves only
+  when the test says so (:meth:`FakeClock.advance`), or, with ``auto=True``, each sleep returns at
+  once having moved time forward by its length.
+
+Nothing in opencm itself imports this module; it is for tests only.
 """
 
 from __future__ import annotations
@@ -15,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import anyio
+import anyio.lowlevel
 
+from opencm.errors import RefusedError
 from opencm.links.api import (
     Credentials,
     DialEntry,
@@ -29,28 +42,46 @@ from opencm.links.api import (
 
 @dataclass
 class Step:
+    """What one ``dial`` does: ``up``, ``fail`` (a :class:`DialError`), ``hang`` or ``crash``."""
+
     kind: Literal["up", "fail", "hang", "crash"]
     code: int = 0
     retryable: bool = True
     client_ip: str = "10.8.0.6"
     server_ip: str = "10.8.0.1"
+    #: Hold the link with a real child process, named in the handle as ``pid``.
     with_process: bool = False
 
 
-def up(**kwargs: object) -> Step:
-    return Step("up", **kwargs)  # type: ignore[arg-type]
+def up(
+    *, client_ip: str = "10.8.0.6", server_ip: str = "10.8.0.1", with_process: bool = False
+) -> Step:
+    """The link comes up with these addresses."""
+    return Step("up", client_ip=client_ip, server_ip=server_ip, with_process=with_process)
 
 
 def fail(code: int, *, retryable: bool = True) -> Step:
+    """The dial fails with this RAS error code."""
     return Step("fail", code=code, retryable=retryable)
 
 
 def hang() -> Step:
+    """The dial never finishes; only a cancel ends it (counted in ``cancelled``)."""
     return Step("hang")
+
+
+def crash() -> Step:
+    """The dialer raises something that is not a :class:`DialError`: a bug in the plug-in."""
+    return Step("crash")
 
 
 @dataclass
 class ScriptedDialer:
+    """A dialer double with all five entry points; ``dialed``, ``hung_up`` … record the calls.
+
+    Without a script (or once it is used up) every dial brings the link up.
+    """
+
     name: str
     script: list[Step] = field(default_factory=list)
     dialed: list[str] = field(default_factory=list)
@@ -58,6 +89,7 @@ class ScriptedDialer:
     cancelled: int = 0
     deleted: list[str] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: Set when the first dial starts.
     dialing: anyio.Event = field(default_factory=anyio.Event)
     _on_down: LinkDownCallback | None = None
 
@@ -116,28 +148,35 @@ class ScriptedDialer:
         self.deleted.append(entry.name)
 
     async def drop(self, reason: DownReason = DownReason.PEER_GONE, detail: str = "") -> None:
-        assert self._on_down is not None, "no link is up"
+        """Report the established link as gone, as the real dialer's ``on_down`` call would."""
+        if self._on_down is None:
+            raise RuntimeError(f"dialer '{self.name}': no link is up to drop")
         result = self._on_down(LinkDown(reason, detail))
         if result is not None:
             await result
 
 
 class Dialers:
-    """A dialer lookup over doubles: ``lookup(name)`` as the registry would answer."""
+    """A dialer lookup over doubles: ``lookup(name)`` answers as the registry would."""
 
     def __init__(self, dialers: Iterable[ScriptedDialer]) -> None:
         self.by_name = {dialer.name: dialer for dialer in dialers}
 
     def __call__(self, name: str) -> ScriptedDialer:
-        from opencm.errors import RefusedError
-
         if name not in self.by_name:
             raise RefusedError(f"dialer '{name}' is not on the allow list")
         return self.by_name[name]
 
 
 class FakeClock:
-    """Time moves only when the test says so; ``sleepers`` tells what is waiting."""
+    """Time moves only when the test says so; ``sleepers`` tells how many sleeps are waiting.
+
+    ``now`` is the monotonic reading (a test may also move it by hand); ``slept`` records every
+    requested sleep. With ``auto=True`` a sleep returns at once, having moved ``now`` forward.
+    """
+
+    #: What :meth:`wall` reads at ``now == 0``: a fixed date, so logs are reproducible.
+    EPOCH = 1_790_000_000.0
 
     def __init__(self, *, auto: bool = False) -> None:
         self.now = 0.0
@@ -150,7 +189,7 @@ class FakeClock:
         return self.now
 
     def wall(self) -> float:
-        return 1_790_000_000.0 + self.now
+        return self.EPOCH + self.now
 
     @property
     def sleepers(self) -> int:
@@ -174,14 +213,19 @@ class FakeClock:
                 self._waiting.remove(entry)
 
     async def wait_for_sleepers(self, count: int) -> None:
+        """Wait (in real time, at most 10 seconds) until ``count`` sleeps are waiting."""
         with anyio.fail_after(10):
             while len(self._waiting) < count:
                 registered = self._registered
                 await registered.wait()
 
     def advance(self, seconds: float) -> None:
+        """Move time forward and wake every sleep whose deadline has come."""
         self.now += seconds
         for deadline, wake in list(self._waiting):
             if deadline <= self.now:
                 self._waiting.remove((deadline, wake))
                 wake.set()
+
+
+__all__ = ["Dialers", "FakeClock", "ScriptedDialer", "Step", "crash", "fail", "hang", "up"]

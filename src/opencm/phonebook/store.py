@@ -13,6 +13,9 @@ This layout is opencm's own (Microsoft's PBS data folder is not documented); it 
 A release folder is filled under a hidden temporary name, flushed, and renamed into place; only
 then is ``CURRENT`` replaced (temp + rename). A reader that follows ``CURRENT`` therefore never
 sees half a release, and a release folder never changes once it has its name.
+
+The store lives in the phone-book package, below the service: the PBA posts into it
+(:mod:`opencm.phonebook.post`) and the PBS (:mod:`opencm.pbs`) reads it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from opencm.errors import InputError, RefusedError
+from opencm.errors import DiskFullError, InputError, RefusedError, is_disk_full
 from opencm.fsutil import atomic_write, fsync_dir
 
 RELEASE_FORMAT = "opencm-release/1"
@@ -180,9 +183,12 @@ def _publish_locked(
         os.chmod(incoming, 0o755)
         fsync_dir(incoming)
         os.rename(incoming, final)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             shutil.rmtree(incoming)
+        if is_disk_full(error):
+            needed = sum(len(data) for data in files.values()) + len(manifest)
+            raise DiskFullError(book_dir, needed) from error
         raise
     fsync_dir(book_dir)
     atomic_write(book_dir / CURRENT, f"{version}\n".encode())

@@ -563,6 +563,7 @@ def start_modem_emulator(
     dial_delay: float = 0.2,
     guard: float = 0.2,
     ready_timeout: float = 10.0,
+    login: tuple[str, str] | None = None,
 ) -> ModemLine:
     """Start opencm's modem emulator on a pty; with ``far_ns`` the line ends in that namespace.
 
@@ -577,7 +578,7 @@ def start_modem_emulator(
     remote = lab.workdir / f"ttyOCM{index}-far"
     log_path = lab.workdir / f"modem{index}.events"
     argv = [
-        sys.executable, "-m", "opencm.links.modem_emulator", "--link", str(device),
+        sys.executable, "-m", "opencm_lab.modem_emulator", "--link", str(device),
         "--dial-delay", str(dial_delay), "--guard", str(guard), "--log", str(log_path),
     ]  # fmt: skip
     for number, results in numbers.items():
@@ -585,6 +586,8 @@ def start_modem_emulator(
         argv += ["--number", f"{number}={script}"]
     if far_ns:
         argv += ["--remote", str(remote)]
+    if login is not None:
+        argv += ["--login", f"{login[0]}:{login[1]}"]
     emulator = lab.spawn(argv, log_name=f"modem{index}.log")
     deadline = time.monotonic() + ready_timeout
     while "ready on" not in (log_path.read_text() if log_path.exists() else ""):

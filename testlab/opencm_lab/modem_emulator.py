@@ -12,10 +12,13 @@ user (the SLIP bridge in a server namespace) plays the ISP; without it they are 
 hangs up on ``+++`` (guard time ``--guard``) then ``ATH``, when every process closes the port
 (what a DTR drop looks like on a pty, which has no modem-control lines), and on SIGUSR1, which
 simulates a lost carrier: an unsolicited ``NO CARRIER``. Keystrokes while it rings abort the call.
+With ``--login USER:PASSWORD`` the far end is an access server with a text login: after
+``CONNECT`` it asks ``login:`` and ``Password:`` and starts IP only for that user (others get
+``Login incorrect`` and the line is dropped), as SLIP access servers did.
 Each event is one line in ``--log``.
 
-usage: python -m opencm.links.modem_emulator --link PATH [--number N=RESULTS]... [--remote PATH]
-           [--dial-delay S] [--guard S] [--log FILE]
+usage: python -m opencm_lab.modem_emulator --link PATH [--number N=RESULTS]... [--remote PATH]
+           [--dial-delay S] [--guard S] [--login USER:PASSWORD] [--log FILE]
 """
 
 from __future__ import annotations
@@ -50,8 +53,12 @@ class Modem:
         dial_delay: float = 0.3,
         guard: float = 1.0,
         log: Callable[[str], None] = lambda _: None,
+        login: tuple[str, str] | None = None,
     ) -> None:
         self._send = send
+        self._login = login
+        self._login_step: str | None = None  # "user" or "password" while the server asks
+        self._login_user = ""
         self._far = to_far_end
         self._scripts = {number: list(results) for number, results in scripts.items()}
         self._dials: dict[str, int] = {}
@@ -76,6 +83,9 @@ class Modem:
             self._ringing = None
             self._result("NO CARRIER")
             return
+        if self._login_step is not None:
+            self._feed_login(data)
+            return
         if self.online:
             self._feed_data(data, now)
             return
@@ -87,6 +97,28 @@ class Modem:
             text = line.strip(b"\n").decode(errors="replace").strip()
             if text:
                 self._command(text, now)
+
+    def _feed_login(self, data: bytes) -> None:
+        self._buffer += data
+        while b"\r" in self._buffer and self._login_step is not None:
+            raw, self._buffer = self._buffer.split(b"\r", 1)
+            text = raw.strip(b"\n").decode(errors="replace").strip()
+            if self._login_step == "user":
+                self._login_user = text
+                self._login_step = "password"
+                self._send(b"\r\nPassword: ")
+                continue
+            assert self._login is not None
+            self._login_step = None
+            self._buffer = b""
+            if (self._login_user, text) == self._login:
+                self._log(f"login {self._login_user} accepted")
+                self._send(b"\r\nEntering SLIP mode.\r\n")
+                self.online = True
+            else:
+                self._log(f"login {self._login_user} refused")
+                self._send(b"\r\nLogin incorrect\r\n")
+                self.drop_carrier()
 
     def _feed_data(self, data: bytes, now: float) -> None:
         if data.strip(b"+") == b"" and (self._plus or now - self._last_data >= self.guard):
@@ -115,9 +147,15 @@ class Modem:
             if result != SILENT:
                 self._result(result)
             if result.startswith("CONNECT"):
-                self.online = self.connected = True
+                self.connected = True
                 self._last_data = now
                 self._log("carrier up")
+                if self._login is not None:
+                    self._login_step = "user"
+                    self._buffer = b""
+                    self._send(b"\r\nWelcome to the access server\r\nlogin: ")
+                else:
+                    self.online = True
         if self.online and self._plus >= 3 and now - self._plus_at >= self.guard:
             self._plus = 0
             self.online = False
@@ -129,6 +167,7 @@ class Modem:
         if self.connected:
             self._log("carrier lost")
             self.online = self.connected = False
+            self._login_step = None
             self._result("NO CARRIER")
 
     def port_closed(self) -> None:
@@ -136,6 +175,7 @@ class Modem:
         if self.connected or self._ringing:
             self._log("DTR drop: hang up")
         self.online = self.connected = False
+        self._login_step = None
         self._ringing = None
         self.echo = self.verbose = True
         self._buffer = b""
@@ -234,6 +274,7 @@ def serve(
     dial_delay: float,
     guard: float,
     log_file: TextIO,
+    login: tuple[str, str] | None = None,
 ) -> None:
     def log(message: str) -> None:
         log_file.write(f"{time.time():.3f} {message}\n")
@@ -256,6 +297,7 @@ def serve(
         dial_delay=dial_delay,
         guard=guard,
         log=log,
+        login=login,
     )
     stop: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -312,15 +354,22 @@ def parse_scripts(items: Sequence[str]) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m opencm.links.modem_emulator")
+    parser = argparse.ArgumentParser(prog="python -m opencm_lab.modem_emulator")
     parser.add_argument("--link", required=True, type=Path)
     parser.add_argument("--number", action="append", default=[])
     parser.add_argument("--remote", type=Path)
     parser.add_argument("--dial-delay", type=float, default=0.3)
     parser.add_argument("--guard", type=float, default=1.0)
     parser.add_argument("--log", type=Path)
+    parser.add_argument("--login", help="USER:PASSWORD the access server accepts")
     args = parser.parse_args(argv)
     scripts = parse_scripts(args.number)
+    login: tuple[str, str] | None = None
+    if args.login is not None:
+        user, sep, password = args.login.partition(":")
+        if not sep or not user:
+            raise SystemExit("--login: expected USER:PASSWORD")
+        login = (user, password)
     with contextlib.ExitStack() as stack:
         log_file = stack.enter_context(args.log.open("a")) if args.log else sys.stderr
         serve(
@@ -330,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             dial_delay=args.dial_delay,
             guard=args.guard,
             log_file=log_file,
+            login=login,
         )
     return 0
 

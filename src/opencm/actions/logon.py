@@ -27,9 +27,8 @@ from pathlib import Path
 
 from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write
-from opencm.kit.roots import system_config_dir
+from opencm.paths import system_actions_dir, system_config_dir
 
-SYSTEM_ACTIONS_DIR = Path("/usr/lib/opencm/actions")
 LOCATION_SYSTEM = 0
 LOCATION_PROFILE = 1
 
@@ -37,11 +36,6 @@ LOCATION_PROFILE = 1
 def allow_list_path() -> Path:
     override = os.environ.get("OPENCM_LOGON_ALLOW")
     return Path(override) if override else system_config_dir() / "logon-actions.allow"
-
-
-def system_actions_dir() -> Path:
-    override = os.environ.get("OPENCM_SYSTEM_ACTIONS_DIR")
-    return Path(override) if override else SYSTEM_ACTIONS_DIR
 
 
 @dataclass(frozen=True)
