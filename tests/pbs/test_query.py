@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from opencm.pbs.query import MAX_QUERY_BYTES, PbsQuery, QueryError, is_endpoint, parse_query
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from opencm.pbs.query import (
+    BOOK_NAME,
+    MAX_QUERY_BYTES,
+    PbsQuery,
+    QueryError,
+    is_endpoint,
+    parse_query,
+)
+from opencm.phonebook.limits import is_book_name
 
 SEED = b"osarch=0&ostype=0&osver=1&cmver=1&lcid=1033&pbver=7&pb=WORLD"
 
@@ -93,3 +105,12 @@ def test_the_delta_window_is_the_pbas() -> None:
 
     assert DELTA_WINDOW == 5
     assert list(delta_bases(10)) == [5, 6, 7, 8, 9]
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.characters(codec="latin-1"), max_size=10))
+def test_the_query_rule_for_names_is_the_phone_book_rule(name: str) -> None:
+    # The PBS states the name rule as a regular expression so nginx can apply it too; it must
+    # say exactly what opencm.phonebook.limits.is_book_name says.
+    as_query = re.fullmatch(BOOK_NAME, name) is not None
+    assert as_query == is_book_name(name)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from opencm.phonebook.limits import BOOK_NAME_MAX
+
 PATH = "/pbserver/pbserver.dll"
 #: Longer queries are refused (414) before they are parsed. A real one is about 80 bytes; the
 #: bound leaves room for every parameter at its longest.
@@ -79,7 +81,10 @@ def _bad(text: str) -> QueryError:
     return QueryError(400, f"Bad Request: {text}\n".encode())
 
 
-_VALID_BOOK = "(?=[^&]*[A-Za-z_])[A-Za-z0-9_]{1,8}(?:&|$)"
+#: The phone-book name rule of :func:`opencm.phonebook.limits.is_book_name` as an expression
+#: nginx can run too (tests/pbs/test_query.py checks that the two agree).
+BOOK_NAME = f"(?=[^&]*[A-Za-z_])[A-Za-z0-9_]{{1,{BOOK_NAME_MAX}}}"
+_VALID_BOOK = BOOK_NAME + "(?:&|$)"
 
 #: The refusals, in the order they are tried (the first match answers).
 RULES: tuple[Rule, ...] = (

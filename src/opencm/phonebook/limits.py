@@ -34,25 +34,37 @@ _AREA = re.compile(r"[0-9]*")
 _ACCESS = re.compile(r"[0-9#*\- ]*[0-9][0-9#*\- ]*")
 
 
-def check_book_name(name: str) -> str:
-    """A phone-book name as the seed allows: ≤ 8 characters, not all digits, no space/symbol."""
+def is_book_name(name: str) -> bool:
+    """The phone-book name rule, the one every part applies (the PBA creating a book, the kit
+    naming one, the publish store's folders, the PBS's ``pb=``): 1-8 ASCII letters, digits or
+    '_', not all digits. The name becomes file and folder names on every side."""
+    return (
+        0 < len(name) <= BOOK_NAME_MAX
+        and name.isascii()
+        and _NAME_OK.fullmatch(name) is not None
+        and not name.isdigit()
+    )
+
+
+def check_book_name(name: str, *, field: str = "name") -> str:
+    """:func:`is_book_name`, or an :class:`InputError` saying which part of the rule fails."""
+    if is_book_name(name):
+        return name
     if not name:
-        raise InputError("a phone book name cannot be empty", field="name")
+        raise InputError("a phone book name cannot be empty", field=field)
     if len(name) > BOOK_NAME_MAX:
         raise InputError(
             f"phone book name {name!r} has {len(name)} characters; at most {BOOK_NAME_MAX}",
-            field="name",
+            field=field,
         )
     if name.isdigit():
-        raise InputError(f"phone book name {name!r} cannot consist of all digits", field="name")
-    if not (name.isascii() and _NAME_OK.fullmatch(name)):
-        bad = next(ch for ch in name if not (ch.isascii() and (ch.isalnum() or ch == "_")))
-        raise InputError(
-            f"phone book name {name!r} contains {bad!r}; use letters, digits and '_' only "
-            "(no spaces or symbols)",
-            field="name",
-        )
-    return name
+        raise InputError(f"phone book name {name!r} cannot consist of all digits", field=field)
+    bad = next(ch for ch in name if not (ch.isascii() and (ch.isalnum() or ch == "_")))
+    raise InputError(
+        f"phone book name {name!r} contains {bad!r}; use letters, digits and '_' only "
+        "(no spaces or symbols)",
+        field=field,
+    )
 
 
 def check_book_count(existing: int) -> None:

@@ -35,25 +35,20 @@ from pathlib import Path
 
 from opencm.errors import DiskFullError, InputError, RefusedError, is_disk_full
 from opencm.fsutil import atomic_write, fsync_dir
+from opencm.phonebook import limits
 
 RELEASE_FORMAT = "opencm-release/1"
 MANIFEST = "release.json"
 CURRENT = "CURRENT"
 LOCK = ".lock"
 
-#: Phone-book names as the seed allows them: up to 8 letters, digits or underscores, not all
-#: digits. Checked again here because the name becomes a folder name.
-_BOOK_NAME = re.compile(r"^[A-Za-z0-9_]{1,8}$")
 _FILE_NAME = re.compile(r"^(full|delta-[0-9]{1,5})\.cab(\.minisig)?$")
 
 
 def check_book_name(name: str) -> str:
-    if not _BOOK_NAME.match(name) or name.isdigit():
-        raise InputError(
-            f"phone book name {name!r} must be 1-8 letters, digits or '_', not all digits",
-            field="pb",
-        )
-    return name
+    """The phone-book name rule (:func:`opencm.phonebook.limits.is_book_name`), checked again
+    here because the name becomes a folder name."""
+    return limits.check_book_name(name, field="pb")
 
 
 @dataclass(frozen=True)
@@ -226,5 +221,5 @@ def list_books(store: Path) -> list[str]:
     return sorted(
         entry.name
         for entry in store.iterdir()
-        if entry.is_dir() and _BOOK_NAME.match(entry.name) and (entry / CURRENT).exists()
+        if entry.is_dir() and limits.is_book_name(entry.name) and (entry / CURRENT).exists()
     )

@@ -27,7 +27,7 @@ from opencm.phonebook.pbr import parse_pbr
 from opencm.phonebook.problems import Effect
 from opencm.phonebook.versionfile import VersionInfo, first_integer, parse_version_file, sha256
 
-__all__ = ["apply_update", "book_files", "installed_version"]
+__all__ = ["apply_update", "book_files", "install_files", "installed_version"]
 
 
 def _find(directory: Path, name: str) -> Path | None:
@@ -128,6 +128,12 @@ def apply_update(
         raise InputError(f"kind must be 'full' or 'delta', not {kind!r}", field="kind")
     _install(service_dir, [(files[".pbk"], pbk), (files[".pbr"], pbr), (files[".ver"], ver)])
     return version
+
+
+def install_files(directory: Path, writes: list[tuple[Path, bytes]]) -> None:
+    """Replace a book's files together: each written aside and flushed, then renamed in the
+    order given (the version file last, so a reader never sees a version its book lacks)."""
+    _install(directory, writes)
 
 
 def _install(directory: Path, writes: list[tuple[Path, bytes]]) -> None:

@@ -22,6 +22,9 @@ PROMPT_TIMEOUT = 30.0
 class Choice(enum.StrEnum):
     STAY_ONLINE = "stay-online"
     DISCONNECT_NOW = "disconnect-now"
+    #: A front end's dialog counted the 30 seconds down itself (its clock is the one the user
+    #: sees): the same as the session's own timer running out.
+    TIMED_OUT = "timed-out"
 
 
 class DisconnectPrompt(Protocol):
