@@ -18,11 +18,11 @@ from opencm.pbs.query import (
 )
 from opencm.phonebook.limits import is_book_name
 
-SEED = b"osarch=0&ostype=0&osver=1&cmver=1&lcid=1033&pbver=7&pb=WORLD"
+DOCUMENTED = b"osarch=0&ostype=0&osver=1&cmver=1&lcid=1033&pbver=7&pb=WORLD"
 
 
-def test_the_seed_request_parses() -> None:
-    assert parse_query(SEED) == PbsQuery("WORLD", 7)
+def test_the_documented_request_parses() -> None:
+    assert parse_query(DOCUMENTED) == PbsQuery("WORLD", 7)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,8 @@ MAX_QUERY_BYTES = 2048
 #: The parameters opencm ignores (osarch, ostype, osver, cmver, lcid) are numbers in every
 #: client seen; longer values are refused so the OpenAPI document can state a bound.
 MAX_OTHER_CHARS = 32
-#: Microsoft caps a phone book at 32,676 updates; more than nine digits is nonsense.
+#: "How Connection Manager Works" caps a phone book at 32,676 updates; more than nine digits is
+#: nonsense.
 MAX_VERSION = 999_999_999
 IGNORED = ("osarch", "ostype", "osver", "cmver", "lcid")
 KNOWN = (*IGNORED, "pbver", "pb")
