@@ -54,6 +54,7 @@ from opencm.links.settings import (
     existing_netns,
 )
 from opencm.links.tasks import TaskSet, close_once
+from opencm.process import end_async_child
 
 SETTINGS = ("config", "netns", "timeout")
 CONFIG_KEYS = ("server", "ca", "auth", "cert", "key")
@@ -299,7 +300,7 @@ class SSTPDialer(NoDialogDialer):
         await close_once(link, lambda: self._teardown(link))
 
     async def _teardown(self, link: _Link) -> None:
-        await proc.end(link.process)
+        await end_async_child(link.process)
         link.tasks.cancel_all(keep=link.teardown)
         self._links.pop(link.rundir.name, None)
         shutil.rmtree(link.rundir, ignore_errors=True)
