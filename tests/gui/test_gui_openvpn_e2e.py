@@ -84,7 +84,9 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         daemon = DaemonProcess(tmp_path, REAL)
         daemon.start()
         try:
-            yield Setup(lab, server, pair.client_ns, root / "CONTOSO.cmp", record, stop_file, daemon)
+            yield Setup(
+                lab, server, pair.client_ns, root / "CONTOSO.cmp", record, stop_file, daemon
+            )
         finally:
             stop_file.touch()
             if daemon.process is not None and daemon.process.poll() is None:
