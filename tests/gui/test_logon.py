@@ -112,7 +112,8 @@ def test_keyboard_only_logon_connects_and_the_pane_shows_each_step_in_order(
     def after(text: str, start: int) -> int:
         return lines.index(text, start)
 
-    # Each point's action runs and reports before the next step shows, in the seed's order.
+    # Each point's action runs and reports before the next step shows, in the order "How
+    # Connection Manager Works" gives.
     order = [
         "Preparing to connect…",  # pre-connect
         "Running Custom Action record.py",

@@ -1,10 +1,10 @@
 """``opencm install`` / ``uninstall`` / ``list``: putting a verified profile package in place.
 
 Install checks the package's signature and every hash before it writes anything (see
-:mod:`.package`), then writes the profile in seed 002's layout under the scope's ``Cm`` folder,
-a desktop entry that opens the logon dialog (``opencm-gui --profile <cmp>``), and last an
-install record listing exactly what it added. Uninstall removes exactly what the record lists,
-so files a user or the client added later (saved settings, logs) are never touched.
+:mod:`.package`), then writes the profile in the layout of "How Connection Manager Works" under the
+scope's ``Cm`` folder, a desktop entry that opens the logon dialog (``opencm-gui --profile <cmp>``),
+and last an install record listing exactly what it added. Uninstall removes exactly what the record
+lists, so files a user or the client added later (saved settings, logs) are never touched.
 
 Re-installing (an update) keeps what belongs to the user and replaces the rest:
 
@@ -36,9 +36,9 @@ from opencm.errors import DiskFullError, InputError, RefusedError, is_disk_full
 from opencm.fsutil import atomic_write, fsync_dir
 from opencm.kit.package import VerifiedPackage, check_member_name, read_package
 from opencm.kit.roots import Scope
-from opencm.kit.secrecy import file_mode
 from opencm.kit.spec import check_short_name
 from opencm.profile.ini import IniFile
+from opencm.secrecy import file_mode
 
 _INTEGER = re.compile(r"\s*([0-9]+)")
 _PHONEBOOK_SUFFIXES = (".pbk", ".pbr", ".ver")

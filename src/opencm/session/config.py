@@ -16,6 +16,7 @@ from opencm.links import registry
 from opencm.links.api import PROFILE_KEYS, DialEntry, ProfileKeys
 from opencm.phonebook.dialing import DialChoice, choose_numbers
 from opencm.profile.model import CM, ConnectionType, ServiceProfile
+from opencm.profile.rasbook import ras_hint
 from opencm.profile.usersettings import UserSettings
 
 OPENCM = "opencm"
@@ -65,8 +66,8 @@ class SessionConfig:
         if stage == "tunnel":
             entries = list(self.tunnel_entries)
         elif self.dial_entries:
-            # Read at each dial, after the pre-dial actions (seed 000: "a program to change
-            # the telephone number"), from the user's .cmp.
+            # Read at each dial, after the pre-dial actions ("Incorporating Custom Actions": "a
+            # program to change the telephone number"), from the user's .cmp.
             entries = dial_entries(self.profile, self.dun, self.netns, self.dial_state)
         else:
             entries = []
@@ -103,7 +104,8 @@ class SessionConfig:
             )
         if connection_type.tunnels and not self.tunnel_entries:
             raise InputError(
-                "a tunnel needs a VPN server: [opencm] VpnServer0 is missing",
+                "a tunnel needs a VPN server: [opencm] VpnServer0 is missing"
+                + ras_hint(self.profile),
                 path=self.profile.cms_path,
                 field="[opencm] VpnServer0",
             )

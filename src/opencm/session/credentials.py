@@ -130,8 +130,9 @@ def needs_inet_credentials(profile: ServiceProfile, connection_type: ConnectionT
 
 
 def logon_defaults(profile: ServiceProfile, kind: str = LOGON) -> Credentials:
-    """The logon screen's defaults: the user's ``.cmp`` values (seed 002: first-time values the
-    administrator may fill in, overwritten by the user's), never a password."""
+    """The logon screen's defaults: the user's ``.cmp`` values ("How Connection Manager Works":
+    first-time values the administrator may fill in, overwritten by the user's), never a
+    password."""
     user = UserSettings(profile)
     if kind == INET:
         return Credentials(username=user.get("InternetUserName"))

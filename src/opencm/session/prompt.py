@@ -1,8 +1,8 @@
 """The "Stay online" / "Disconnect now" question asked when the last monitored application exits.
 
-Seed 000: the user can click Stay Online, click Disconnect Now, or do nothing and the connection
-closes after 30 seconds. The session owns the 30-second timer (with its injectable clock); a
-prompt only has to ask and may be cancelled at any time. The UIs implement
+"Incorporating Custom Actions": the user can click Stay Online, click Disconnect Now, or do nothing
+and the connection closes after 30 seconds. The session owns the 30-second timer (with its
+injectable clock); a prompt only has to ask and may be cancelled at any time. The UIs implement
 :class:`DisconnectPrompt`; :class:`TtyPrompt` is the terminal's, :class:`UnattendedPrompt` the
 answer when nobody is at the screen.
 """
@@ -15,7 +15,7 @@ from typing import Protocol, TextIO
 
 import anyio
 
-#: Seed 000: without an answer the connection closes after 30 seconds.
+#: "Incorporating Custom Actions": without an answer the connection closes after 30 seconds.
 PROMPT_TIMEOUT = 30.0
 
 
