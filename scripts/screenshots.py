@@ -23,13 +23,14 @@ from PySide6.QtWidgets import QApplication, QWidget
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.session.conftest import build_profile  # noqa: E402
+from tests.session.daemons import DaemonProcess  # noqa: E402
+
 from opencm.gui.connections import ConnectionsWindow, InstalledConnection  # noqa: E402
 from opencm.gui.logon import LogonDialog  # noqa: E402
 from opencm.gui.tray import TrayController  # noqa: E402
 from opencm.profile.model import load_profile  # noqa: E402
 from opencm.testing import FakeClock  # noqa: E402
-from tests.session.conftest import build_profile  # noqa: E402
-from tests.session.daemons import DaemonProcess  # noqa: E402
 
 
 def banner(path: Path, text: str, top: str, bottom: str) -> Path:
