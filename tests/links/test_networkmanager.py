@@ -26,7 +26,8 @@ from opencm.links.networkmanager import (
     SETTINGS_PATH,
     NetworkManagerDialer,
 )
-from opencm_lab.lab import end_process, missing_tools
+from opencm.process import end_child
+from opencm_lab.lab import missing_tools
 from tests.links.conftest import DownRecorder
 
 MOCK_IFACE = "org.freedesktop.DBus.Mock"
@@ -60,10 +61,8 @@ def nm_bus() -> Iterator[str]:
         yield address
     finally:
         if mock is not None:
-            end_process(mock.pid)
-            mock.wait()
-        end_process(daemon.pid)
-        daemon.wait()
+            end_child(mock, grace=2.0)
+        end_child(daemon, grace=2.0)
         if daemon.stdout is not None:
             daemon.stdout.close()
 
