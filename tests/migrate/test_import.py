@@ -296,3 +296,14 @@ def test_install_of_a_windows_profile_says_use_import_before_any_trust_check(
     code, _, err = run_cli(capsys, "install", str(target))
     assert code == 2, err
     assert "not a package: use `opencm import`" in err and "trusted key" not in err
+
+
+def test_connect_on_the_windows_profile_as_it_is_names_its_ras_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile = ikev2_profile(tmp_path / "Cm")
+    code, _, err = run_cli(capsys, "connect", str(profile.cmp), "--foreground", "--unattended")
+    assert code == 2, err
+    assert "VpnServer0 is missing" in err
+    assert "RAS entry 'contoso-vnet': VpnStrategy=14: ikev2" in err
+    assert "run `opencm import`" in err

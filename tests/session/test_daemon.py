@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from opencm.errors import OpencmError
-from opencm.session.journal import ProcessMark
+from opencm.process import ProcessMark
 from opencm.session.protocol import Client, ProtocolError
 from tests.session.conftest import build_profile, points_of, recorded
 from tests.session.daemons import DaemonProcess

@@ -35,8 +35,8 @@ import minisign
 
 from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write
-from opencm.kit.secrecy import SECRET_EXECUTABLE_MODE, file_mode, is_secret, looks_secret
 from opencm.kit.spec import check_short_name
+from opencm.secrecy import SECRET_EXECUTABLE_MODE, file_mode, is_secret, looks_secret
 from opencm.signing import sign, verify
 
 PURPOSE = "opencm-profile"
@@ -123,7 +123,7 @@ class ManifestFile:
     sha256: str
     size: int
     executable: bool
-    #: Key material (``opencm.kit.secrecy``): packed, and installed, readable by its owner only.
+    #: Key material (``opencm.secrecy``): packed, and installed, readable by its owner only.
     private: bool = False
 
 
@@ -188,7 +188,8 @@ def check_member_name(name: str, where: str | Path) -> PurePosixPath:
 
 
 def _check_profile_path(path: str, short: str, where: str | Path) -> None:
-    """Every profile file is ``<SHORT>.cmp`` or inside ``<SHORT>/`` (seed 002's layout)."""
+    """Every profile file is ``<SHORT>.cmp`` or inside ``<SHORT>/`` (the layout of "How Connection
+    Manager Works")."""
     parts = check_member_name(path, where).parts
     if parts == (f"{short}.cmp",) or (len(parts) >= 2 and parts[0] == short):
         return

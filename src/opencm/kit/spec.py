@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opencm.actions import flags as flagbits
 from opencm.actions.api import ActionPoint
 from opencm.errors import InputError
 from opencm.links import registry
+from opencm.phonebook.limits import check_book_name
 
 SPEC_NAME = "kit.toml"
 
-#: Seed 002: at most eight characters, not all digits, no spaces or symbols.
+#: "How Connection Manager Works": at most eight characters, not all digits, no spaces or symbols.
 _SHORT_NAME = re.compile(r"[A-Za-z0-9_-]{1,8}")
 #: Azure's point-to-site profiles use a 36-character GUID as the short name (the .cmp, the
 #: service folder and every file are named by it). Windows' CM accepts it; so does opencm.
@@ -43,27 +45,20 @@ LINK_FIELDS = {
     "Connection": ("connection", "a connection name"),
 }
 
-# The N&Flags bits, as opencm's action engine reads them (opencm.actions.flags): which
-# connections run an action, whether it talks to the user, whether the profile ships it.
-FLAG_DIRECT_ONLY = 0x1
-FLAG_DIALS = 0x2
-FLAG_DIALUP_ONLY = 0x4
-FLAG_TUNNELS = 0x8
-FLAG_NON_INTERACTIVE = 0x10
-FLAG_INCLUDED = 0x20
-
-#: CMAK's "Run this custom action for" choices and their connection bits.
+#: CMAK's "Run this custom action for" choices and their connection bits (``N&Flags``, as the
+#: action engine reads them: :mod:`opencm.actions.flags`).
 RUN_FOR: Mapping[str, int] = {
     "all": 0,
-    "dialup": FLAG_DIALS,
-    "tunnel": FLAG_TUNNELS,
-    "tunnel-only": FLAG_DIRECT_ONLY,
-    "dialup-only": FLAG_DIALUP_ONLY,
+    "dialup": flagbits.DIALS,
+    "tunnel": flagbits.TUNNELS,
+    "tunnel-only": flagbits.DIRECT_ONLY,
+    "dialup-only": flagbits.DIALUP_ONLY,
 }
 
 
 def check_short_name(value: str, *, what: str = "short name") -> str:
-    """Validate an eight-character name (service profile or phone book); returns it."""
+    """Validate a service profile's short name; returns it. (A phone book's name follows the
+    phone book's own rule, :func:`opencm.phonebook.limits.check_book_name`.)"""
     if _GUID_NAME.fullmatch(value):
         return value
     if not _SHORT_NAME.fullmatch(value) or value.isdigit():
@@ -89,7 +84,8 @@ class VpnServer:
 
 @dataclass
 class Action:
-    """A custom action at one of the nine points (seed 000's Add Custom Action dialog)."""
+    """A custom action at one of the nine points (the Add Custom Action dialog of "Incorporating
+    Custom Actions")."""
 
     point: ActionPoint
     program: str
@@ -105,9 +101,9 @@ class Action:
     def flags(self) -> int:
         flags = RUN_FOR[self.run_for]
         if not self.interactive:
-            flags |= FLAG_NON_INTERACTIVE
+            flags |= flagbits.NON_INTERACTIVE
         if self.include:
-            flags |= FLAG_INCLUDED
+            flags |= flagbits.INCLUDED
         return flags
 
 
@@ -385,7 +381,7 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         book = _Fields(book_table, "phonebook.", path)
         book_name = book.text("name", required=True) or ""
         try:
-            check_short_name(book_name, what="phone book name")
+            check_book_name(book_name)
         except InputError as error:
             raise InputError(error.message, path=path, field="phonebook.name") from None
         spec.phonebook = PhoneBook(

@@ -28,6 +28,7 @@ from opencm.errors import InputError, OpencmError
 from opencm.kit.spec import Action, KitSpec, PhoneBook, VpnServer, check_short_name
 from opencm.migrate.draft import KitDraft, safe_name
 from opencm.migrate.report import Report
+from opencm.phonebook.limits import check_book_name
 from opencm.profile.model import CM, ServiceProfile, load_profile, resolve_case_insensitive
 from opencm.profile.rasbook import (
     BookKind,
@@ -209,7 +210,7 @@ class WindowsImporter:
     def _pop_book(self, draft: KitDraft, book: Path) -> None:
         name = book.stem
         try:
-            check_short_name(name, what="phone book name")
+            check_book_name(name)
         except InputError:
             self.report.dropped("PBFile", f"{book.name}: its name is not a phone-book name", book)
             return
