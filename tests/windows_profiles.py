@@ -164,3 +164,53 @@ def write_windows_profile(
     for icon in ("azurebox16.ico", "azurebox32.ico", "azurevpnbanner.bmp"):
         (service_dir / icon).write_bytes(b"\x00\x00\x01\x00stand-in icon")
     return WindowsProfile(root, short, service)
+
+
+def write_cab(folder: Path, cab: Path) -> Path:
+    """A CMAK-style cabinet of the profile's files, flat, as ``gcab`` writes it (MSZIP)."""
+    import shutil
+    import subprocess
+
+    members = sorted(p for p in folder.rglob("*") if p.is_file())
+    flat = cab.parent / f"{cab.stem}-members"
+    flat.mkdir(parents=True, exist_ok=True)
+    for member in members:
+        shutil.copy2(member, flat / member.name)
+    subprocess.run(
+        ["gcab", "-c", "-z", "-n", str(cab), *sorted(m.name for m in members)],
+        cwd=flat,
+        check=True,
+        capture_output=True,
+    )
+    shutil.rmtree(flat)
+    return cab
+
+
+def write_iexpress(cab: Path, exe: Path) -> Path:
+    """An IExpress-shaped ``.exe``: a PE stub, then the cabinet as its resource data."""
+    stub = b"MZ\x90\x00" + b"\x00" * 60 + b"This program cannot be run in DOS mode.\r\n" * 8
+    # A false "MSCF" in the stub's data: the reader must check the header, not the magic alone.
+    stub += b"MSCF\x01\x02\x03\x04" + b"\x00" * 64
+    exe.write_bytes(stub + cab.read_bytes() + b"\x00" * 512)
+    return exe
+
+
+def write_azure_zip(zip_path: Path, exe: Path | None, *, ovpn: str | None = None,
+                    root_cert: bytes | None = None, vpn_type: str = "IkeV2") -> Path:  # fmt: skip
+    """Azure's VpnClientConfiguration.zip: WindowsAmd64/, Generic/, OpenVPN/ (as offered)."""
+    import zipfile
+
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        if exe is not None:
+            archive.write(exe, "WindowsAmd64/VpnClientSetupAmd64.exe")
+        archive.writestr(
+            "Generic/VpnSettings.xml",
+            '<?xml version="1.0"?><VpnProfile xmlns:i="http://www.w3.org/2001/XMLSchema-instance">'
+            f"<VpnServer>{AZURE_GATEWAY}</VpnServer><VpnType>{vpn_type}</VpnType>"
+            "<Routes>10.1.0.0/16</Routes></VpnProfile>",
+        )
+        if root_cert is not None:
+            archive.writestr("Generic/VpnServerRoot.cer", root_cert)
+        if ovpn is not None:
+            archive.writestr("OpenVPN/vpnconfig.ovpn", ovpn)
+    return zip_path

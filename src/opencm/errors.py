@@ -69,3 +69,66 @@ class RefusedError(OpencmError):
     """A signature check, a policy or an allow list refused the request."""
 
     exit_code = EXIT_REFUSED
+
+
+class DiskFullError(OpencmError):
+    """A write ran out of space (or quota); what was there before is left as it was."""
+
+    exit_code = EXIT_PROBLEMS
+
+    def __init__(self, path: str | Path, needed: int | None = None) -> None:
+        import shutil
+
+        target = Path(path)
+        folder = next((p for p in (target, *target.parents) if p.is_dir()), Path("."))
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = None
+        parts = ["no space left on the device"]
+        if needed is not None:
+            parts.append(f"about {_size(needed)} needed")
+        if free is not None:
+            parts.append(f"{_size(free)} free in {folder}")
+        super().__init__(
+            "; ".join(parts) + " (nothing was changed: free some space and try again)",
+            path=target,
+        )
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} bytes"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def is_disk_full(error: BaseException, path: str | Path | None = None) -> bool:
+    """True for the OS's "no space" and "quota exceeded" and SQLite's "disk is full"; and for
+    SQLite's vaguer "disk I/O error" when ``path``'s file system has no space left (SQLite
+    reports a full disk that way when it cannot grow its WAL index)."""
+    import errno
+
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    if type(error).__module__ != "sqlite3" and type(error).__name__ not in (
+        "OperationalError",
+        "DatabaseError",
+    ):
+        return False
+    text = str(error)
+    if "disk is full" in text:
+        return True
+    if "disk I/O error" in text and path is not None:
+        import shutil
+
+        folder = next((p for p in (Path(path), *Path(path).parents) if p.is_dir()), None)
+        try:
+            return folder is not None and shutil.disk_usage(folder).free < 64 * 1024
+        except OSError:
+            return False
+    return False

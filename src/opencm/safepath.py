@@ -134,7 +134,9 @@ class CheckedWalk:
         self.caller = caller
         self.trusted_root = trusted_root
 
-    def _check(self, shown: str, info: os.stat_result, *, inside: bool, is_dir: bool) -> None:
+    def _check(
+        self, shown: str, info: os.stat_result, *, inside: bool, is_dir: bool, readable: bool = True
+    ) -> None:
         writable_by_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
         if info.st_uid != 0:
             raise UnsafePath(f"{shown} belongs to uid {info.st_uid}, not root")
@@ -144,7 +146,7 @@ class CheckedWalk:
                 f"{'' if info.st_mode & stat.S_IWOTH else _group_name(info.st_gid)}"
                 ", not by root only"
             )
-        if inside and not self.caller.may(info, _READ | _SEARCH if is_dir else _READ):
+        if inside and readable and not self.caller.may(info, _READ | _SEARCH if is_dir else _READ):
             raise UnsafePath(f"{shown} is not readable by uid {self.caller.uid}")
 
     def open_dir(self, path: str) -> int:
@@ -163,8 +165,11 @@ class CheckedWalk:
             raise
         return fd
 
-    def open_child_dir(self, parent: int, parent_path: str, name: str) -> int:
-        """Open folder ``name`` in ``parent``, checked; ``parent`` stays open."""
+    def open_child_dir(
+        self, parent: int, parent_path: str, name: str, *, readable: bool = True
+    ) -> int:
+        """Open folder ``name`` in ``parent``, checked; ``parent`` stays open. ``readable``:
+        the caller must be able to list it too (their errors may name what is inside)."""
         shown = os.path.join(parent_path, name)
         try:
             child = os.open(name, _WALK_DIR, dir_fd=parent)
@@ -172,16 +177,23 @@ class CheckedWalk:
             raise _refusal(shown, error) from error
         try:
             self._check(
-                shown, os.fstat(child), inside=is_under(shown, self.trusted_root), is_dir=True
+                shown,
+                os.fstat(child),
+                inside=is_under(shown, self.trusted_root),
+                is_dir=True,
+                readable=readable,
             )
         except BaseException:
             os.close(child)
             raise
         return child
 
-    def open_file(self, parent: int, parent_path: str, name: str, max_size: int) -> int:
+    def open_file(
+        self, parent: int, parent_path: str, name: str, max_size: int, *, readable: bool = True
+    ) -> int:
         """Open the regular file ``name`` in ``parent`` for reading, checked, at most
-        ``max_size`` bytes long. ``parent`` stays open."""
+        ``max_size`` bytes long. ``parent`` stays open. ``readable``: the caller must be able to
+        read it too (its text may be quoted to them in an error)."""
         shown = os.path.join(parent_path, name)
         try:
             fd = os.open(name, _WALK_LEAF, dir_fd=parent)
@@ -191,7 +203,7 @@ class CheckedWalk:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise UnsafePath(f"{shown} is not a regular file")
-            self._check(shown, info, inside=True, is_dir=False)
+            self._check(shown, info, inside=True, is_dir=False, readable=readable)
             if info.st_size > max_size:
                 raise UnsafePath(f"{shown} is larger than {max_size} bytes")
         except BaseException:

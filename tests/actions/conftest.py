@@ -14,8 +14,9 @@ from opencm.actions.api import RunContext
 from opencm.actions.libhost import LibraryHost
 from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
 
-#: A custom-action library with the seed's signature: it records what it received, then returns
-#: 0, returns -5, crashes or hangs, depending on the entry point called.
+#: A custom-action library with the documented signature ("Incorporating Custom Actions"): it
+#: records what it received, then returns 0, returns -5, crashes or hangs, depending on the entry
+#: point called.
 LIBRARY_SOURCE = r"""
 #include <signal.h>
 #include <stdio.h>
@@ -119,6 +120,9 @@ def make_profile(
     for section, entries in sections.items():
         lines.append(f"[{section}]")
         lines.extend(entries)
+    if "[opencm]" not in extra and "opencm" not in sections:
+        # A tunnelling profile names its link (profile check reports one that does not).
+        lines += ["[opencm]", "VpnServer0=Main", "Link&Main=networkmanager", "Connection&Main=C"]
     (service / f"{short}.cms").write_bytes(("\r\n".join(lines) + "\r\n").encode())
     return load_profile(root / f"{short}.cmp")
 

@@ -147,7 +147,7 @@ def test_plan_human_output_and_warnings(tmp_path: Path) -> None:
     assert "why not: follows a gap at 1" in result.stdout
     assert "flags 0x30: all connections, non-interactive, included in the profile" in result.stdout
     cms = tmp_path / "CONTOSO" / "CONTOSO.cms"
-    assert f"warning: {cms}:17: action 2 follows a gap at 1" in result.stderr
+    assert f"{cms}:17: warning: action 2 follows a gap at 1" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -213,9 +213,9 @@ def test_profile_check_reports_action_numbering(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == [
         f"{cms}:9: warning: [Connect Actions] 0&Flags: '1.1' is not an integer; truncated to 1",
         f"{cms}:10: warning: [Connect Actions] action 2 follows a gap at 1: the numbers must run"
-        " 0, 1, 2, … without a hole, so it never runs",
+        " 0, 1, 2, … without a hole, so it never runs [numbering]",
         f"{cms}:11: warning: [Connect Actions] 7&Description belongs to no action: there is no"
-        " key 7",
+        " key 7 [numbering]",
     ]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from opencm.errors import RefusedError
+from opencm.errors import DiskFullError, RefusedError
 from opencm.kit.build import build_kit
 from opencm.kit.install import install_package, read_version_file, uninstall
 from opencm.kit.package import build_package
@@ -71,7 +71,7 @@ def test_user_install_list_uninstall_with_exact_trees(
     assert (data / "opencm/Cm/CONTOSO/routes.sh").stat().st_mode & 0o111
     assert load_profile(cmp).service_name == "Contoso VPN"
     desktop = (data / "applications/opencm-contoso.desktop").read_text()
-    assert f"Exec=opencm connect {cmp}\n" in desktop
+    assert f"Exec=opencm-gui --profile {cmp}\n" in desktop
     assert "Name=Contoso VPN\n" in desktop
 
     code, out, _ = run_cli(capsys, "list", "--json")
@@ -256,7 +256,7 @@ def test_desktop_entry_quotes_paths_with_spaces(
     roots.env["XDG_DATA_HOME"] = str(spaced)
     install_package(package_of(kit_dir, keys, 2), roots.user, trusted_keys=[keys.public])
     desktop = (spaced / "applications" / "opencm-contoso.desktop").read_text()
-    assert f'Exec=opencm connect "{spaced}/opencm/Cm/CONTOSO.cmp"\n' in desktop
+    assert f'Exec=opencm-gui --profile "{spaced}/opencm/Cm/CONTOSO.cmp"\n' in desktop
 
 
 def test_a_failure_while_writing_leaves_the_installed_version_intact(
@@ -275,9 +275,32 @@ def test_a_failure_while_writing_leaves_the_installed_version_intact(
         real_chmod(path, mode)
 
     monkeypatch.setattr(os, "chmod", failing_chmod)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DiskFullError, match="no space left on the device"):
         install_package(newer, roots.user, trusted_keys=[keys.public])
     assert {p: (roots.base / p).read_bytes() for p in tree(roots.base)} == before
+
+
+def test_a_symlink_planted_in_the_installed_profile_is_refused_and_nothing_written(
+    kit_dir: Path, keys: Keys, roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    install_package(package_of(kit_dir, keys, 2), roots.user, trusted_keys=[keys.public])
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not opencm's\n")
+    planted = roots.user.profiles_dir / "CONTOSO" / "CONTOSO.cms"
+    planted.unlink()
+    planted.symlink_to(victim)
+    before = {p: (roots.base / p).read_bytes() for p in tree(roots.base) if p.endswith(".cmp")}
+    newer = package_of(kit_dir, keys, 3)
+    code, _, err = run_cli(
+        capsys, "install", str(newer), "--user", "--trust", str(keys.public_path)
+    )
+    assert code == 3
+    assert str(planted) in err and "symbolic link" in err
+    assert "Traceback" not in err
+    assert victim.read_text() == "not opencm's\n" and planted.is_symlink()
+    assert {p: (roots.base / p).read_bytes() for p in before} == before
+    record = json.loads((roots.user.records_dir / "CONTOSO.json").read_text())
+    assert record["version"] == 2
 
 
 def test_end_to_end_through_the_cli(

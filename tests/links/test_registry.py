@@ -14,6 +14,7 @@ import pytest
 from opencm.errors import InputError, RefusedError
 from opencm.links import registry
 from opencm.links.openvpn import OpenVPNDialer
+from tests.plugin_dist import install_distribution
 
 COMPLETE = """
 class GoodDialer:
@@ -35,15 +36,12 @@ class HalfDialer:
 @pytest.fixture
 def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A real installed distribution (dist-info on sys.path) registering two plug-in dialers."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "acme_dialers.py").write_text(COMPLETE)
-    dist = site / "acme_dialers-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-dialers\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
+    site = install_distribution(
+        tmp_path / "site",
+        "acme-dialers",
+        {"acme_dialers": COMPLETE},
         "[opencm.dialers]\nacme = acme_dialers:GoodDialer\nhalf = acme_dialers:HalfDialer\n"
-        "openvpn = acme_dialers:GoodDialer\n"
+        "openvpn = acme_dialers:GoodDialer\n",
     )
     monkeypatch.syspath_prepend(str(site))
     yield site
@@ -67,9 +65,15 @@ def test_builtins_are_discovered_and_always_allowed(tmp_path: Path) -> None:
     assert isinstance(dialer, OpenVPNDialer)
 
 
-def test_builtin_table_matches_the_installed_entry_points() -> None:
-    # load_dialer() takes built-ins from this table without scanning metadata: it must not drift
-    # from pyproject.toml's [project.entry-points."opencm.dialers"].
+def test_the_registry_is_the_one_list_of_builtins() -> None:
+    # Built-ins load from BUILTIN_DIALERS without a metadata scan; opencm registers no entry
+    # points for them (a second list that could drift).
+    from importlib import metadata
+
+    ours = [
+        ep for ep in metadata.entry_points(group=registry.GROUP) if ep.value.startswith("opencm.")
+    ]
+    assert ours == []
     discovered = {info.name: info.target for info in registry.discover() if info.builtin}
     assert discovered == registry.BUILTIN_DIALERS
 
@@ -193,12 +197,39 @@ def test_cli_list_and_check(plugins: Path, tmp_path: Path) -> None:
 def test_plugin_that_fails_to_import_is_a_clear_error(
     plugins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (plugins / "broken_dialer.py").write_text("raise RuntimeError('missing libfoo')\n")
-    dist = plugins / "broken_dialer-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-dialer\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[opencm.dialers]\nbroken = broken_dialer:Dialer\n")
+    install_distribution(
+        plugins,
+        "broken-dialer",
+        {"broken_dialer": "raise RuntimeError('missing libfoo')\n"},
+        "[opencm.dialers]\nbroken = broken_dialer:Dialer\n",
+    )
     listed = allow_list(tmp_path / "etc", "broken\n")
     with pytest.raises(InputError, match=r"'broken'.*failed to load.*missing libfoo"):
         registry.load_dialer("broken", allow_list=listed)
     sys.modules.pop("broken_dialer", None)
+
+
+def test_each_dialer_declares_what_it_reads_from_a_profile(plugins: Path, tmp_path: Path) -> None:
+    from opencm.links.api import DEFAULT_PROFILE_KEYS, Stage
+
+    absent = tmp_path / "absent"
+    assert registry.link_names(allow_list=absent) == [
+        "openvpn",
+        "wireguard",
+        "networkmanager",
+        "ikev2",
+        "sstp",
+    ]  # the modem is a dial-up link; acme and half are not allowed (and are not imported)
+    assert "acme_dialers" not in sys.modules
+    assert registry.tunnel_link("openvpn", allow_list=absent).required == ("Config",)
+    assert registry.tunnel_link("networkmanager", allow_list=absent).required == ("Connection",)
+    modem = registry.profile_keys(registry.resolve("modem", allow_list=absent))
+    assert modem.stage is Stage.DIAL
+    with pytest.raises(InputError, match=r"expected one of openvpn, .*, got 'modem'"):
+        registry.tunnel_link("modem", allow_list=absent)
+    with pytest.raises(RefusedError, match="not on the administrator's allow list"):
+        registry.tunnel_link("acme", allow_list=absent)
+    listed = allow_list(tmp_path / "etc", "acme\n")
+    # A plug-in that declares nothing may read both per-server keys.
+    assert registry.tunnel_link("acme", allow_list=listed) == DEFAULT_PROFILE_KEYS
+    assert registry.link_names(allow_list=listed)[-1] == "acme"

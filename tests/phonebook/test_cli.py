@@ -259,7 +259,7 @@ def test_check_lists_ms_cpsp_problems_with_file_and_line(pb: Runner, tmp_path: P
     pbk.write_bytes(b"1,1,0,A,1,5550100,0,0,0,0,\r\n2,,0,B,1,5550101,0,0,0,0,\r\n")
     (tmp_path / "old.PBR").write_bytes(b"0\r\n")
     out = pb("check", str(pbk), code=1)
-    assert f"{pbk}:2: Country Code: the country code is missing [cpsp-country-missing" in out
+    assert f"{pbk}:2: Country Code: error: the country code is missing [cpsp-country-missing" in out
     assert "1 POPs in effect, 1 problems" in out
     report = json.loads(pb("check", str(pbk), "--json", code=1))
     assert report["pops"] == 1

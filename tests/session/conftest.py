@@ -60,6 +60,7 @@ def build_profile(
     servers: Sequence[str] = ("Main", "Backup"),
     modem: bool = True,
     tunnels: bool = True,
+    link: str = "openvpn",
 ) -> tuple[ServiceProfile, Path]:
     """A CMAK-shaped installed profile (``root/CONTOSO.cmp`` + ``root/CONTOSO/CONTOSO.cms``)
     with a recorder action at each of ``points`` (monitored apps are added via extra_actions)."""
@@ -91,7 +92,7 @@ def build_profile(
         lines += [
             f"VpnServer{index}={name}",
             f"Address&{name}={name.lower()}.contoso.test",
-            f"Link&{name}=openvpn",
+            f"Link&{name}={link}",
             f"Config&{name}=CONTOSO\\{name.lower()}.ovpn",
         ]
     if modem:

@@ -20,6 +20,7 @@ from typing import ClassVar
 import anyio
 import anyio.abc
 
+from opencm.links import proc
 from opencm.links.api import Credentials, DialEntry, DialError, LinkDownCallback, LinkInfo
 from opencm.session.daemon import Daemon
 
@@ -47,7 +48,10 @@ class ProcessLinkDialer:
             [sys.executable, "-c", LINK_PROGRAM, f"opencm-test-link-{entry.name}"],
             start_new_session=True,
         )
+        proc.started(process.pid)  # as the built-in dialers report their helpers
         ProcessLinkDialer.processes[process.pid] = process
+        if os.environ.get("OPENCM_TEST_DIAL") == "start-then-hang":
+            await anyio.sleep_forever()  # the link's process runs; the link never comes up
         return LinkInfo(
             entry=entry.name,
             interface="tun-test",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from opencm.errors import OpencmError
-from opencm.session.journal import ProcessMark
+from opencm.process import ProcessMark
 from opencm.session.protocol import Client, ProtocolError
 from tests.session.conftest import build_profile, points_of, recorded
 from tests.session.daemons import DaemonProcess
@@ -296,3 +296,32 @@ async def test_a_users_own_daemon_refuses_other_users(
     assert answers == [{"ok": True, "sessions": []}]
     with pytest.raises(RefusedError, match="serves uid 1000 only"):
         [answer async for answer in own._handle({"op": "status"}, 1001)]
+
+
+def test_kill_9_while_the_link_is_still_coming_up_then_restart_ends_its_process(
+    tmp_path: Path,
+) -> None:
+    """The helper a dial started is journaled the moment it starts, not when the link is up."""
+    build_profile(tmp_path / "profile")
+    daemon = DaemonProcess(tmp_path, env={"OPENCM_TEST_DIAL": "start-then-hang"})
+    daemon.start()
+    try:
+        connecting = daemon.popen_cli("connect", str(tmp_path / "profile"), "--unattended")
+        deadline = time.monotonic() + 30
+        while True:
+            journals = list((daemon.state / "journal").glob("*.json"))
+            starting = json.loads(journals[0].read_text()).get("starting") if journals else None
+            if starting:
+                break
+            assert time.monotonic() < deadline, "the starting process was never journaled"
+            time.sleep(0.05)
+        helper = ProcessMark.of(int(starting[0]["pid"]))
+        assert helper is not None and "opencm-test-link-Main" in helper.cmdline
+        daemon.kill9()
+        connecting.communicate(timeout=30)
+        assert helper.still_ours(), "the helper outlives its daemon"
+        daemon.start()  # recovery runs before the socket listens
+        assert not helper.still_ours()
+        assert list((daemon.state / "journal").glob("*.json")) == []
+    finally:
+        daemon.stop()

@@ -167,6 +167,25 @@ def test_a_link_swapped_after_the_check_never_runs_the_users_program_as_root(
     ), "the private copies are removed when their sessions end"
 
 
+def test_a_private_key_the_user_cannot_read_still_serves_their_session(machine: Machine) -> None:
+    """Key files stay 0600 root (issue 12 §3): the daemon uses them for the user, unread by
+    them, from its private copy, still 0600."""
+    machine.install_for_all_users()
+    key = machine.allusers / "CONTOSO" / "client.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.chmod(0o600)
+    (machine.allusers / "CONTOSO" / "keys").mkdir(mode=0o700)
+    machine.daemon.start()
+    answer = machine.as_nobody(
+        {"op": "connect", "profile": str(machine.allusers / "CONTOSO.cmp"), "unattended": True}
+    )
+    assert answer["ok"], answer
+    (copy,) = (machine.daemon.state / "profiles").glob("*/CONTOSO/client.key")
+    assert copy.stat().st_mode & 0o777 == 0o600
+    assert machine.as_nobody({"op": "disconnect", "session": answer["session"]["session"]})["ok"]
+    assert machine.daemon.stop() == 0
+
+
 def test_only_root_owned_profiles_under_the_all_users_folder_are_connected_for_a_user(
     machine: Machine,
 ) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from opencm.session.journal import ProcessMark
+from opencm.process import ProcessMark
 from opencm_lab.lab import (
     Lab,
     LabError,
@@ -348,3 +348,39 @@ def test_cancel_while_openvpn_is_connecting_runs_on_cancel_and_nothing_after_it(
         ["ip", "netns", "pids", setup.client_ns], capture_output=True, text=True, check=True
     ).stdout.split()
     assert leftover == [], "the cancelled openvpn was ended"
+
+
+def test_kill_9_while_openvpn_is_still_connecting_then_restart_ends_that_openvpn(
+    setup: Setup,
+) -> None:
+    setup.lab.kill(setup.server.process)  # nobody answers: the client keeps trying
+    connecting = setup.daemon.popen_cli("connect", str(setup.profile_dir), "--unattended")
+
+    def namespace_pids() -> list[str]:
+        return subprocess.run(
+            ["ip", "netns", "pids", setup.client_ns], capture_output=True, text=True, check=True
+        ).stdout.split()
+
+    try:
+        deadline = time.monotonic() + 30
+        while not namespace_pids() or not [
+            s for s in setup.sessions() if s["state"] == "tunnelling"
+        ]:
+            assert time.monotonic() < deadline, "openvpn never started"
+            time.sleep(0.05)
+        (pid,) = namespace_pids()
+        openvpn = ProcessMark.of(int(pid))
+        assert openvpn is not None and "openvpn" in openvpn.cmdline[0]
+        setup.daemon.kill9()
+        connecting.communicate(timeout=30)
+    finally:
+        if connecting.poll() is None:
+            connecting.kill()
+            connecting.communicate()
+    assert openvpn.still_ours(), "openvpn outlives the daemon, still connecting"
+    setup.daemon.start()  # recovery runs before the socket listens
+    assert not openvpn.still_ours(), "the restarted daemon ended the openvpn it had started"
+    assert namespace_pids() == []
+    # It never connected: no disconnect actions were owed.
+    assert "disconnect" not in [row["point"] for row in recorded(setup.record)]
+    assert setup.sessions() == []

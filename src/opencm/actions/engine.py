@@ -32,11 +32,12 @@ from opencm.actions.api import (
     RunContext,
 )
 from opencm.actions.libhost import LibraryHost
-from opencm.actions.parse import ParsedSection, Problem, parse_section
+from opencm.actions.parse import ParsedSection, parse_section
 from opencm.actions.plan import LogonCheck, PlannedAction, plan_section
 from opencm.actions.pyactions import CURRENT_CONTEXT, PythonAction, PythonActions
 from opencm.actions.source import ActionSource
 from opencm.errors import OpencmError
+from opencm.problems import Problem
 
 #: What may run at logon: None (nothing, the default), program paths / ``python:NAME`` names,
 #: or a predicate over the planned action.
@@ -54,12 +55,13 @@ def logon_check(allowed: LogonAllowList) -> LogonCheck:
 
 
 def running_text(description: str) -> str:
-    """What the status pane shows while a synchronous action runs (seed 000)."""
+    """What the status pane shows while a synchronous action runs ("Incorporating Custom
+    Actions")."""
     return f"Running Custom Action {description}"
 
 
 def failure_message(description: str, value: int | str) -> str:
-    """The user-facing text of a failed action (seed 000)."""
+    """The user-facing text of a failed action ("Incorporating Custom Actions")."""
     if isinstance(value, int):
         return f"Custom Action {description} failed {value}"
     return f"Custom Action {description} failed: {value}"

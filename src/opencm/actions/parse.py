@@ -1,8 +1,8 @@
 """Reading one action section (``[Connect Actions]`` …) into numbered action lines.
 
-A section holds three kinds of keys (seed 001): ``N`` (the action line), ``N&Flags`` and
-``N&Description``; opencm adds ``N&Wait`` (docs/actions.md). Actions run in order 0, 1, 2, …
-and, like CM's read loop, opencm stops at the first missing number: actions after a gap never
+A section holds three kinds of keys ("Custom actions keys"): ``N`` (the action line), ``N&Flags``
+and ``N&Description``; opencm adds ``N&Wait`` (docs/actions.md). Actions run in order 0, 1, 2,
+… and, like CM's read loop, opencm stops at the first missing number: actions after a gap never
 run (the plan says "follows a gap at N").
 An empty ``N=`` counts as missing, because Windows' profile API cannot tell the two apart.
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from opencm.actions.cmint import parse_cm_int
 from opencm.actions.macros import tokenize
 from opencm.actions.source import EntryLike
+from opencm.problems import Problem
 
 #: Extensions that make a program a shared library, called in-process by CM (and out of
 #: process by opencm). ``.so.1`` and the like count too.
@@ -50,15 +51,12 @@ def is_library_name(program: str) -> bool:
     return bool(_LIBRARY_SUFFIX.search(program))
 
 
-@dataclass(frozen=True)
-class Problem:
-    """Something wrong with a section, at a line of the file (None: not tied to one line)."""
-
-    line: int | None
-    message: str
-    #: "numbering" for problems with the keys themselves, "duplicate" for a repeated key,
-    #: "value" for a bad value.
-    category: str = "value"
+def _problem(line: int | None, message: str, rule: str | None = None) -> Problem:
+    """A problem of a section at a line of its file (None: not tied to one line); the caller
+    that knows the file adds its path. ``rule`` is "numbering" for problems with the keys
+    themselves, "duplicate" for a repeated key, None for a bad value.
+    """
+    return Problem(message, line=line, rule=rule)
 
 
 @dataclass(slots=True)  # not frozen: cheaper to build for large sections; treat as read-only
@@ -91,7 +89,8 @@ class ActionLine:
 
     @property
     def program_name(self) -> str:
-        """The file name part of the program, the default description (seed 000)."""
+        """The file name part of the program, the default description ("Incorporating Custom
+        Actions")."""
         return _basename(self.program) or self.program
 
 
@@ -180,7 +179,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
         kind = _SUFFIXES.get(suffix.lower()) if ampersand else "program"
         if index is None or kind is None:
             problems.append(
-                Problem(
+                _problem(
                     entry.line,
                     f"key {key!r} is never read: [{section}] holds N, N&Flags, N&Description"
                     " and N&Wait with N written without leading zeros",
@@ -194,14 +193,14 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
                 if index not in programs and index not in empty:
                     empty[index] = entry
                     problems.append(
-                        Problem(entry.line, f"action {index} has no program", "numbering")
+                        _problem(entry.line, f"action {index} has no program", "numbering")
                     )
                 continue
         else:
             target = {"flags": flags, "description": descriptions, "wait": waits}[kind]
         if index in target:
             problems.append(
-                Problem(
+                _problem(
                     entry.line,
                     f"duplicate key {key!r}; the first one, on line {target[index].line}, is used",
                     "duplicate",
@@ -214,7 +213,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
         for index, entry in table.items():
             if index not in programs:
                 problems.append(
-                    Problem(
+                    _problem(
                         entry.line,
                         f"{entry.key.strip()} belongs to no action: there is no key {index}",
                         "numbering",
@@ -228,7 +227,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
         gap_at_or_none = gap_at
         late = sorted(index for index in programs if index > gap_at)
         problems.append(
-            Problem(
+            _problem(
                 programs[late[0]].line,
                 f"action{'s' if len(late) > 1 else ''} {', '.join(map(str, late))} follow"
                 f"{'' if len(late) > 1 else 's'} a gap at {gap_at}: the numbers must run"
@@ -246,7 +245,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
         text = getattr(entry, "raw_value", entry.value)
         program, entry_point, parameters, notes = split_action_line(text)
         if notes:
-            problems.extend(Problem(entry.line, f"action {index}: {note}") for note in notes)
+            problems.extend(_problem(entry.line, f"action {index}: {note}") for note in notes)
         flag_value = 0
         flag_entry = flags.get(index)
         if flag_entry is not None and flag_entry.value.isdigit() and flag_entry.value.isascii():
@@ -256,11 +255,13 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
             flag_value = parsed.value
             if parsed.value < 0:
                 problems.append(
-                    Problem(flags[index].line, f"{index}&Flags {parsed.value} is negative; using 0")
+                    _problem(
+                        flags[index].line, f"{index}&Flags {parsed.value} is negative; using 0"
+                    )
                 )
                 flag_value = 0
             elif parsed.warning:
-                problems.append(Problem(flags[index].line, f"{index}&Flags: {parsed.warning}"))
+                problems.append(_problem(flags[index].line, f"{index}&Flags: {parsed.warning}"))
                 notes.append(f"{index}&Flags: {parsed.warning}")
         wait: int | None = None
         wait_entry = waits.get(index)
@@ -270,7 +271,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
                 wait = int(text_value)
             else:
                 problems.append(
-                    Problem(
+                    _problem(
                         wait_entry.line,
                         f"{index}&Wait {text_value!r} is not a number of seconds from 0 to"
                         f" {MAX_WAIT}; the program is not waited for",
@@ -309,5 +310,5 @@ def numbering_problems(
     return [
         (problem.line or 0, problem.message)
         for problem in parsed.problems
-        if problem.category in ("numbering", "duplicate")
+        if problem.rule in ("numbering", "duplicate")
     ]

@@ -1,8 +1,8 @@
 """Finding an action's program on Linux and deciding how it runs (its kind).
 
 Profiles are written for Windows: ``<short>\\cmroute.dll``, ``CMDL32.EXE``. Paths are relative to
-the folder of the ``.cmp`` (seed 001), use backslashes, and Windows does not care about case.
-opencm resolves them component by component, case-insensitively, under that folder.
+the folder of the ``.cmp`` ("Custom actions keys"), use backslashes, and Windows does not care about
+case. opencm resolves them component by component, case-insensitively, under that folder.
 
 How a program becomes a kind:
 
@@ -84,7 +84,7 @@ class PathFinder:
         """The existing file or folder ``written`` names, relative to ``base``, or None."""
         text = written.replace("\\", "/")
         exact = Path(text) if text.startswith("/") else base / text
-        if exact.exists():  # one stat; list folders only when the case differs
+        if _exists(exact):  # one stat; list folders only when the case differs
             return exact
         current = Path("/") if text.startswith("/") else base
         for part in text.split("/"):
@@ -97,7 +97,16 @@ class PathFinder:
             if found is None:
                 return None
             current = found
-        return current if current.exists() else None
+        return current if _exists(current) else None
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False also for names the OS cannot even look up (a component over
+    255 bytes, a NUL): such a program simply is not there."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _is_bare(written: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ from opencm.actions.api import ActionPoint, ActionResult, RunContext, point_not_
 from opencm.actions.engine import ActionEngine
 from opencm.actions.macros import KNOWN_MACROS
 from opencm.actions.plan import PlannedAction
-from opencm.cli.output import emit_json, warn
-from opencm.errors import EXIT_OK, EXIT_PROBLEMS, InputError, where
+from opencm.cli.output import emit_json, warn_problem
+from opencm.errors import EXIT_OK, EXIT_PROBLEMS, InputError
 from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
 
 PATH = click.Path(path_type=Path)
@@ -74,7 +75,7 @@ def _context(
 
 def _warn_problems(engine: ActionEngine, loaded: ServiceProfile) -> None:
     for _point, problem in engine.problems():
-        warn(f"{where(loaded.cms_path, problem.line)}: {problem.message}")
+        warn_problem(replace(problem, path=loaded.cms_path))
 
 
 @click.group()
@@ -161,8 +162,8 @@ def plan(
 def _builtins(loaded: ServiceProfile, point: ActionPoint) -> list[str]:
     """What the session runs at ``point`` before the profile's own actions.
 
-    Seed 002: a profile that names a Phone Book Service gets "Automatically download
-    phone-book updates" as its first post-connect action (opencm.pbs.autoupdate).
+    "How Connection Manager Works": a profile that names a Phone Book Service gets "Automatically
+    download phone-book updates" as its first post-connect action (opencm.pbs.autoupdate).
     """
     if point is not ActionPoint.POST_CONNECT:
         return []

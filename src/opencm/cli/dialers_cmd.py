@@ -10,13 +10,14 @@ import click
 from opencm.cli.output import emit_json
 from opencm.errors import OpencmError
 from opencm.links import registry
+from opencm.links.api import ProfileKeys
 
 _ALLOW_LIST_OPTION = click.option(
     "--allow-list",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=registry.DEFAULT_ALLOW_LIST,
-    show_default=True,
-    help="The administrator's list of allowed plug-in dialers.",
+    default=None,
+    help="The administrator's list of allowed plug-in dialers "
+    "(default: /etc/opencm/dialers.allow, $OPENCM_SYSTEM_CONFIG_DIR/dialers.allow).",
 )
 
 
@@ -28,8 +29,9 @@ def dialers() -> None:
 @dialers.command("list")
 @_ALLOW_LIST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def list_cmd(allow_list: Path, as_json: bool) -> None:
+def list_cmd(allow_list: Path | None, as_json: bool) -> None:
     """List every registered dialer and whether opencm may load it."""
+    allow_list = allow_list or registry.default_allow_list()
     allow_error: str | None = None
     try:
         allow = registry.read_allow_list(allow_list)
@@ -45,6 +47,12 @@ def list_cmd(allow_list: Path, as_json: bool) -> None:
                 registry.allowed(info, allow, allow_list)
             except OpencmError as error:
                 reason = str(error)
+        keys = None
+        if reason is None:  # a plug-in the allow list refuses is never imported
+            try:
+                keys = registry.profile_keys(info)
+            except OpencmError as error:
+                reason = str(error)
         rows.append(
             {
                 "name": info.name,
@@ -53,6 +61,7 @@ def list_cmd(allow_list: Path, as_json: bool) -> None:
                 "builtin": info.builtin,
                 "allowed": reason is None,
                 "refused_because": reason,
+                "profile_keys": _keys_json(keys),
             }
         )
     if as_json:
@@ -61,15 +70,35 @@ def list_cmd(allow_list: Path, as_json: bool) -> None:
     for row in rows:
         kind = "built-in" if row["builtin"] else ("allowed" if row["allowed"] else "REFUSED")
         click.echo(f"{row['name']:<16} {kind:<9} {row['target']}")
+        if row["profile_keys"] is not None:
+            click.echo(f"{'':<16} {_keys_text(row['profile_keys'])}")
         if row["refused_because"]:
             click.echo(f"{'':<16} {row['refused_because']}")
+
+
+def _keys_json(keys: ProfileKeys | None) -> dict[str, Any] | None:
+    if keys is None:
+        return None
+    return {
+        "stage": str(keys.stage),
+        "required": [f"{key}&" for key in keys.required],
+        "optional": [f"{key}&" for key in keys.optional],
+        "netns": keys.netns,
+    }
+
+
+def _keys_text(keys: dict[str, Any]) -> str:
+    if keys["stage"] != "tunnel":
+        return f"{keys['stage']} link (not named by Link&)"
+    reads = [f"{key} (required)" for key in keys["required"]] + keys["optional"]
+    return "tunnel link; reads " + (", ".join(reads) or "no per-server keys")
 
 
 @dialers.command("check")
 @click.argument("name")
 @_ALLOW_LIST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def check_cmd(name: str, allow_list: Path, as_json: bool) -> None:
+def check_cmd(name: str, allow_list: Path | None, as_json: bool) -> None:
     """Load dialer NAME as a connection would: allow list, import, the five entry points.
 
     Exit status 0 when it loads, 2 when it is unknown, broken or incomplete, 3 when refused.

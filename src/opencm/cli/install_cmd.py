@@ -36,7 +36,7 @@ def scope_options(function: click.decorators.FC) -> click.decorators.FC:
 
 
 @click.command("install")
-@click.argument("package", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("package", type=click.Path(path_type=Path))
 @scope_options
 @click.option(
     "--trust",

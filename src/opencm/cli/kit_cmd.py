@@ -10,7 +10,7 @@ import click
 
 from opencm.actions.api import ActionPoint
 from opencm.actions.check import check_profile
-from opencm.cli.output import emit_json, warn
+from opencm.cli.output import emit_json, warn, warn_problem
 from opencm.errors import EXIT_PROBLEMS, InputError
 from opencm.fsutil import atomic_write
 from opencm.kit.build import build_kit
@@ -20,7 +20,6 @@ from opencm.kit.spec import (
     ASK,
     CARRIERS,
     CONNECTION_TYPES,
-    LINK_TYPES,
     LOGINS,
     RUN_FOR,
     Action,
@@ -33,6 +32,7 @@ from opencm.kit.spec import (
     load_spec,
     spec_from_mapping,
 )
+from opencm.links import registry
 from opencm.profile.model import load_profile
 from opencm.signing import generate_keypair, load_public_key, load_secret_key
 
@@ -47,6 +47,18 @@ def kit() -> None:
 
 
 # -- kit new ---------------------------------------------------------------------------------
+
+
+def _vpn_from_flag(name: str, address: str, link: str, target: str) -> VpnServer:
+    """``--vpn NAME ADDRESS LINK CONFIG``: CONFIG fills the key the link's dialer reads
+    (Config& before Connection&); the spec check then says what else it needs."""
+    try:
+        keys = registry.tunnel_link(link)
+    except InputError as error:
+        raise InputError(error.message, field="--vpn LINK") from error
+    if "Config" in keys.reads and "Connection" not in keys.required:
+        return VpnServer(name, address, link, config=target)
+    return VpnServer(name, address, link, connection=target)
 
 
 def _inline_action(text: str, index: int) -> Action:
@@ -112,13 +124,23 @@ def _wizard(spec: KitSpec) -> None:
                 continue
             address: str = click.prompt("  Address")
             link: str = click.prompt(
-                "  Link type", type=click.Choice(LINK_TYPES), default="openvpn"
+                "  Link type",
+                type=click.Choice(registry.link_names()),
+                default=registry.DEFAULT_LINK,
             )
             server = VpnServer(name, address, link)
-            if link == "networkmanager":
-                server.connection = click.prompt("  NetworkManager connection name")
-            else:
+            keys = registry.tunnel_link(link)
+            if "Config" in keys.required:
                 server.config = click.prompt(f"  {link} config file", type=FILE).as_posix()
+            elif "Config" in keys.reads:
+                optional: str = click.prompt(f"  {link} config file (optional)", default="")
+                server.config = Path(optional).as_posix() if optional else None
+            if "Connection" in keys.reads:
+                connection = click.prompt(
+                    f"  {link} connection name",
+                    default=None if "Connection" in keys.required else "",
+                )
+                server.connection = connection or None
             spec.vpn.append(server)
     if spec.dials and spec.dialup is None:
         _ask_dialup(spec)
@@ -183,8 +205,9 @@ def _wizard(spec: KitSpec) -> None:
     nargs=4,
     multiple=True,
     metavar="NAME ADDRESS LINK CONFIG",
-    help="VPN server: LINK is openvpn/wireguard (CONFIG a file) or networkmanager (CONFIG the "
-    "connection name).",
+    help="VPN server: LINK is a tunnel dialer ('opencm dialers list'); CONFIG is what it reads: "
+    "a file for Config& (openvpn, wireguard, ikev2), the connection name for Connection& "
+    "(networkmanager).",
 )
 @click.option("--redial-count", type=click.IntRange(0), default=3, show_default=True)
 @click.option("--redial-delay", type=click.IntRange(0), default=5, show_default=True)
@@ -294,16 +317,7 @@ def new(
         auto_reconnect=auto_reconnect,
         dun=dun,
         tunnel_dun=tunnel_dun,
-        vpn=[
-            VpnServer(
-                name,
-                address,
-                link,
-                config=None if link == "networkmanager" else target,
-                connection=target if link == "networkmanager" else None,
-            )
-            for name, address, link, target in vpn
-        ],
+        vpn=[_vpn_from_flag(*server) for server in vpn],
         actions=[_inline_action(a, i) for i, a in enumerate(actions)]
         + [Action(ActionPoint.MONITORED, program) for program in monitored],
         icon=text(icon),
@@ -464,7 +478,7 @@ def build(
         for merge_conflict in merge_conflicts:
             warn(str(merge_conflict))
         for problem in problems:
-            click.echo(str(problem), err=True)
+            warn_problem(problem)
         if package:
             click.echo(f"Package: {package} (signed, version {spec.version})")
     if result.kept_hand_edits or merge_conflicts or problems:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import click
 
 from opencm import __version__
-from opencm.errors import EXIT_BAD_INPUT, OpencmError
+from opencm.errors import EXIT_BAD_INPUT, DiskFullError, OpencmError, is_disk_full
 
 #: Every command: its name and where it lives ("module:attribute" under opencm.cli). Modules
 #: are imported only when their command runs (or help lists it), so ``opencm connect`` does not
-#: pay for importing the phone-book, PBS and kit code: a CLI start costs ~0.1 s, not ~0.4 s.
+#: pay for importing the phone-book, PBS and kit code (``tests/cli/test_main.py`` checks what a
+#: command imports).
 COMMANDS: dict[str, str] = {
     "profile": "profile_cmd:profile",
     "actions": "actions_cmd:actions",
@@ -31,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "pops": "pops_cmd:pops",
     "kit": "kit_cmd:kit",
     "install": "install_cmd:install",
+    "import": "import_cmd:import_cmd",
     "uninstall": "install_cmd:uninstall_cmd",
     "list": "install_cmd:list_cmd",
     "logon": "logon_cmd:logon",
@@ -65,12 +68,27 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user mistakes end with a message and an exit code, never a traceback."""
+    # Profiles keep bytes their code page does not map, and UTF-16 files may hold a lone
+    # surrogate, so that they are written back byte for byte; printing such text must not fail
+    # on a UTF-8 pipe. It is shown as a \udXXX escape (valid inside JSON strings too).
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         # With standalone_mode off, click returns ctx.exit()'s code instead of exiting.
         code = cli.main(args=argv, prog_name="opencm", standalone_mode=False)
     except OpencmError as error:
         click.echo(f"opencm: error: {error}", err=True)
         sys.exit(error.exit_code)
+    except Exception as error:
+        # A full disk is the machine's state, not a bug: whatever write met it (SQLite, a
+        # cabinet, a copy) left the old data in place, so say where and stop.
+        if not is_disk_full(error):
+            raise
+        full = DiskFullError(getattr(error, "filename", None) or Path.cwd())
+        click.echo(f"opencm: error: {full}", err=True)
+        sys.exit(full.exit_code)
     except click.exceptions.Abort:
         click.echo("opencm: aborted", err=True)
         sys.exit(EXIT_BAD_INPUT)

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from opencm.problems import Problem
+
 
 def emit_json(data: Any) -> None:
     """Print one JSON document on stdout (what ``--json`` promises)."""
@@ -16,3 +18,8 @@ def emit_json(data: Any) -> None:
 def warn(message: str) -> None:
     """Print a warning on stderr, where it never mixes with ``--json`` output."""
     click.echo(f"warning: {message}", err=True)
+
+
+def warn_problem(problem: Problem) -> None:
+    """Print a problem found in a file on stderr, rendered as every check renders it."""
+    click.echo(str(problem), err=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from opencm.cli.output import emit_json, warn
+from opencm.cli.output import emit_json, warn_problem
 from opencm.errors import InputError
 from opencm.phonebook.dialing import choose_numbers, read_rules, save_choice
 from opencm.phonebook.select import ordered_pops, read_offered, select
@@ -109,7 +109,7 @@ def pops(
     if not view.books:
         raise InputError("this profile has no phone book ([ISP] PBFile)", path=loaded.cms_path)
     for problem in view.problems:
-        warn(str(problem))
+        warn_problem(problem)
     chosen = select(
         view.pops,
         read_isp_filters(loaded.cms),

@@ -1,7 +1,7 @@
 """``opencm kit build``: turn a kit folder into a service profile, the way CMAK builds one.
 
-The result is laid out exactly as the profile is installed (seed 002), so it can be tried in
-place (``opencm connect DIR/build/<SHORT>/<SHORT>.cmp``) and packaged as it is::
+The result is laid out exactly as the profile is installed ("How Connection Manager Works"), so it
+can be tried in place (``opencm connect DIR/build/<SHORT>/<SHORT>.cmp``) and packaged as it is::
 
     DIR/build/<SHORT>/<SHORT>.cmp          [Connection Manager] CMSFile=<SHORT>\\<SHORT>.cms
     DIR/build/<SHORT>/<SHORT>/<SHORT>.cms  the service file, in CMAK's shape
@@ -24,9 +24,9 @@ from opencm.errors import InputError
 from opencm.fsutil import atomic_write
 from opencm.kit.merge import MergeResult, merge_components
 from opencm.kit.reconcile import Conflict, Desired, previous_from_rows, reconcile
-from opencm.kit.secrecy import file_mode, is_secret
 from opencm.kit.spec import ASK, Action, Dialup, KitSpec, load_spec
 from opencm.profile.ini import IniFile
+from opencm.secrecy import file_mode, is_secret
 
 #: The [ISP] POP filters every real .cms carries (cm-formats §1.6).
 ISP_FILTERS: tuple[tuple[str, str, str], ...] = (
@@ -138,6 +138,7 @@ def desired_cms(spec: KitSpec, files: _Files) -> Desired:
         ("Icon", spec.icon, "files.icon"),
         ("SmallIcon", spec.small_icon, "files.small_icon"),
         ("TrayIcon", spec.tray_icon, "files.tray_icon"),
+        ("Logo", spec.logo, "files.logo"),
         ("HelpFile", spec.help_file, "files.help"),
     ):
         cm.append((key, f"{short}\\{files.add(value, field_name)}" if value else ""))
@@ -173,6 +174,8 @@ def desired_cms(spec: KitSpec, files: _Files) -> Desired:
     cms.section(EMPTY_SECTIONS[2])
 
     ours = [("ProfileVersion", str(spec.version))]
+    if spec.ask_password:
+        ours.append(("Credentials", "password"))
     if book is not None:
         ours.append(("PhoneBookURL", book.pbs_url))
         ours.append(("PhoneBookKey", _public_key_line(files.kit_dir, book.public_key)))
@@ -233,7 +236,8 @@ def desired_cmp(spec: KitSpec) -> Desired:
     cmp.section(CM, ("CMSFile", f"{spec.short_name}\\{spec.short_name}.cms"))
     rules = spec.dialing
     if rules is not None:
-        # Seed 002: the .cmp's values are the user's first-time values; users change them.
+        # "How Connection Manager Works": the .cmp's values are the user's first-time values; users
+        # change them.
         pairs = [
             ("DialCountry", str(rules.country) if rules.country is not None else ""),
             ("DialAreaCode", rules.area_code),

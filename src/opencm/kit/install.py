@@ -1,10 +1,10 @@
 """``opencm install`` / ``uninstall`` / ``list``: putting a verified profile package in place.
 
 Install checks the package's signature and every hash before it writes anything (see
-:mod:`.package`), then writes the profile in seed 002's layout under the scope's ``Cm`` folder,
-a desktop entry that runs ``opencm connect <cmp>``, and last an install record listing exactly
-what it added. Uninstall removes exactly what the record lists, so files a user or the client
-added later (saved settings, logs) are never touched.
+:mod:`.package`), then writes the profile in the layout of "How Connection Manager Works" under the
+scope's ``Cm`` folder, a desktop entry that opens the logon dialog (``opencm-gui --profile <cmp>``),
+and last an install record listing exactly what it added. Uninstall removes exactly what the record
+lists, so files a user or the client added later (saved settings, logs) are never touched.
 
 Re-installing (an update) keeps what belongs to the user and replaces the rest:
 
@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,12 +31,12 @@ from pathlib import Path, PurePosixPath
 import minisign
 
 from opencm.errors import InputError, RefusedError
-from opencm.fsutil import atomic_write, fsync_dir
+from opencm.fsutil import atomic_write, atomic_write_all
 from opencm.kit.package import VerifiedPackage, check_member_name, read_package
 from opencm.kit.roots import Scope
-from opencm.kit.secrecy import file_mode
 from opencm.kit.spec import check_short_name
 from opencm.profile.ini import IniFile
+from opencm.secrecy import file_mode
 
 _INTEGER = re.compile(r"\s*([0-9]+)")
 _PHONEBOOK_SUFFIXES = (".pbk", ".pbr", ".ver")
@@ -113,7 +111,10 @@ def _desktop_arg(arg: str) -> str:
 
 
 def desktop_entry(service_name: str, cmp_path: Path) -> bytes:
-    exec_line = " ".join(_desktop_arg(a) for a in ["opencm", "connect", str(cmp_path)])
+    # The menu entry opens the profile's logon dialog (the desktop client, opencm[gui]): it
+    # runs without a terminal, so `opencm connect` could ask nothing and would skip every
+    # action that interacts with the user. `opencm connect` stays the scriptable path.
+    exec_line = " ".join(_desktop_arg(a) for a in ["opencm-gui", "--profile", str(cmp_path)])
     name = service_name.replace("\n", " ")
     return (
         "[Desktop Entry]\n"
@@ -169,35 +170,6 @@ def _kept_phonebooks(scope: Scope, package: VerifiedPackage) -> dict[str, str]:
     return kept
 
 
-def _write_all(writes: dict[Path, tuple[bytes, int]]) -> None:
-    """Write every file to a temporary name first, then rename them all into place.
-
-    A failure while writing (a full disk) leaves the installed profile as it was; only the
-    renames, which cannot run out of space, touch it.
-    """
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for target, (data, mode) in writes.items():
-            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            staged.append((Path(name), target))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(name, mode)
-    except BaseException:
-        for temporary, _ in staged:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-        raise
-    for temporary, target in staged:
-        if target.is_symlink():
-            target.unlink()  # replace a planted link, never write through it
-        os.replace(temporary, target)
-    for folder in {target.parent for _, target in staged}:
-        fsync_dir(folder)
-
-
 def install_package(
     package_path: str | Path,
     scope: Scope,
@@ -249,14 +221,17 @@ def install_package(
     dirs = sorted({str(p) for path in package.files for p in PurePosixPath(path).parents} - {"."})
     for folder in dirs:
         (root / folder).mkdir(parents=True, exist_ok=True)
-    _write_all(
-        {
-            root / path: (
+    # All files are staged before any is renamed: a full disk leaves the installed profile as
+    # it was. A symbolic link planted at an installed file's path is refused.
+    atomic_write_all(
+        [
+            (
+                root / path,
                 data,
                 file_mode(executable=package.is_executable(path), secret=package.is_private(path)),
             )
             for path, data in writes.items()
-        }
+        ]
     )
     if old is not None:
         for path in set(old.files) - set(package.files):

@@ -35,8 +35,8 @@ import minisign
 
 from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write
-from opencm.kit.secrecy import SECRET_EXECUTABLE_MODE, file_mode, is_secret, looks_secret
 from opencm.kit.spec import check_short_name
+from opencm.secrecy import SECRET_EXECUTABLE_MODE, file_mode, is_secret, looks_secret
 from opencm.signing import sign, verify
 
 PURPOSE = "opencm-profile"
@@ -123,7 +123,7 @@ class ManifestFile:
     sha256: str
     size: int
     executable: bool
-    #: Key material (``opencm.kit.secrecy``): packed, and installed, readable by its owner only.
+    #: Key material (``opencm.secrecy``): packed, and installed, readable by its owner only.
     private: bool = False
 
 
@@ -188,7 +188,8 @@ def check_member_name(name: str, where: str | Path) -> PurePosixPath:
 
 
 def _check_profile_path(path: str, short: str, where: str | Path) -> None:
-    """Every profile file is ``<SHORT>.cmp`` or inside ``<SHORT>/`` (seed 002's layout)."""
+    """Every profile file is ``<SHORT>.cmp`` or inside ``<SHORT>/`` (the layout of "How Connection
+    Manager Works")."""
     parts = check_member_name(path, where).parts
     if parts == (f"{short}.cmp",) or (len(parts) >= 2 and parts[0] == short):
         return
@@ -342,9 +343,28 @@ def _parse_manifest(data: bytes, where: str | Path) -> Manifest:
     )
 
 
+_IMPORT_HINT = "not a package: use `opencm import` to turn it into a kit, then `opencm kit build`"
+
+
+def check_is_package(where: Path) -> None:
+    """Refuse, before any trust check, what is plainly a profile and not a package: a folder, a
+    Windows ``.cmp``/``.cms``, a cabinet, an ``.exe``, a VPN config."""
+    if where.is_dir():
+        raise InputError(f"a folder is {_IMPORT_HINT}", path=where)
+    if not where.is_file():
+        return  # reading says "no such package"
+    with where.open("rb") as handle:
+        head = handle.read(64)
+    if head.startswith((b"MSCF", b"MZ")) or where.suffix.casefold() in (
+        ".cmp", ".cms", ".inf", ".pbk", ".ovpn", ".conf", ".cab", ".exe",
+    ):  # fmt: skip
+        raise InputError(f"a {where.suffix or 'file'} is {_IMPORT_HINT}", path=where)
+
+
 def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -> VerifiedPackage:
     """Open and verify a package; raises RefusedError (nothing is written either way)."""
     where = Path(path)
+    check_is_package(where)
     if not trusted_keys:
         raise RefusedError(
             "no trusted key to check the package with: pass --trust KEY.pub or add the "
@@ -355,7 +375,7 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
         archive = zipfile.ZipFile(where)
     except FileNotFoundError as error:
         raise InputError("no such package", path=where) from error
-    except (OSError, zipfile.BadZipFile) as error:
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as error:
         raise InputError(f"not an opencm package (not a zip: {error})", path=where) from error
     with archive:
         members: dict[str, zipfile.ZipInfo] = {}
@@ -375,14 +395,25 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
                 raise RefusedError(f"{info.filename!r} appears twice in the package", path=where)
             members[info.filename] = info
         if MANIFEST not in members:
-            raise InputError(f"not an opencm package (no {MANIFEST})", path=where)
+            raise InputError(
+                f"not an opencm package (no {MANIFEST}); if it is Azure's"
+                f" VpnClientConfiguration.zip: {_IMPORT_HINT}",
+                path=where,
+            )
         if SIGNATURE not in members:
             raise RefusedError("the package is not signed: refusing to install it", path=where)
 
         def read(name: str) -> bytes:
             try:
                 return archive.read(members[name])
-            except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as error:
+            except (
+                zipfile.BadZipFile,
+                zlib.error,
+                OSError,
+                ValueError,
+                EOFError,
+                NotImplementedError,
+            ) as error:
                 raise RefusedError(f"{name}: damaged member ({error})", path=where) from error
 
         if members[MANIFEST].file_size > MAX_MANIFEST_SIZE:

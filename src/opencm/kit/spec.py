@@ -17,13 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opencm.actions import flags as flagbits
 from opencm.actions.api import ActionPoint
 from opencm.errors import InputError
+from opencm.links import registry
+from opencm.phonebook.limits import check_book_name
 
 SPEC_NAME = "kit.toml"
 
-#: Seed 002: at most eight characters, not all digits, no spaces or symbols.
+#: "How Connection Manager Works": at most eight characters, not all digits, no spaces or symbols.
 _SHORT_NAME = re.compile(r"[A-Za-z0-9_-]{1,8}")
+#: Azure's point-to-site profiles use a 36-character GUID as the short name (the .cmp, the
+#: service folder and every file are named by it). Windows' CM accepts it; so does opencm.
+_GUID_NAME = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 
 CONNECTION_TYPES = ("direct", "dialup", "double")
 ASK = "ask"
@@ -32,32 +38,33 @@ LOGINS = ("none", "prompt")
 CREDENTIALS = ("separate", "same")
 DIAL_MODES = ("tone", "pulse")
 _PREFIX = re.compile(r"[0-9*#,Ww]*")
-LINK_TYPES = ("openvpn", "wireguard", "networkmanager")
+#: The ``[[vpn]]`` field holding each profile key a link may read (``ProfileKeys``), and how
+#: a missing one is named.
+LINK_FIELDS = {
+    "Config": ("config", "its config file"),
+    "Connection": ("connection", "a connection name"),
+}
 
-# The N&Flags bits, as opencm's action engine reads them (opencm.actions.flags): which
-# connections run an action, whether it talks to the user, whether the profile ships it.
-FLAG_DIRECT_ONLY = 0x1
-FLAG_DIALS = 0x2
-FLAG_DIALUP_ONLY = 0x4
-FLAG_TUNNELS = 0x8
-FLAG_NON_INTERACTIVE = 0x10
-FLAG_INCLUDED = 0x20
-
-#: CMAK's "Run this custom action for" choices and their connection bits.
+#: CMAK's "Run this custom action for" choices and their connection bits (``N&Flags``, as the
+#: action engine reads them: :mod:`opencm.actions.flags`).
 RUN_FOR: Mapping[str, int] = {
     "all": 0,
-    "dialup": FLAG_DIALS,
-    "tunnel": FLAG_TUNNELS,
-    "tunnel-only": FLAG_DIRECT_ONLY,
-    "dialup-only": FLAG_DIALUP_ONLY,
+    "dialup": flagbits.DIALS,
+    "tunnel": flagbits.TUNNELS,
+    "tunnel-only": flagbits.DIRECT_ONLY,
+    "dialup-only": flagbits.DIALUP_ONLY,
 }
 
 
 def check_short_name(value: str, *, what: str = "short name") -> str:
-    """Validate an eight-character name (service profile or phone book); returns it."""
+    """Validate a service profile's short name; returns it. (A phone book's name follows the
+    phone book's own rule, :func:`opencm.phonebook.limits.check_book_name`.)"""
+    if _GUID_NAME.fullmatch(value):
+        return value
     if not _SHORT_NAME.fullmatch(value) or value.isdigit():
         raise InputError(
             f"{what} {value!r} must be 1-8 letters, digits, '_' or '-', and not all digits"
+            " (or a GUID, as Azure's profiles use)"
         )
     return value
 
@@ -77,7 +84,8 @@ class VpnServer:
 
 @dataclass
 class Action:
-    """A custom action at one of the nine points (seed 000's Add Custom Action dialog)."""
+    """A custom action at one of the nine points (the Add Custom Action dialog of "Incorporating
+    Custom Actions")."""
 
     point: ActionPoint
     program: str
@@ -95,9 +103,9 @@ class Action:
     def flags(self) -> int:
         flags = RUN_FOR[self.run_for]
         if not self.interactive:
-            flags |= FLAG_NON_INTERACTIVE
+            flags |= flagbits.NON_INTERACTIVE
         if self.include:
-            flags |= FLAG_INCLUDED
+            flags |= flagbits.INCLUDED
         return flags
 
 
@@ -176,6 +184,10 @@ class KitSpec:
     #: Realm: put in front of / after the user name sent to the server.
     user_prefix: str = ""
     user_suffix: str = ""
+    #: The logon screen asks for a user name and password (``[opencm] Credentials=password``).
+    ask_password: bool = False
+    #: The logon screen's banner (``Logo``).
+    logo: str | None = None
 
     @property
     def dials(self) -> bool:
@@ -273,6 +285,24 @@ class _Fields:
             raise self._error(unknown[0], "unknown field (see docs/kit-spec.md)")
 
 
+def _check_link(entry: _Fields, server: VpnServer, path: Path | None, index: int) -> None:
+    """The link must be one the registry allows, given the keys its dialer declares."""
+    named_by = f"vpn[{index}].link in {path or 'the kit spec'}"
+    try:
+        keys = registry.tunnel_link(server.link, named_by=named_by)
+    except InputError as error:
+        raise entry._error("link", error.message) from error
+    for key, (field_name, words) in LINK_FIELDS.items():
+        given = getattr(server, field_name)
+        if given and key not in keys.reads:
+            reads = ", ".join(LINK_FIELDS[k][0] for k in keys.reads) or "neither"
+            raise entry._error(
+                field_name, f"a {server.link} server does not take {field_name} (it takes: {reads})"
+            )
+        if not given and key in keys.required:
+            raise entry._error(field_name, f"a {server.link} server needs {words}")
+
+
 def _kit_file(fields: _Fields, key: str, *, required: bool = False) -> str | None:
     """A path inside the kit folder: relative, no ``..``; checked for existence by the build."""
     value = fields.text(key, required=required)
@@ -321,6 +351,7 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         tunnel_dun=service.text("tunnel_dun"),
         user_prefix=service.text_or("user_prefix", ""),
         user_suffix=service.text_or("user_suffix", ""),
+        ask_password=service.boolean("ask_password", False),
     )
     for key in ("user_prefix", "user_suffix"):
         value = getattr(spec, key)
@@ -338,14 +369,11 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         server = VpnServer(
             name=entry.text("name", required=True) or "",
             address=entry.text("address", required=True) or "",
-            link=entry.choice("link", LINK_TYPES, "openvpn"),
+            link=entry.text_or("link", registry.DEFAULT_LINK),
             config=_kit_file(entry, "config"),
             connection=entry.text("connection"),
         )
-        if server.link in ("openvpn", "wireguard") and server.config is None:
-            raise entry._error("config", f"a {server.link} server needs its config file")
-        if server.link == "networkmanager" and not server.connection:
-            raise entry._error("connection", "a networkmanager server needs a connection name")
+        _check_link(entry, server, path, index)
         entry.finish()
         spec.vpn.append(server)
     if spec.tunnels and not spec.vpn:
@@ -360,7 +388,7 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         book = _Fields(book_table, "phonebook.", path)
         book_name = book.text("name", required=True) or ""
         try:
-            check_short_name(book_name, what="phone book name")
+            check_book_name(book_name)
         except InputError as error:
             raise InputError(error.message, path=path, field="phonebook.name") from None
         spec.phonebook = PhoneBook(
@@ -409,6 +437,7 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         spec.icon = _kit_file(files, "icon")
         spec.small_icon = _kit_file(files, "small_icon")
         spec.tray_icon = _kit_file(files, "tray_icon")
+        spec.logo = _kit_file(files, "logo")
         spec.help_file = _kit_file(files, "help")
         spec.additional_files = [
             _check_kit_path(files, "additional", item) for item in files.texts("additional")
@@ -548,6 +577,7 @@ def render_spec(spec: KitSpec) -> str:
             "tunnel_dun": spec.tunnel_dun,
             "user_prefix": spec.user_prefix or None,
             "user_suffix": spec.user_suffix or None,
+            "ask_password": spec.ask_password or None,
         },
     )
     if spec.dialup is not None:
@@ -623,6 +653,7 @@ def render_spec(spec: KitSpec) -> str:
         "icon": spec.icon,
         "small_icon": spec.small_icon,
         "tray_icon": spec.tray_icon,
+        "logo": spec.logo,
         "help": spec.help_file,
         "additional": spec.additional_files,
     }

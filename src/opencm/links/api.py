@@ -1,4 +1,4 @@
-"""The custom-dialer contract (seed 003) that every link implements, built-in or plug-in.
+"""The custom-dialer contract ("Custom Dialers") that every link implements, built-in or plug-in.
 
 A Windows custom dialer is a DLL exporting five entry points; an opencm dialer is a Python class
 with the same five, found through the ``opencm.dialers`` entry-point group and loaded only when
@@ -35,6 +35,51 @@ class DialEntry:
     dialer: str
     #: Dialer-specific settings (a config file path, a device, phone numbers in order …).
     settings: Mapping[str, str] = field(default_factory=dict)
+
+
+#: The per-server keys of a profile's ``[opencm]`` section a tunnel link may read, and the
+#: :attr:`DialEntry.settings` key each fills: ``Config&<server>`` is a file shipped with the
+#: profile (handed over as an absolute path), ``Connection&<server>`` a name the dialer knows.
+PROFILE_KEYS = {"Config": "config", "Connection": "connection"}
+
+
+class Stage(enum.StrEnum):
+    """Where a dialer's link goes in a connection."""
+
+    TUNNEL = "tunnel"  # a VPN link: a profile names it in [opencm] Link&<server>
+    DIAL = "dial"  # the dial-up link under a tunnel (the modem)
+
+
+@dataclass(frozen=True)
+class ProfileKeys:
+    """What a dialer reads from a service profile; a dialer class declares it as
+    ``profile_keys`` (a plug-in that does not gets :data:`DEFAULT_PROFILE_KEYS`).
+
+    The session hands the dialer exactly these: a required key that is missing, or a key the
+    dialer does not read, is the profile's error (exit 2, naming the key). What the values must
+    look like is the dialer's to check (:meth:`Dialer.edit_entry`, and again when it dials).
+    """
+
+    stage: Stage = Stage.TUNNEL
+    #: Keys of :data:`PROFILE_KEYS` every server of this link must have.
+    required: tuple[str, ...] = ()
+    #: Keys of :data:`PROFILE_KEYS` a server may have.
+    optional: tuple[str, ...] = ()
+    #: Whether the link takes the profile's ``[opencm] Netns`` (setting ``netns``).
+    netns: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.required + self.optional) - set(PROFILE_KEYS))
+        if unknown:
+            raise ValueError(f"profile keys {unknown} are not among {sorted(PROFILE_KEYS)}")
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+#: For a plug-in that declares nothing: a tunnel link that may read both keys.
+DEFAULT_PROFILE_KEYS = ProfileKeys(optional=("Config", "Connection"))
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.charon import (
@@ -289,6 +290,7 @@ class IKEv2Dialer(NoDialogDialer):
     """
 
     name = "ikev2"
+    profile_keys = ProfileKeys(required=("Config",), netns=True)
 
     def __init__(self, *, poll_interval: float = 0.5) -> None:
         self._poll = poll_interval

@@ -60,10 +60,13 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
+    Stage,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import check_netns, check_settings, existing_netns
 from opencm.links.tasks import TaskSet, close_once
+from opencm.process import end_async_child
 
 SETTINGS = (
     "device", "numbers", "init", "baud", "netns", "local_ip", "peer_ip", "interface", "carrier",
@@ -279,6 +282,8 @@ class ModemDialer(NoDialogDialer):
     """
 
     name = "modem"
+    # The dial-up link: its settings come from the [opencm] Modem* keys, not Link&.
+    profile_keys = ProfileKeys(stage=Stage.DIAL, netns=True)
 
     def __init__(
         self,
@@ -432,13 +437,14 @@ class ModemDialer(NoDialogDialer):
             pass_fds=(fd,),
             start_new_session=True,
         )
+        proc.started(process.pid)
         assert process.stdout is not None
         ready = b""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(15):
                 ready = await process.stdout.readline()
         if ready.strip() != b"up":
-            await proc.end(process)
+            await end_async_child(process)
             err = (await process.stderr.read()).decode(errors="replace") if process.stderr else ""
             raise DialError(
                 f"the line connected but IP over it did not start: {err.strip()}",
@@ -456,7 +462,7 @@ class ModemDialer(NoDialogDialer):
             os.close(password_write)
         try:
             argv = pppd_argv(fd, settings, credentials, password_read)
-            return await asyncio.create_subprocess_exec(
+            process = await asyncio.create_subprocess_exec(
                 *proc.netns_argv(netns, argv),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
@@ -464,6 +470,8 @@ class ModemDialer(NoDialogDialer):
                 pass_fds=(password_read,) if password_read is not None else (),
                 start_new_session=True,
             )
+            proc.started(process.pid)
+            return process
         finally:
             if password_read is not None:
                 os.close(password_read)
@@ -492,7 +500,7 @@ class ModemDialer(NoDialogDialer):
         await close_once(link, lambda: self._teardown(link_id, link))
 
     async def _teardown(self, link_id: str, link: _Link) -> None:
-        await proc.end(link.carrier)
+        await end_async_child(link.carrier)
         if not link.carrier_lost:
             await _escape_and_hang_up(link.line, link.guard)
         link.line.close()  # closing the port drops DTR: the last word on any call

@@ -36,6 +36,7 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import check_seconds, check_settings
@@ -99,6 +100,8 @@ class NetworkManagerDialer(NoDialogDialer):
     """
 
     name = "networkmanager"
+    # NetworkManager has its own namespaces: no Netns.
+    profile_keys = ProfileKeys(required=("Connection",))
 
     def __init__(self, *, bus_address: str | None = None) -> None:
         #: None: the system bus (where NetworkManager lives); tests give a private bus.
@@ -179,8 +182,12 @@ class NetworkManagerDialer(NoDialogDialer):
                 return await MessageBus(bus_address=self._bus_address).connect()
             return await MessageBus(bus_type=BusType.SYSTEM).connect()
         except (OSError, ValueError) as error:
+            # No system bus is not something a redial fixes: end the attempt at once instead
+            # of RedialCount × RedialDelay of the same failure.
             raise DialError(
-                f"cannot reach NetworkManager's D-Bus: {error}", code=codes.PORT_NOT_AVAILABLE
+                f"cannot reach NetworkManager's D-Bus: {error}",
+                code=codes.PORT_NOT_AVAILABLE,
+                retryable=False,
             ) from None
 
     async def _monitor(self, link: _Link, signals: asyncio.Queue[tuple[str, list[Any]]]) -> None:

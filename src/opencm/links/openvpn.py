@@ -46,6 +46,7 @@ from opencm.links.api import (
     LinkDown,
     LinkDownCallback,
     LinkInfo,
+    ProfileKeys,
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import (
@@ -56,6 +57,7 @@ from opencm.links.settings import (
     existing_netns,
 )
 from opencm.links.tasks import TaskSet, close_once
+from opencm.process import end_async_child
 
 SETTINGS = ("config", "netns", "remote", "timeout")
 DEFAULT_TIMEOUT = 30.0
@@ -106,6 +108,7 @@ class OpenVPNDialer(NoDialogDialer):
     """
 
     name = "openvpn"
+    profile_keys = ProfileKeys(required=("Config",), netns=True)
 
     def __init__(self, *, runtime_dir: Path | None = None, hold_wait_cap: float = HOLD_WAIT_CAP):
         self._runtime_dir = runtime_dir
@@ -371,7 +374,7 @@ class OpenVPNDialer(NoDialogDialer):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(3.0):
                     await process.wait()
-            await proc.end(process)
+            await end_async_child(process)
         if link.writer is not None:
             link.writer.close()
         link.tasks.cancel_all(keep=link.teardown)

@@ -8,12 +8,18 @@ may run with system rights at logon. opencm keeps the same rule with Linux means
   (``NAME = "package.module:Class"``);
 - the dialers shipped inside opencm itself are always allowed;
 - any other dialer is loaded only when its name is on the allow list, by default
-  ``/etc/opencm/dialers.allow``, which must be owned by root and not writable by group or others
-  (its folder likewise). The format is described in ``docs/dialers.md``: one name per line,
-  optionally followed by the exact entry-point value it must resolve to, ``#`` comments.
+  ``/etc/opencm/dialers.allow`` (``$OPENCM_SYSTEM_CONFIG_DIR/dialers.allow``), which must be
+  owned by root and not writable by group or others (its folder likewise). The format is
+  described in ``docs/dialers.md``: one name per line, optionally followed by the exact
+  entry-point value it must resolve to, ``#`` comments.
 
-A dialer must provide all five entry points of seed 003; one missing and it is rejected with the
-names of the missing ones.
+A dialer must provide all five entry points of Microsoft's "Custom Dialers"; one missing and it is
+rejected with the names of the missing ones.
+
+This registry is the one place that knows which dialers exist: a profile's ``[opencm]
+Link&<server>`` and a kit spec's ``vpn.link`` name any tunnel dialer it allows
+(:func:`tunnel_link`), and each dialer class says which profile keys it reads
+(:class:`~opencm.links.api.ProfileKeys`).
 """
 
 from __future__ import annotations
@@ -21,30 +27,44 @@ from __future__ import annotations
 import importlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from opencm import paths
 from opencm.errors import InputError, RefusedError
-from opencm.links.api import ENTRY_POINTS, Dialer
+from opencm.links.api import (
+    DEFAULT_PROFILE_KEYS,
+    ENTRY_POINTS,
+    Dialer,
+    ProfileKeys,
+    Stage,
+)
 
 GROUP = "opencm.dialers"
-DEFAULT_ALLOW_LIST = Path("/etc/opencm/dialers.allow")
-#: Built-in dialers live in this package and come with the opencm distribution.
-BUILTIN_MODULE_PREFIX = "opencm.links."
-#: The built-in dialers: the same table as opencm's own ``opencm.dialers`` entry points (a test
-#: keeps the two equal). A plug-in can never take a built-in's name, so a built-in loads straight
-#: from here instead of scanning every installed distribution's metadata, which costs ~10 ms on
-#: the path of every connection.
+ALLOW_LIST_NAME = "dialers.allow"
+#: The tunnel link of a server that names none (a profile's ``Link&``, a kit's ``vpn.link``).
+DEFAULT_LINK = "openvpn"
+#: The built-in dialers, the one list of them: opencm registers no entry points for its own
+#: dialers, so a built-in loads straight from here instead of scanning every installed
+#: distribution's metadata (milliseconds on the path of every connection), and a plug-in can
+#: never take a built-in's name. Each class declares the profile keys it reads
+#: (``profile_keys``); the order here is the order ``Link&`` choices are offered in.
 BUILTIN_DIALERS = {
     "openvpn": "opencm.links.openvpn:OpenVPNDialer",
     "wireguard": "opencm.links.wireguard:WireGuardDialer",
     "modem": "opencm.links.modem:ModemDialer",
     "networkmanager": "opencm.links.networkmanager:NetworkManagerDialer",
     "ikev2": "opencm.links.ikev2:IKEv2Dialer",
+    "sstp": "opencm.links.sstp:SSTPDialer",
 }
+
+
+def default_allow_list(env: Mapping[str, str] | None = None) -> Path:
+    """The administrator's allow list: ``/etc/opencm/dialers.allow``."""
+    return paths.system_config_dir(env) / ALLOW_LIST_NAME
 
 
 @dataclass(frozen=True)
@@ -67,22 +87,17 @@ class AllowEntry:
 
 
 def discover() -> list[DialerInfo]:
-    """Every dialer registered in the ``opencm.dialers`` group, built-ins first, by name."""
-    found: dict[str, DialerInfo] = {}
+    """Every dialer: the built-ins, then the ``opencm.dialers`` plug-ins by name."""
+    found = {
+        name: DialerInfo(name, target, "opencm", builtin=True)
+        for name, target in BUILTIN_DIALERS.items()
+    }
     for entry_point in metadata.entry_points(group=GROUP):
+        if entry_point.name in found:
+            continue  # a plug-in cannot take over a built-in's name (nor another's)
         dist = entry_point.dist.name if entry_point.dist is not None else None
-        info = DialerInfo(
-            entry_point.name, entry_point.value, dist, _is_builtin(entry_point.value, dist)
-        )
-        previous = found.get(info.name)
-        # A plug-in cannot take over a built-in's name: the built-in wins.
-        if previous is None or (info.builtin and not previous.builtin):
-            found[info.name] = info
+        found[entry_point.name] = DialerInfo(entry_point.name, entry_point.value, dist, False)
     return sorted(found.values(), key=lambda info: (not info.builtin, info.name))
-
-
-def _is_builtin(target: str, dist: str | None) -> bool:
-    return target.startswith(BUILTIN_MODULE_PREFIX) and (dist is None or dist.lower() == "opencm")
 
 
 def read_allow_list(path: Path) -> dict[str, AllowEntry]:
@@ -154,18 +169,18 @@ def allowed(info: DialerInfo, allow: dict[str, AllowEntry], allow_list: Path) ->
 
 
 def missing_entry_points(candidate: object) -> list[str]:
-    """The seed's five entry points that ``candidate`` does not provide as callables."""
+    """The five entry points ("Custom Dialers") that ``candidate`` does not provide as callables."""
     return [name for name in ENTRY_POINTS if not callable(getattr(candidate, name, None))]
 
 
-def load_dialer(name: str, *, allow_list: Path = DEFAULT_ALLOW_LIST) -> Dialer:
-    """Load and instantiate the dialer registered as ``name``.
+def resolve(name: str, *, allow_list: Path | None = None) -> DialerInfo:
+    """The dialer registered as ``name``, once it is known to be loadable by policy.
 
-    Raises :class:`InputError` for an unknown name, a plug-in that fails to import or lacks entry
-    points, and :class:`RefusedError` when the allow list does not admit it.
+    Raises :class:`InputError` for an unknown name and :class:`RefusedError` when the allow list
+    (``allow_list``, default :func:`default_allow_list`) does not admit a plug-in.
     """
     if name in BUILTIN_DIALERS:
-        return instantiate(DialerInfo(name, BUILTIN_DIALERS[name], "opencm", builtin=True))
+        return DialerInfo(name, BUILTIN_DIALERS[name], "opencm", builtin=True)
     infos = {info.name: info for info in discover()}
     info = infos.get(name)
     if info is None:
@@ -174,14 +189,96 @@ def load_dialer(name: str, *, allow_list: Path = DEFAULT_ALLOW_LIST) -> Dialer:
             f"no dialer named {name!r} is installed (installed: {known})", field="dialer"
         )
     if not info.builtin:
-        allowed(info, read_allow_list(allow_list), allow_list)
-    return instantiate(info)
+        where = allow_list or default_allow_list()
+        allowed(info, read_allow_list(where), where)
+    return info
+
+
+def load_dialer(name: str, *, allow_list: Path | None = None) -> Dialer:
+    """Load and instantiate the dialer registered as ``name``.
+
+    Raises :class:`InputError` for an unknown name, a plug-in that fails to import or lacks entry
+    points, and :class:`RefusedError` when the allow list does not admit it.
+    """
+    return instantiate(resolve(name, allow_list=allow_list))
+
+
+def profile_keys(info: DialerInfo) -> ProfileKeys:
+    """What the dialer's class declares it reads from a profile (imports it, builds nothing)."""
+    declared = getattr(_factory(info), "profile_keys", DEFAULT_PROFILE_KEYS)
+    if not isinstance(declared, ProfileKeys):
+        raise InputError(
+            f"dialer {info.name!r} ({info.target}): profile_keys must be an "
+            "opencm.links.api.ProfileKeys"
+        )
+    return declared
+
+
+def tunnel_link(
+    name: str, *, allow_list: Path | None = None, named_by: str | None = None
+) -> ProfileKeys:
+    """The profile keys of ``name`` as a profile's tunnel link (``[opencm] Link&<server>``, a
+    kit spec's ``vpn.link``): a built-in tunnel dialer or a plug-in the allow list admits.
+
+    Raises :class:`InputError` naming the links there are when ``name`` is none of them (or is
+    the dial-up modem), and :class:`RefusedError` naming the allow list for a plug-in it does
+    not admit; ``named_by`` (say "[opencm] Link&Main in X.cms") is added to that message, whose
+    location is the allow list.
+    """
+    if name in BUILTIN_DIALERS or name in {info.name for info in discover()}:
+        try:
+            info = resolve(name, allow_list=allow_list)
+        except RefusedError as error:
+            if named_by is None:
+                raise
+            raise RefusedError(
+                f"{error.message} (named by {named_by})", path=error.path, line=error.line
+            ) from error
+        keys = profile_keys(info)
+        if keys.stage is Stage.TUNNEL:
+            return keys
+    names = ", ".join(link_names(allow_list=allow_list))
+    raise InputError(f"expected one of {names}, got {name!r}")
+
+
+def link_names(*, allow_list: Path | None = None) -> list[str]:
+    """The names a profile may give a tunnel link: the built-in tunnel dialers in their table's
+    order, then the installed plug-ins the allow list admits, by name."""
+    names = [
+        name
+        for name, target in BUILTIN_DIALERS.items()
+        if profile_keys(DialerInfo(name, target, "opencm", builtin=True)).stage is Stage.TUNNEL
+    ]
+    plugins = [info for info in discover() if not info.builtin]
+    if plugins:
+        where = allow_list or default_allow_list()
+        try:
+            allow = read_allow_list(where)
+        except (InputError, RefusedError):
+            allow = {}  # an unreadable allow list admits no plug-in (loading one says why)
+        for info in plugins:
+            try:
+                allowed(info, allow, where)
+            except RefusedError:
+                continue
+            names.append(info.name)
+    return names
+
+
+def _factory(info: DialerInfo) -> Any:
+    """The class (or factory) the entry point names, imported."""
+    try:
+        return _load(info)
+    except Exception as error:  # a broken plug-in is the admin's problem to see, not a crash
+        raise InputError(
+            f"dialer {info.name!r} ({info.target}) failed to load: {error!r}"
+        ) from error
 
 
 def instantiate(info: DialerInfo) -> Dialer:
     """Import the entry point, build the dialer, check its five entry points."""
+    factory = _factory(info)
     try:
-        factory: Any = _load(info)
         dialer: Any = factory() if isinstance(factory, type) else factory
     except Exception as error:  # a broken plug-in is the admin's problem to see, not a crash
         raise InputError(

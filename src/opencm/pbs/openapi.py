@@ -33,7 +33,9 @@ def _header(description: str, pattern: str | None = None) -> dict[str, Any]:
     return {"description": description, "schema": schema}
 
 
-_OTHER = {"type": "string", "maxLength": 32}
+#: Values are taken literally (not percent-decoded), so an ignored one is at most 32 characters
+#: that need no encoding.
+_OTHER = {"type": "string", "maxLength": 32, "pattern": "^[A-Za-z0-9._~-]*$"}
 _PB_HEADERS = {
     "ETag": _header("Strong validator; send it back in If-None-Match to get 304."),
     "Cache-Control": _header("Always `public, no-cache`: caches must revalidate."),
@@ -56,8 +58,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "opencm Phone Book Service",
             "version": __version__,
             "description": "Answers Connection Manager's phone-book update request. The request "
-            "is Microsoft's (seed 002); the response format is opencm's own, see "
-            "docs/pbs-protocol.md.",
+            "is Microsoft's ('How Connection Manager Works'); the response format is opencm's "
+            "own, see docs/pbs-protocol.md.",
         },
         "paths": {
             "/pbserver/pbserver.dll": {

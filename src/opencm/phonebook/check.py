@@ -12,7 +12,7 @@ from typing import Any
 
 from opencm.phonebook.pbk import parse_pbk
 from opencm.phonebook.pbr import parse_pbr
-from opencm.phonebook.problems import Problem
+from opencm.problems import Problem
 from opencm.profile.rasbook import require_pop_book
 
 
@@ -29,17 +29,7 @@ class BookCheck:
     def as_json(self) -> dict[str, Any]:
         return {
             "pops": self.pops,
-            "problems": [
-                {
-                    "rule": p.rule,
-                    "path": str(p.path),
-                    "line": p.line,
-                    "field": p.field,
-                    "effect": p.effect.value,
-                    "message": p.message,
-                }
-                for p in self.problems
-            ],
+            "problems": [problem.as_json() for problem in self.problems],
         }
 
 

@@ -1,5 +1,5 @@
-"""The Phone Book Administrator's limits (seed 002, "Performance Limitations"), each with its
-own clear error.
+"""The Phone Book Administrator's limits ("How Connection Manager Works", "Performance
+Limitations"), each with its own clear error.
 
 Field lengths follow PBA's import page (name 30, area code 10, access number 35), which are
 tighter than what MS-CPSP lets a client read (31, 11, 41): a book opencm writes is therefore
@@ -16,6 +16,9 @@ BOOK_NAME_MAX = 8
 MAX_BOOKS = 100
 MAX_POPS = 65_000
 MAX_UPDATES = 32_676
+#: A release carries deltas from this many previous versions, and the Phone Book Service sends
+#: a client at most this many versions behind its delta (docs/pbs-protocol.md): one number for both.
+DELTA_WINDOW = 5
 IMPORT_UNPOSTED_MAX = 32_000
 IMPORT_POSTED_MAX = 6_000
 
@@ -31,25 +34,37 @@ _AREA = re.compile(r"[0-9]*")
 _ACCESS = re.compile(r"[0-9#*\- ]*[0-9][0-9#*\- ]*")
 
 
-def check_book_name(name: str) -> str:
-    """A phone-book name as the seed allows: ≤ 8 characters, not all digits, no space/symbol."""
+def is_book_name(name: str) -> bool:
+    """The phone-book name rule, the one every part applies (the PBA creating a book, the kit
+    naming one, the publish store's folders, the PBS's ``pb=``): 1-8 ASCII letters, digits or
+    '_', not all digits. The name becomes file and folder names on every side."""
+    return (
+        0 < len(name) <= BOOK_NAME_MAX
+        and name.isascii()
+        and _NAME_OK.fullmatch(name) is not None
+        and not name.isdigit()
+    )
+
+
+def check_book_name(name: str, *, field: str = "name") -> str:
+    """:func:`is_book_name`, or an :class:`InputError` saying which part of the rule fails."""
+    if is_book_name(name):
+        return name
     if not name:
-        raise InputError("a phone book name cannot be empty", field="name")
+        raise InputError("a phone book name cannot be empty", field=field)
     if len(name) > BOOK_NAME_MAX:
         raise InputError(
             f"phone book name {name!r} has {len(name)} characters; at most {BOOK_NAME_MAX}",
-            field="name",
+            field=field,
         )
     if name.isdigit():
-        raise InputError(f"phone book name {name!r} cannot consist of all digits", field="name")
-    if not (name.isascii() and _NAME_OK.fullmatch(name)):
-        bad = next(ch for ch in name if not (ch.isascii() and (ch.isalnum() or ch == "_")))
-        raise InputError(
-            f"phone book name {name!r} contains {bad!r}; use letters, digits and '_' only "
-            "(no spaces or symbols)",
-            field="name",
-        )
-    return name
+        raise InputError(f"phone book name {name!r} cannot consist of all digits", field=field)
+    bad = next(ch for ch in name if not (ch.isascii() and (ch.isalnum() or ch == "_")))
+    raise InputError(
+        f"phone book name {name!r} contains {bad!r}; use letters, digits and '_' only "
+        "(no spaces or symbols)",
+        field=field,
+    )
 
 
 def check_book_count(existing: int) -> None:

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opencm.phonebook.problems import Effect, Problem
+from opencm.phonebook.problems import Effect, book_problem
+from opencm.problems import Problem
 
 #: MS-CPSP field limits (characters).
 NAME_MAX = 31
@@ -151,7 +152,7 @@ class _EntryParser:
 
     def problem(self, rule: str, field_no: int, message: str, effect: Effect) -> None:
         self.problems.append(
-            Problem(rule, message, effect, self.path, self.number, FIELDS[field_no])
+            book_problem(rule, message, effect, self.path, self.number, FIELDS[field_no])
         )
 
     def fail(self, rule: str, field_no: int, message: str, effect: Effect) -> _Stop:
@@ -301,7 +302,7 @@ def parse_pbk(
             continue  # ignored, but still read: a later line may void the whole file
         if not line.text.isascii():
             problems.append(
-                Problem(
+                book_problem(
                     "cpsp-ascii",
                     "the entry holds non-ASCII characters",
                     Effect.WARNING,

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from opencm.phonebook.problems import Effect, Problem
+from opencm.phonebook.problems import Effect, book_problem
+from opencm.problems import Problem
 
 NAME_MAX = 31
 _FIRST_LINE = re.compile(r"([^\r\n]*)(\r\n|\n|\r|$)")
@@ -50,7 +51,7 @@ def parse_pbr(data: bytes, path: str | Path | None = None) -> PbrRead:
         tokens.pop()  # the terminator of the last name
     if not count_text.isdigit() or not count_text.isascii():
         problems.append(
-            Problem(
+            book_problem(
                 "cpsp-pbr-count",
                 f"the first line must be the number of regions, found {count_text!r}: every POP "
                 "of the phone book is ignored",
@@ -69,7 +70,7 @@ def parse_pbr(data: bytes, path: str | Path | None = None) -> PbrRead:
     for token in tokens:
         if len(token) > NAME_MAX:
             problems.append(
-                Problem(
+                book_problem(
                     "cpsp-pbr-name-length",
                     f"{len(token)} characters, at most {NAME_MAX}: the excess is ignored",
                     Effect.FIELD,
@@ -86,7 +87,7 @@ def parse_pbr(data: bytes, path: str | Path | None = None) -> PbrRead:
         position += 2 if separator == "\r\n" else 1
     if count < len(names):
         problems.append(
-            Problem(
+            book_problem(
                 "cpsp-pbr-count-small",
                 f"the count says {count} regions but {len(names)} names follow: the extra names "
                 "are ignored",
@@ -99,7 +100,7 @@ def parse_pbr(data: bytes, path: str | Path | None = None) -> PbrRead:
         names = names[:count]
     elif count > len(names):
         problems.append(
-            Problem(
+            book_problem(
                 "cpsp-pbr-count-large",
                 f"the count says {count} regions but only {len(names)} names follow: all of them "
                 "are read",

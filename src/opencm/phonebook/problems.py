@@ -1,15 +1,18 @@
-"""What a reader found wrong in a file, and what the format's rules made it do about it."""
+"""What MS-CPSP's rules make a phone-book reader do about a problem it finds.
+
+The problem itself is :class:`opencm.problems.Problem` (one type and one rendering for every
+checker); a phone-book problem names the MS-CPSP rule that fired and its :class:`Effect`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import Enum
+import enum
 from pathlib import Path
 
-from opencm.errors import where
+from opencm.problems import Problem, Severity
 
 
-class Effect(Enum):
+class Effect(enum.StrEnum):
     """The consequence MS-CPSP prescribes for a problem (its "MUST be ignored" rules)."""
 
     WARNING = "warning"  # the value is still used (dialing may fail)
@@ -18,19 +21,19 @@ class Effect(Enum):
     FOLLOWING = "following"  # this entry (if stated) and every later entry are ignored
     ALL = "all"  # every entry in the file is ignored
 
+    @property
+    def severity(self) -> Severity:
+        """A warning when the value is still used; an error when the reader dropped something."""
+        return Severity.WARNING if self is Effect.WARNING else Severity.ERROR
 
-@dataclass(frozen=True)
-class Problem:
-    """One rule that fired, at a file, line and field."""
 
-    rule: str
-    message: str
-    effect: Effect
-    path: str | Path | None = None
-    line: int | None = None
-    field: str | None = None
-
-    def __str__(self) -> str:
-        location = where(self.path, self.line, self.field)
-        text = f"{self.message} [{self.rule}; effect: {self.effect.value}]"
-        return f"{location}: {text}" if location else text
+def book_problem(
+    rule: str,
+    message: str,
+    effect: Effect,
+    path: str | Path | None = None,
+    line: int | None = None,
+    field: str | None = None,
+) -> Problem:
+    """One MS-CPSP rule that fired, at a file, line and field."""
+    return Problem(message, path, line, field, severity=effect.severity, rule=rule, effect=effect)

@@ -20,7 +20,7 @@ from pathlib import Path
 from opencm.errors import InputError
 from opencm.phonebook.pbk import Pop, parse_pbk
 from opencm.phonebook.pbr import parse_pbr
-from opencm.phonebook.problems import Problem
+from opencm.problems import Problem
 from opencm.profile.isp import IspFilters, read_isp_filters
 from opencm.profile.model import ServiceProfile, resolve_case_insensitive
 from opencm.profile.rasbook import require_pop_book
@@ -116,7 +116,14 @@ def read_offered(profile: ServiceProfile) -> PhoneBookView:
         require_pop_book(data, pbk_path, "the profile's [ISP] PBFile (dial-up POPs)")
         regions: list[str] = []
         if pbr_path is not None:
-            pbr = parse_pbr(pbr_path.read_bytes(), pbr_path)
+            try:
+                pbr_data = pbr_path.read_bytes()
+            except OSError as error:
+                raise InputError(
+                    f"cannot read the region file ([ISP] RegionFile): {error.strerror}",
+                    path=pbr_path,
+                ) from error
+            pbr = parse_pbr(pbr_data, pbr_path)
             problems += pbr.problems
             if pbr.voids_phone_book:
                 continue

@@ -26,34 +26,27 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from opencm.errors import InputError, RefusedError
-from opencm.fsutil import atomic_write, fsync_dir
+from opencm.fsutil import atomic_write, atomic_write_folder
+from opencm.phonebook import limits
 
 RELEASE_FORMAT = "opencm-release/1"
 MANIFEST = "release.json"
 CURRENT = "CURRENT"
 LOCK = ".lock"
 
-#: Phone-book names as the seed allows them: up to 8 letters, digits or underscores, not all
-#: digits. Checked again here because the name becomes a folder name.
-_BOOK_NAME = re.compile(r"^[A-Za-z0-9_]{1,8}$")
 _FILE_NAME = re.compile(r"^(full|delta-[0-9]{1,5})\.cab(\.minisig)?$")
 
 
 def check_book_name(name: str) -> str:
-    if not _BOOK_NAME.match(name) or name.isdigit():
-        raise InputError(
-            f"phone book name {name!r} must be 1-8 letters, digits or '_', not all digits",
-            field="pb",
-        )
-    return name
+    """The phone-book name rule (:func:`opencm.phonebook.limits.is_book_name`), checked again
+    here because the name becomes a folder name."""
+    return limits.check_book_name(name, field="pb")
 
 
 @dataclass(frozen=True)
@@ -173,21 +166,7 @@ def _publish_locked(
     final = book_dir / str(version)
     if final.exists():
         raise RefusedError(f"{book} version {version} is already in the store", path=final)
-    incoming = Path(tempfile.mkdtemp(prefix=f".incoming-{version}-", dir=book_dir))
-    try:
-        for name, data in {**files, MANIFEST: manifest}.items():
-            with open(incoming / name, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.chmod(incoming, 0o755)
-        fsync_dir(incoming)
-        os.rename(incoming, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(incoming)
-        raise
-    fsync_dir(book_dir)
+    atomic_write_folder(final, {**files, MANIFEST: manifest})
     atomic_write(book_dir / CURRENT, f"{version}\n".encode())
     return load_release(store, book, version)
 
@@ -223,5 +202,5 @@ def list_books(store: Path) -> list[str]:
     return sorted(
         entry.name
         for entry in store.iterdir()
-        if entry.is_dir() and _BOOK_NAME.match(entry.name) and (entry / CURRENT).exists()
+        if entry.is_dir() and limits.is_book_name(entry.name) and (entry / CURRENT).exists()
     )

@@ -27,7 +27,7 @@ from typing import Any
 
 import minisign
 
-from opencm.errors import InputError, OpencmError, RefusedError
+from opencm.errors import DiskFullError, InputError, OpencmError, RefusedError, is_disk_full
 from opencm.paths import data_home
 from opencm.phonebook import limits
 from opencm.phonebook.pbk import Pop, format_pbk, format_pop, parse_pbk
@@ -232,6 +232,8 @@ class Workspace:
             self.db.execute("PRAGMA cache_size = -65536")  # 64 MiB: 65,000-POP imports
             self._migrate()
         except sqlite3.DatabaseError as error:
+            if is_disk_full(error, self.path):
+                raise DiskFullError(self.path) from error
             raise InputError(
                 f"not a usable workspace database ({error})", path=self.path
             ) from error
@@ -260,10 +262,14 @@ class Workspace:
             ) from error
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as error:
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.DatabaseError):
+                    self.db.execute("ROLLBACK")
+            if is_disk_full(error, self.path):
+                raise DiskFullError(self.path) from error
             raise
-        self.db.execute("COMMIT")
 
     def _migrate(self) -> None:
         (version,) = self.db.execute("PRAGMA user_version").fetchone()

@@ -10,38 +10,9 @@ both together, is :func:`opencm.actions.check.check_profile`.
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-from pathlib import Path
-
+from opencm.problems import Problem, Severity, sort_problems
 from opencm.profile.ini import IniFile
 from opencm.profile.model import CM, ServiceProfile
-
-
-class Severity(enum.StrEnum):
-    WARNING = "warning"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Problem:
-    severity: Severity
-    path: Path | None
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else f"{self.path}"
-        return f"{where}: {self.severity}: {self.message}"
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "severity": str(self.severity),
-            "path": str(self.path) if self.path else None,
-            "line": self.line,
-            "message": self.message,
-        }
-
 
 #: Integer keys of ``[Connection Manager]`` whose garbage values CM would silently replace.
 INTEGER_KEYS = (
@@ -115,14 +86,12 @@ def check_ini_structure(ini: IniFile, *, keys_need_equals: bool) -> list[Problem
 
 
 def _warn(ini: IniFile, line: int, message: str) -> Problem:
-    return Problem(Severity.WARNING, ini.path, line, message)
+    return Problem(message, ini.path, line)
 
 
 def check_profile_files(profile: ServiceProfile) -> list[Problem]:
     """The problems of the profile's files as INI files, in file then line order."""
-    problems: list[Problem] = [
-        Problem(Severity.WARNING, profile.cms_path, None, note) for note in profile.notes
-    ]
+    problems: list[Problem] = [Problem(note, profile.cms_path) for note in profile.notes]
     if profile.cmp is not None:
         problems += check_ini_structure(profile.cmp, keys_need_equals=True)
     problems += check_ini_structure(profile.cms, keys_need_equals=True)
@@ -131,17 +100,10 @@ def check_profile_files(profile: ServiceProfile) -> list[Problem]:
         problems += check_ini_structure(profile.inf, keys_need_equals=False)
     if not profile.cms.has_section(CM):
         problems.append(
-            Problem(Severity.ERROR, profile.cms_path, None, "no [Connection Manager] section")
+            Problem("no [Connection Manager] section", profile.cms_path, severity=Severity.ERROR)
         )
     profile.cms.diagnostics.clear()
     for key in INTEGER_KEYS:
         profile.cms.get_int(CM, key, 0)
-    problems += [
-        Problem(Severity.WARNING, d.path, d.line, d.message) for d in profile.cms.diagnostics
-    ]
+    problems += profile.cms.diagnostics
     return sort_problems(problems)
-
-
-def sort_problems(problems: list[Problem]) -> list[Problem]:
-    """File then line order (the order ``opencm profile check`` prints)."""
-    return sorted(problems, key=lambda p: (str(p.path), p.line or 0))

@@ -33,6 +33,7 @@ from typing import Any, Self, SupportsIndex
 
 from opencm.errors import InputError
 from opencm.fsutil import atomic_write
+from opencm.problems import Problem
 
 _EOL = re.compile(r"\r\n|\n|\r")
 #: Characters str.splitlines() also breaks on; INI files only break on CR and LF.
@@ -186,18 +187,6 @@ class ContentLine:
     line: int
 
 
-@dataclass(frozen=True)
-class Diagnostic:
-    """Something a reader should know about a file, tied to a line."""
-
-    path: Path | None
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path or '<profile>'}:{self.line}: {self.message}"
-
-
 def _check_writable_names(section: str, key: str) -> None:
     """Refuse a section or key name that would not read back as itself.
 
@@ -291,7 +280,7 @@ class IniFile:
         self.default_eol = "\r\n"
         #: Warnings from look-ups (integers that were not integers, …), in the order met;
         #: the caller decides where they are shown (``profile check``, the CLI's stderr, a log).
-        self.diagnostics: list[Diagnostic] = []
+        self.diagnostics: list[Problem] = []
 
     @property
     def lines(self) -> list[Line]:
@@ -428,7 +417,8 @@ class IniFile:
         return None if found is None else found[0] + 1
 
     def get_int(self, section: str, key: str, default: int) -> int:
-        """An integer the way seed 001 describes: ``1.1`` reads as 1, garbage gives ``default``.
+        """An integer the way "Custom actions keys" describes: ``1.1`` reads as 1, garbage gives
+        ``default``.
 
         Hex (``0x0040``, as in ``[ISP]`` masks) is accepted. Anything not a clean integer leaves
         a diagnostic naming the file and line.
@@ -461,7 +451,7 @@ class IniFile:
         return self.get_int(section, key, int(default)) != 0
 
     def _warn(self, index: int, message: str) -> None:
-        diagnostic = Diagnostic(self.path, index + 1, message)
+        diagnostic = Problem(message, self.path, index + 1)
         if diagnostic not in self.diagnostics:
             self.diagnostics.append(diagnostic)
 

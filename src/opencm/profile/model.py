@@ -1,8 +1,8 @@
 """A service profile on disk: the ``.cmp``, the ``.cms`` it points at, and the ``.inf``.
 
-The installed layout follows the seed: the ``.cmp`` sits in a folder, and beside it a folder
-named by the profile's short (eight-character) name holds the ``.cms``, the phone book and the
-action programs::
+The installed layout follows "How Connection Manager Works": the ``.cmp`` sits in a folder, and
+beside it a folder named by the profile's short (eight-character) name holds the ``.cms``, the phone
+book and the action programs::
 
     Cm/CONTOSO.cmp             [Connection Manager] CMSFile=CONTOSO\\CONTOSO.cms
     Cm/CONTOSO/CONTOSO.cms
@@ -57,6 +57,10 @@ def resolve_case_insensitive(base: Path, windows_path: str) -> Path:
     nothing are kept as written, so the result names what was looked for.
     """
     text = windows_path.strip().replace("\\", "/")
+    if "\0" in text:
+        raise InputError(f"the path {windows_path!r} contains a NUL character")
+    if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in text.split("/")):
+        raise InputError(f"the path {windows_path!r} has a name longer than 255 bytes")
     if text.startswith("/"):
         return Path(text)
     current = base
@@ -115,7 +119,10 @@ class ServiceProfile:
         return self.cms.get(CM, "ServiceName") or self.short_name
 
     def resolve(self, windows_path: str) -> Path:
-        return resolve_case_insensitive(self.profile_dir, windows_path)
+        try:
+            return resolve_case_insensitive(self.profile_dir, windows_path)
+        except InputError as error:
+            raise InputError(error.message, path=self.cms_path) from None
 
     def supported_types(self) -> list[ConnectionType]:
         """Connection types the profile offers, from ``Dialup``/``Direct``/``Tunnel``."""

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from opencm.errors import InputError, where
+from opencm.errors import InputError
+from opencm.problems import Problem
+from opencm.profile.model import ServiceProfile
 
 #: ``Type=`` values (RASET_*): only VPN entries become links.
 ENTRY_TYPES = {1: "phone", 2: "vpn", 3: "direct", 4: "internet", 5: "broadband"}
@@ -154,22 +156,11 @@ class RasEntry:
         return groups
 
 
-@dataclass(frozen=True)
-class RasProblem:
-    message: str
-    path: str | Path | None
-    line: int | None
-    field: str | None = None
-
-    def __str__(self) -> str:
-        return f"{where(self.path, self.line, self.field)}: {self.message}"
-
-
 @dataclass
 class RasBook:
     path: str | Path | None
     entries: list[RasEntry]
-    problems: list[RasProblem]
+    problems: list[Problem]
 
     def entry(self, name: str) -> RasEntry | None:
         wanted = name.casefold()
@@ -179,7 +170,7 @@ class RasBook:
 def parse_ras(data: bytes, path: str | Path | None = None) -> RasBook:
     """Read a RAS phone book; never raises for its content."""
     entries: list[RasEntry] = []
-    problems: list[RasProblem] = []
+    problems: list[Problem] = []
     current: RasEntry | None = None
     for number, raw in enumerate(decode_book(data).splitlines(), start=1):
         text = raw.strip()
@@ -188,7 +179,7 @@ def parse_ras(data: bytes, path: str | Path | None = None) -> RasBook:
         if text.startswith("["):
             if not text.endswith("]") or len(text) < 3:
                 problems.append(
-                    RasProblem("expected an entry header `[name]`", path, number, text[:40])
+                    Problem("expected an entry header `[name]`", path, number, text[:40])
                 )
                 current = None
                 continue
@@ -197,11 +188,11 @@ def parse_ras(data: bytes, path: str | Path | None = None) -> RasBook:
             continue
         key, equals, value = raw.partition("=")
         if not equals or not key.strip():
-            problems.append(RasProblem("expected `Key=value`", path, number, text[:40]))
+            problems.append(Problem("expected `Key=value`", path, number, text[:40]))
             continue
         if current is None:
             problems.append(
-                RasProblem("a key before the first `[entry]` header", path, number, key.strip())
+                Problem("a key before the first `[entry]` header", path, number, key.strip())
             )
             continue
         current.keys.append(RasKey(key.strip(), value.strip(), number))
@@ -327,6 +318,23 @@ def map_entry(entry: RasEntry) -> EntryMapping:
     return _mapping(entry, Verdict.UNSUPPORTED, protocols[0] if protocols else "none", reason)
 
 
+def ras_hint(profile: ServiceProfile) -> str:
+    """For a profile without opencm links: what its RAS phone book offers, and what to run."""
+    book = profile.phonebook_path()
+    try:
+        data = book.read_bytes() if book is not None and book.is_file() else b""
+    except OSError:
+        return ""
+    if sniff_phonebook(data) is not BookKind.RAS:
+        return ""
+    mappings = [map_entry(entry) for entry in parse_ras(data, book).entries]
+    told = "; ".join(f"RAS entry {m.entry!r}: {m.reason}" for m in mappings[:3])
+    return (
+        f". The profile's phone book is a Windows RAS book ({told}): run `opencm import` on"
+        " the profile to turn its entries into opencm links (docs/migrating.md)"
+    )
+
+
 __all__ = [
     "EAP_CREDENTIALS",
     "VPN_STRATEGIES",
@@ -335,11 +343,11 @@ __all__ = [
     "RasBook",
     "RasEntry",
     "RasKey",
-    "RasProblem",
     "Verdict",
     "decode_book",
     "map_entry",
     "parse_ras",
+    "ras_hint",
     "require_pop_book",
     "sniff_phonebook",
 ]

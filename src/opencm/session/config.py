@@ -12,24 +12,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opencm.errors import InputError
-from opencm.links.api import DialEntry
+from opencm.links import registry
+from opencm.links.api import PROFILE_KEYS, DialEntry, ProfileKeys
 from opencm.phonebook.dialing import DialChoice, choose_numbers
 from opencm.profile.model import CM, ConnectionType, ServiceProfile
+from opencm.profile.rasbook import ras_hint
 from opencm.profile.usersettings import UserSettings
 
 OPENCM = "opencm"
-#: ``Link&<name>`` values and the dialer each one names.
-LINK_DIALERS = {
-    "openvpn": "openvpn",
-    "wireguard": "wireguard",
-    "networkmanager": "networkmanager",
-    "ikev2": "ikev2",
-}
+#: How a missing required key is named: "the openvpn config file of server 'Main' is missing".
+KEY_WORDS = {"Config": "config file", "Connection": "connection"}
 MAX_SERVERS = 1000
 
 
-class UserValueMissing(InputError):
-    """A value the profile leaves to the user (``ask``) that the user has not set."""
+class LeftToTheUser(InputError):
+    """A dial-up value the profile leaves to each user (``ask``) that this user has not set:
+    only a connection that dials needs it, so a direct connection goes ahead without it."""
 
 
 @dataclass
@@ -37,8 +35,6 @@ class DialState:
     """What the last dial-up entry was made from (for ``%PopName%``/``%CurrentFavorite%``)."""
 
     choice: DialChoice | None = None
-    #: Why the dial-up entry cannot be made now; raised only when a connection dials.
-    error: InputError | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +60,8 @@ class SessionConfig:
     #: ``[Connection Manager] UseSameUserName``: double dial sends the tunnel's credentials to
     #: the dial-up server too.
     use_same_credentials: bool = False
+    #: Why there is no dial-up entry although the profile dials: a value left to the user.
+    dial_problem: LeftToTheUser | None = None
 
     @property
     def service_name(self) -> str:
@@ -75,7 +73,7 @@ class SessionConfig:
         if stage == "tunnel":
             entries = list(self.tunnel_entries)
         elif self.dial_entries:
-            # Read at each dial, after the pre-dial actions (Microsoft's "Custom Actions": "a
+            # Read at each dial, after the pre-dial actions ("Incorporating Custom Actions": "a
             # program to change the telephone number"), from the user's .cmp.
             entries = dial_entries(self.profile, self.dun, self.netns, self.dial_state)
         else:
@@ -113,12 +111,13 @@ class SessionConfig:
             )
         if connection_type.tunnels and not self.tunnel_entries:
             raise InputError(
-                "a tunnel needs a VPN server: [opencm] VpnServer0 is missing",
+                "a tunnel needs a VPN server: [opencm] VpnServer0 is missing"
+                + ras_hint(self.profile),
                 path=self.profile.cms_path,
                 field="[opencm] VpnServer0",
             )
-        if connection_type.dials and self.dial_state.error is not None:
-            raise self.dial_state.error  # e.g. ModemDevice=ask and the user has not set theirs
+        if connection_type.dials and self.dial_problem is not None:
+            raise self.dial_problem
         if connection_type.dials and not self.dial_entries:
             raise InputError(
                 "dial-up needs a modem: [opencm] ModemDevice is missing",
@@ -146,6 +145,22 @@ def _required(profile: ServiceProfile, key: str, what: str) -> str:
     return value
 
 
+def _link_keys(profile: ServiceProfile, server: str, link: str) -> ProfileKeys:
+    """What the tunnel dialer ``link`` reads, from the registry (the one list of dialers); a
+    plug-in the allow list refuses raises RefusedError naming the allow list and this key."""
+    try:
+        return registry.tunnel_link(
+            link, named_by=f"[{OPENCM}] Link&{server} in {profile.cms_path}"
+        )
+    except InputError as error:
+        raise InputError(
+            error.message,
+            path=profile.cms_path,
+            line=profile.cms.line_of(OPENCM, f"Link&{server}"),
+            field=f"[{OPENCM}] Link&{server}",
+        ) from error
+
+
 def _tunnel_entries(
     profile: ServiceProfile, netns: str | None, addresses: dict[str, str]
 ) -> list[DialEntry]:
@@ -154,33 +169,32 @@ def _tunnel_entries(
         name = (profile.cms.get(OPENCM, f"VpnServer{index}") or "").strip()
         if not name:
             break  # like the action sections, the list ends at the first missing number
-        link = (profile.cms.get(OPENCM, f"Link&{name}") or "openvpn").strip().casefold()
-        if link not in LINK_DIALERS:
-            raise InputError(
-                f"expected one of {', '.join(LINK_DIALERS)}, got '{link}'",
-                path=profile.cms_path,
-                line=profile.cms.line_of(OPENCM, f"Link&{name}"),
-                field=f"[{OPENCM}] Link&{name}",
-            )
-        # Each dialer takes only its own settings (it rejects others): the address is kept
-        # for %TunnelServerAddress% until the link reports the server it reached.
-        settings: dict[str, str] = {}
+        link = (profile.cms.get(OPENCM, f"Link&{name}") or registry.DEFAULT_LINK).strip().casefold()
+        keys = _link_keys(profile, name, link)
+        # The address is kept for %TunnelServerAddress% until the link reports the server it
+        # reached; the dialer gets only the keys it declares (profile_keys).
         address = (profile.cms.get(OPENCM, f"Address&{name}") or "").strip()
         if address:
             addresses[name] = address
-        config = (profile.cms.get(OPENCM, f"Config&{name}") or "").strip()
-        if config:
-            settings["config"] = str(profile.resolve(config))
-        elif link in ("openvpn", "wireguard", "ikev2"):
-            _required(profile, f"Config&{name}", f"the {link} config file of server '{name}'")
-        connection = (profile.cms.get(OPENCM, f"Connection&{name}") or "").strip()
-        if connection:
-            settings["connection"] = connection
-        elif link == "networkmanager":
-            _required(profile, f"Connection&{name}", f"the NetworkManager connection of '{name}'")
-        if netns and link != "networkmanager":  # NetworkManager has its own namespaces
+        settings: dict[str, str] = {}
+        for key, setting in PROFILE_KEYS.items():
+            field_name = f"{key}&{name}"
+            value = (profile.cms.get(OPENCM, field_name) or "").strip()
+            if value and key not in keys.reads:
+                raise InputError(
+                    f"the {link} link does not read {key}& (it reads: "
+                    f"{', '.join(k + '&' for k in keys.reads) or 'no per-server keys'})",
+                    path=profile.cms_path,
+                    line=profile.cms.line_of(OPENCM, field_name),
+                    field=f"[{OPENCM}] {field_name}",
+                )
+            if value:
+                settings[setting] = str(profile.resolve(value)) if key == "Config" else value
+            elif key in keys.required:
+                _required(profile, field_name, f"the {link} {KEY_WORDS[key]} of server '{name}'")
+        if netns and keys.netns:
             settings["netns"] = netns
-        entries.append(DialEntry(name=name, dialer=LINK_DIALERS[link], settings=settings))
+        entries.append(DialEntry(name=name, dialer=link, settings=settings))
     return entries
 
 
@@ -206,7 +220,7 @@ def _modem_value(profile: ServiceProfile, user: UserSettings, key: str) -> str:
         return value
     mine = user.get(key)
     if not mine:
-        raise UserValueMissing(
+        raise LeftToTheUser(
             f"the profile leaves {key} to you: set it with "
             f"`opencm profile set {profile.cmp_path or profile.cms_path} opencm {key} VALUE`",
             path=profile.cmp_path or profile.cms_path,
@@ -242,18 +256,6 @@ def dial_entries(
     return [DialEntry(name=dun, dialer="modem", settings=settings)]
 
 
-def _dial_entries_or_error(
-    profile: ServiceProfile, dun: str, netns: str | None, state: DialState
-) -> list[DialEntry]:
-    """The dial-up entry, or none with the reason kept: a direct connection of a profile that
-    also dials must not fail over a dial-up value the user has not set."""
-    try:
-        return dial_entries(profile, dun, netns, state)
-    except UserValueMissing as error:
-        state.error = error
-        return []
-
-
 def session_config(profile: ServiceProfile) -> SessionConfig:
     """Read a loaded profile; raises :class:`InputError` naming the key that is wrong."""
     netns = (profile.cms.get(OPENCM, "Netns") or "").strip() or None
@@ -266,6 +268,11 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
     addresses: dict[str, str] = {}
     dial_state = DialState()
     tunnel_entries = tuple(_tunnel_entries(profile, netns, addresses))
+    dial_problem: LeftToTheUser | None = None
+    try:
+        dialup = tuple(dial_entries(profile, dun, netns, dial_state))
+    except LeftToTheUser as problem:
+        dialup, dial_problem = (), problem
     return SessionConfig(
         profile=profile,
         supported_types=types,
@@ -277,7 +284,8 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
         tunnel_dun=tunnel_dun,
         tunnel_entries=tunnel_entries,
         addresses=addresses,
-        dial_entries=tuple(_dial_entries_or_error(profile, dun, netns, dial_state)),
+        dial_entries=dialup,
+        dial_problem=dial_problem,
         dial_state=dial_state,
         use_same_credentials=profile.cms.get_bool(CM, "UseSameUserName", False),
         netns=netns,
@@ -287,7 +295,6 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
 
 
 __all__ = [
-    "LINK_DIALERS",
     "OPENCM",
     "DialState",
     "SessionConfig",

@@ -73,9 +73,13 @@ def needs_credentials(profile: ServiceProfile) -> bool:
 
 def _keyring() -> Any | None:
     try:
-        return importlib.import_module("keyring")
+        module = importlib.import_module("keyring")
     except ImportError:
         return None
+    # keyring's "fail" backend (no Secret Service on this desktop) has priority 0: use the file.
+    if getattr(module.get_keyring(), "priority", 1) <= 0:
+        return None
+    return module
 
 
 def _store_file(profile: ServiceProfile, kind: str = LOGON) -> Path:

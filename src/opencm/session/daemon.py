@@ -23,7 +23,7 @@ import signal
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -561,6 +561,8 @@ class Daemon:
         events.redial_delay = session.config.redial_delay
         prompt.events = events
         session.log.subscribe(events.on_log)
+        if snapshot is not None:
+            session.log.subscribe(self._book_writer(snapshot, prepared))
         managed = Managed(session, engine, prompt, events, origin=origin, snapshot=snapshot)
         self.sessions[session.id] = managed
         session.machine.subscribe(lambda _row: self.notify())
@@ -602,6 +604,30 @@ class Daemon:
         if self.sessions.get(managed.session.id) is managed:
             del self.sessions[managed.session.id]
             self.notify()
+
+    def _book_writer(
+        self, snapshot: Snapshot, prepared: Prepared
+    ) -> Callable[[str, dict[str, Any]], None]:
+        """A user's session runs from the daemon's copy: a phone book its post-connect update
+        applied there is installed back into the all-users profile (in a worker thread)."""
+
+        def on_log(kind: str, fields: dict[str, Any]) -> None:
+            if kind != "phonebook-update" or fields.get("result") != "applied":
+                return
+            assert self._group is not None
+            self._group.start_soon(self._install_book_back, snapshot, prepared)
+
+        return on_log
+
+    async def _install_book_back(self, snapshot: Snapshot, prepared: Prepared) -> None:
+        try:
+            await anyio.to_thread.run_sync(snapshot.install_book_back, prepared.profile)
+        except (OpencmError, OSError) as error:
+            print(
+                f"opencm daemon: the updated phone book of {snapshot.origin} could not be "
+                f"installed: {error}",
+                flush=True,
+            )
 
     async def _open_profile(self, path: str, uid: int) -> tuple[Prepared, str, Snapshot | None]:
         """Read the profile for ``uid`` in a worker thread, bounded in time: for a user of the

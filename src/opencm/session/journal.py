@@ -23,9 +23,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
-import os
-import signal
-import time
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ import anyio
 
 from opencm.fsutil import atomic_write, fsync_dir
 from opencm.links.api import LinkInfo
+from opencm.process import ProcessMark, end_process
 
 VERSION = 1
 
@@ -48,45 +47,6 @@ class DisconnectState(enum.StrEnum):
     DONE = "done"
 
 
-@dataclass(frozen=True)
-class ProcessMark:
-    """A process and what makes it recognisable after a restart (a PID alone can be reused)."""
-
-    pid: int
-    start_time: str
-    cmdline: list[str]
-
-    @classmethod
-    def of(cls, pid: int) -> ProcessMark | None:
-        start, cmdline = _proc_identity(pid)
-        # Just after exec, and while a process exits, the kernel shows an empty command line: a
-        # mark taken then could never match again. Wait briefly for it (a busy machine makes
-        # that window milliseconds long); a process that keeps it empty is not one to record.
-        deadline = time.monotonic() + 0.2
-        while start is not None and not cmdline and time.monotonic() < deadline:
-            time.sleep(0.002)
-            start, cmdline = _proc_identity(pid)
-        return None if start is None or not cmdline else cls(pid, start, cmdline)
-
-    def still_ours(self) -> bool:
-        start, cmdline = _proc_identity(self.pid)
-        return start == self.start_time and cmdline == self.cmdline
-
-
-def _proc_identity(pid: int) -> tuple[str | None, list[str]]:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None, []
-    # Field 22 (start time in clock ticks since boot) follows the ")" that ends the command name.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields and fields[0] == "Z":
-        return None, []  # a zombie is already gone; only its parent can reap it
-    cmdline = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-    return fields[19], cmdline
-
-
 def handle_pids(handle: Mapping[str, str]) -> list[int]:
     """PIDs a dialer names in its handle: keys ``pid``, ``*_pid`` or ``pids`` (comma-separated)."""
     pids: list[int] = []
@@ -94,24 +54,6 @@ def handle_pids(handle: Mapping[str, str]) -> list[int]:
         if key == "pid" or key.endswith("_pid") or key == "pids":
             pids.extend(int(part) for part in str(value).split(",") if part.strip().isdigit())
     return pids
-
-
-def end_process(mark: ProcessMark, grace: float = 3.0) -> str:
-    """SIGTERM, then SIGKILL after ``grace`` seconds; only if the PID is still the same program."""
-    if not mark.still_ours():
-        return "gone"
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(mark.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not mark.still_ours():
-            return "terminated"
-        time.sleep(0.05)
-    if mark.still_ours():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(mark.pid, signal.SIGKILL)
-        return "killed"
-    return "terminated"
 
 
 @dataclass
@@ -135,6 +77,12 @@ class JournalEntry:
                 "processes": [vars(mark) for mark in marks],
             }
         )
+        self.data["starting"] = []  # the link is up: its processes are recorded with it
+        self.save()
+
+    def set_starting(self, marks: list[ProcessMark]) -> None:
+        """The helpers a dial still in progress has started (ended by a recovery)."""
+        self.data["starting"] = [vars(mark) for mark in marks]
         self.save()
 
     def set_macros(self, macros: Mapping[str, str]) -> None:
@@ -187,6 +135,44 @@ class JournalEntry:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         fsync_dir(self.path.parent)
+
+
+class DialStarts:
+    """The helpers one dial starts, each journaled the moment it starts.
+
+    A link's processes are journaled with the link once it is up; until then a daemon killed
+    mid-dial (OpenVPN still connecting) would lose their PIDs and leave them running for good.
+    The dialer reports each start (``opencm.links.proc.watching_starts``) on the event loop
+    while a worker thread may be opening the entry: a lock orders the two.
+    """
+
+    def __init__(self, entry: JournalEntry | None) -> None:
+        self._lock = threading.Lock()
+        self._entry = entry
+        self._marks: list[ProcessMark] = []
+
+    def started(self, pid: int) -> None:
+        mark = ProcessMark.started(pid)
+        if mark is None:
+            return
+        with self._lock:
+            self._marks.append(mark)
+            if self._entry is not None:
+                self._entry.set_starting(self._marks)
+
+    def attach(self, entry: JournalEntry | None) -> None:
+        """The entry now exists (opened by the worker thread): write what started so far."""
+        with self._lock:
+            self._entry = entry
+            if entry is not None and self._marks:
+                entry.set_starting(self._marks)
+
+    def failed(self) -> None:
+        """The dial failed and its dialer ended what it started."""
+        with self._lock:
+            self._marks.clear()
+            if self._entry is not None and self._entry.data.get("starting"):
+                self._entry.set_starting([])
 
 
 class Journal:
@@ -272,6 +258,9 @@ async def recover(
             report.note = "disconnect actions had started before the crash: not run again"
         else:
             report.note = f"no disconnect actions owed (state {entry.data.get('disconnect')})"
+        for raw in entry.data.get("starting", []):  # a dial the crash interrupted
+            mark = ProcessMark(int(raw["pid"]), str(raw["start_time"]), list(raw["cmdline"]))
+            report.processes[mark.pid] = await anyio.to_thread.run_sync(end_process, mark)
         for link in reversed(entry.data.get("links", [])):
             for raw in link.get("processes", []):
                 mark = ProcessMark(int(raw["pid"]), str(raw["start_time"]), list(raw["cmdline"]))
@@ -290,12 +279,11 @@ async def recover(
 
 
 __all__ = [
+    "DialStarts",
     "DisconnectState",
     "Journal",
     "JournalEntry",
-    "ProcessMark",
     "Recovery",
-    "end_process",
     "handle_pids",
     "recover",
 ]

@@ -30,11 +30,12 @@ from opencm.actions.api import (
     RunContext,
 )
 from opencm.errors import OpencmError
+from opencm.links import proc
 from opencm.links.api import Credentials, DialEntry, Dialer, DialError, LinkDown, LinkInfo
 from opencm.session import events
 from opencm.session.config import SessionConfig
 from opencm.session.credentials import stage_credentials
-from opencm.session.journal import JournalEntry
+from opencm.session.journal import DialStarts, JournalEntry
 from opencm.session.log import SessionLog
 from opencm.session.machine import (
     ATTEMPT_STATES,
@@ -452,10 +453,12 @@ class Session:
         journaled after the dial either way (``add_link``), so an entry without links is all a
         crash in between can leave."""
         journal_error: list[Exception] = []
+        starts = DialStarts(self._journal_entry)
 
         def write_journal() -> None:
             try:
                 self._journal_attempt()
+                starts.attach(self._journal_entry)
             except Exception as error:  # the caller raises it once the dial has settled
                 journal_error.append(error)
 
@@ -464,12 +467,16 @@ class Session:
         async with anyio.create_task_group() as group:
             group.start_soon(anyio.to_thread.run_sync, write_journal)
             try:
-                info = await dialer.dial(
-                    entry,
-                    self._stage_credentials.get(stage, self.credentials),
-                    self._on_link_down,
-                )
-            except Exception as error:  # re-raised as is once the journal write has finished
+                with proc.watching_starts(starts.started):
+                    info = await dialer.dial(
+                        entry,
+                        self._stage_credentials.get(stage, self.credentials),
+                        self._on_link_down,
+                    )
+            except BaseException as error:  # re-raised as is once the journal write has finished
+                starts.failed()
+                if not isinstance(error, Exception):
+                    raise
                 dial_error = error
         if dial_error is not None:
             raise dial_error
@@ -569,7 +576,11 @@ class Session:
                 choice = await self.prompt.ask(
                     self.config.service_name, self.options.prompt_timeout
                 )
-                answer = events.PromptAnswered(choice)
+                answer = (
+                    events.PromptTimedOut()
+                    if choice is Choice.TIMED_OUT
+                    else events.PromptAnswered(choice)
+                )
                 group.cancel_scope.cancel()
 
             async def timer() -> None:

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opencm.errors import InputError
+from opencm.phonebook.update import book_files, install_files
 from opencm.profile.ini import IniFile
-from opencm.profile.model import CM
+from opencm.profile.model import CM, ServiceProfile
 from opencm.safepath import Caller, CheckedWalk, UnsafePath, is_under, read_fd, resolve_as
 
 #: Bounds on one copy: a profile is kilobytes to a few megabytes (phone books).
@@ -35,6 +36,7 @@ MAX_FILE = 64 * 1024 * 1024
 MAX_TOTAL = 256 * 1024 * 1024
 MAX_ENTRIES = 4096
 MAX_DEPTH = 8
+_PROFILE_TEXT = frozenset({".cmp", ".cms", ".inf"})
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:|\\\\|//|/)")
 
 
@@ -45,9 +47,41 @@ class Snapshot:
     origin: Path
     root: Path
     target: Path
+    #: The allowed root the origin lies under (its folders were checked from here down).
+    trusted_root: str = "/"
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def installed(self, copied: Path) -> Path:
+        """Where the installed profile has the file or folder ``copied`` (inside the copy)."""
+        depth = len(self.target.relative_to(self.root).parts)
+        return self.origin.parents[depth - 1] / copied.relative_to(self.root)
+
+    def install_book_back(self, profile: ServiceProfile) -> None:
+        """The session's post-connect update changed the copy's phone book: install it where
+        the administrator installed the profile, so every user's next session has it.
+
+        Only the book's ``.pbk``/``.pbr``/``.ver``, already verified against the profile's
+        PhoneBookKey by the update; the installed folder is checked again (still root's alone)
+        before root writes into it."""
+        pbk = profile.phonebook_path()
+        if pbk is None:
+            return
+        service = pbk.parent
+        destination = self.installed(service)
+        walk = CheckedWalk(Caller(0, 0, frozenset({0})), self.trusted_root)
+        os.close(walk.open_dir(str(destination)))
+        copied = book_files(service, pbk.stem)
+        installed = book_files(destination, pbk.stem)
+        install_files(
+            destination,
+            [
+                (installed[suffix], copied[suffix].read_bytes())
+                for suffix in (".pbk", ".pbr", ".ver")
+                if copied[suffix].is_file()
+            ],
+        )
 
 
 @dataclass
@@ -81,7 +115,13 @@ class _Copier:
         self.budget = _Budget()
 
     def file(self, parent: int, shown: str, name: str, dest: Path) -> bytes:
-        fd = self.walk.open_file(parent, shown, name, min(MAX_FILE, self.budget.bytes))
+        # The profile's own text (.cmp, .cms, .inf) is parsed and may be quoted in the user's
+        # errors: the user must be able to read it. Other files (a 0600 key, a config) need
+        # not be: the daemon uses them for the user, never shows them.
+        parsed = Path(name).suffix.casefold() in _PROFILE_TEXT
+        fd = self.walk.open_file(
+            parent, shown, name, min(MAX_FILE, self.budget.bytes), readable=parsed
+        )
         try:
             mode = os.fstat(fd).st_mode
             data = read_fd(fd, min(MAX_FILE, self.budget.bytes), os.path.join(shown, name))
@@ -111,7 +151,7 @@ class _Copier:
                     "daemon may not contain links"
                 )
             if stat.S_ISDIR(info.st_mode):
-                child = self.walk.open_child_dir(fd, shown, name)
+                child = self.walk.open_child_dir(fd, shown, name, readable=False)
                 try:
                     self.tree(child, child_shown, dest / name, depth + 1)
                 finally:
@@ -177,7 +217,7 @@ def snapshot_profile(user_path: str, caller: Caller, roots: Sequence[Path], into
         raise
     finally:
         os.close(folder)
-    return Snapshot(origin=Path(real), root=dest, target=target)
+    return Snapshot(origin=Path(real), root=dest, target=target, trusted_root=trusted)
 
 
 def _copy_from_cmp(copier: _Copier, folder: int, shown: str, name: str, dest: Path) -> Path:
