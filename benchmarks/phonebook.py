@@ -4,7 +4,8 @@ Run: ``.venv/bin/python benchmarks/phonebook.py`` (needs gcab for the cab anchor
 
 Prints, each with its target:
 
-1. import of 65,000 POPs into a new workspace (target < 3 s); the seed caps one import file
+1. import of 65,000 POPs into a new workspace (target < 3 s); "How Connection Manager Works" caps
+one import file
    into an unposted book at 32,000 POPs, so the book is imported as 32,000 + 32,000 + 1,000;
 2. a release with the full cab and five deltas (no target; reported);
 

@@ -15,6 +15,11 @@ APT_PACKAGES=(
     libstrongswan-standard-plugins libstrongswan-extra-plugins sstp-client
     dbus libdbus-1-dev libglib2.0-dev pkg-config
     systemd xdg-utils desktop-file-utils
+    # The desktop client (opencm[gui], PySide6): Qt's X11/offscreen platform libraries, fonts,
+    # and Xvfb + xdotool for its screenshots and the menu entry's end-to-end test.
+    libegl1 libgl1 libfontconfig1 libxkbcommon0 libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0
+    libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0
+    libxcb-xkb1 libxcb-xfixes0 libdbus-1-3 fonts-dejavu-core xvfb xauth xdotool
 )
 
 missing=()

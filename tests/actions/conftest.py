@@ -14,8 +14,9 @@ from opencm.actions.api import RunContext
 from opencm.actions.libhost import LibraryHost
 from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
 
-#: A custom-action library with the seed's signature: it records what it received, then returns
-#: 0, returns -5, crashes or hangs, depending on the entry point called.
+#: A custom-action library with the documented signature ("Incorporating Custom Actions"): it
+#: records what it received, then returns 0, returns -5, crashes or hangs, depending on the entry
+#: point called.
 LIBRARY_SOURCE = r"""
 #include <signal.h>
 #include <stdio.h>

@@ -14,14 +14,14 @@ from opencm.profile.model import ConnectionType
 from tests.actions.conftest import context_for, make_profile
 
 DIALUP, DIRECT, DOUBLE = ConnectionType.DIALUP, ConnectionType.DIRECT, ConnectionType.DOUBLE
-#: Seed 001, "#&Flags": which connections each bit admits (0 admits all).
-SEED_TABLE = {1: {DIRECT}, 2: {DIALUP, DOUBLE}, 4: {DIALUP}, 8: {DIRECT, DOUBLE}}
+#: "Custom actions keys", "#&Flags": which connections each bit admits (0 admits all).
+DOCUMENTED_TABLE = {1: {DIRECT}, 2: {DIALUP, DOUBLE}, 4: {DIALUP}, 8: {DIRECT, DOUBLE}}
 ALL_FLAGS = range(128)  # every combination of the six known bits, and an unknown one (0x40)
 
 
 def expected_to_run(flags: int, connection: ConnectionType, interactive: bool) -> bool:
-    bits = [bit for bit in SEED_TABLE if flags & bit]
-    by_type = not bits or any(connection in SEED_TABLE[bit] for bit in bits)
+    bits = [bit for bit in DOCUMENTED_TABLE if flags & bit]
+    by_type = not bits or any(connection in DOCUMENTED_TABLE[bit] for bit in bits)
     # 0x10 set = "does not interact with the user": only those run unattended.
     return by_type and (interactive or bool(flags & 0x10))
 

@@ -21,7 +21,7 @@ def records(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def test_call_passes_the_seed_arguments_and_the_command_line(
+def test_call_passes_the_documented_arguments_and_the_command_line(
     tmp_path: Path, host: LibraryHost
 ) -> None:
     record = tmp_path / "record.txt"
@@ -54,7 +54,7 @@ def test_call_passes_the_seed_arguments_and_the_command_line(
     ]
 
 
-def test_negative_return_fails_with_the_seed_message_and_stops_a_fatal_point(
+def test_negative_return_fails_with_the_documented_message_and_stops_a_fatal_point(
     tmp_path: Path, host: LibraryHost
 ) -> None:
     record = tmp_path / "record.txt"

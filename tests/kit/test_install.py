@@ -71,7 +71,7 @@ def test_user_install_list_uninstall_with_exact_trees(
     assert (data / "opencm/Cm/CONTOSO/routes.sh").stat().st_mode & 0o111
     assert load_profile(cmp).service_name == "Contoso VPN"
     desktop = (data / "applications/opencm-contoso.desktop").read_text()
-    assert f"Exec=opencm connect {cmp}\n" in desktop
+    assert f"Exec=opencm-gui --profile {cmp}\n" in desktop
     assert "Name=Contoso VPN\n" in desktop
 
     code, out, _ = run_cli(capsys, "list", "--json")
@@ -256,7 +256,7 @@ def test_desktop_entry_quotes_paths_with_spaces(
     roots.env["XDG_DATA_HOME"] = str(spaced)
     install_package(package_of(kit_dir, keys, 2), roots.user, trusted_keys=[keys.public])
     desktop = (spaced / "applications" / "opencm-contoso.desktop").read_text()
-    assert f'Exec=opencm connect "{spaced}/opencm/Cm/CONTOSO.cmp"\n' in desktop
+    assert f'Exec=opencm-gui --profile "{spaced}/opencm/Cm/CONTOSO.cmp"\n' in desktop
 
 
 def test_a_failure_while_writing_leaves_the_installed_version_intact(

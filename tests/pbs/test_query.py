@@ -7,11 +7,11 @@ import pytest
 from opencm.pbs.catalog import DELTA_WINDOW
 from opencm.pbs.query import MAX_QUERY_BYTES, PbsQuery, QueryError, is_endpoint, parse_query
 
-SEED = b"osarch=0&ostype=0&osver=1&cmver=1&lcid=1033&pbver=7&pb=WORLD"
+DOCUMENTED = b"osarch=0&ostype=0&osver=1&cmver=1&lcid=1033&pbver=7&pb=WORLD"
 
 
-def test_the_seed_request_parses() -> None:
-    assert parse_query(SEED) == PbsQuery("WORLD", 7)
+def test_the_documented_request_parses() -> None:
+    assert parse_query(DOCUMENTED) == PbsQuery("WORLD", 7)
 
 
 @pytest.mark.parametrize(

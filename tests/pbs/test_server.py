@@ -1,4 +1,7 @@
-"""The endpoint over real HTTP: the seed's table, names, bad requests, ETag/304, HEAD."""
+"""The endpoint over real HTTP: the documented version table, names, bad requests, ETag/304, HEAD.
+
+The version table is the one "How Connection Manager Works" gives for the Phone Book Service.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +56,9 @@ def ask(served: Served, version: int | str, book: str = "WORLD", **kw: object) -
         (0, "full", "full.cab"),
     ],
 )
-def test_the_seeds_version_table(served: Served, pbver: int, kind: str, cab: str | None) -> None:
+def test_the_documented_version_table(
+    served: Served, pbver: int, kind: str, cab: str | None
+) -> None:
     response = ask(served, pbver)
     assert response.headers["x-opencm-pbs-kind"] == kind
     assert response.headers["x-opencm-pbs-version"] == "10"

@@ -1,4 +1,4 @@
-"""Imports (PBA format and CSV, all or nothing) and the seed's limits at each boundary."""
+"""Imports (PBA format and CSV, all or nothing) and the documented limits at each boundary."""
 
 from __future__ import annotations
 

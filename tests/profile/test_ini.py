@@ -63,7 +63,7 @@ def test_ansi_and_utf8_bom_text() -> None:
     assert utf8.get("connection manager", "ServiceName") == "Zürich 東京"
 
 
-def test_integers_follow_seed_001() -> None:
+def test_integers_follow_custom_actions_keys() -> None:
     ini = IniFile.parse(b"[S]\r\nA=1.1\r\nB=garbage\r\nC=0x0040\r\nD= 7 \r\nE=-3\r\n", "x.cms")
     assert ini.get_int("S", "A", 5) == 1
     assert ini.get_int("S", "B", 5) == 5

@@ -14,7 +14,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def install_contoso(root: Path) -> Path:
-    """The seed's installed layout, with the case mismatches Windows tools leave behind."""
+    """The installed layout of "How Connection Manager Works", with the case mismatches Windows
+    tools leave behind."""
     service = root / "contoso"
     service.mkdir(parents=True)
     (service / "Contoso.cms").write_bytes((FIXTURES / "contoso.cms").read_bytes())

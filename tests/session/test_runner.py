@@ -1,4 +1,4 @@
-"""The seed's connection rules, with real action programs and the scripted dialer double."""
+"""The documented connection rules, with real action programs and the scripted dialer double."""
 
 from __future__ import annotations
 

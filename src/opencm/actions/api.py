@@ -51,7 +51,8 @@ SECTIONS: Mapping[ActionPoint, str] = {
     ActionPoint.ON_ERROR: "On-Error Actions",
 }
 
-#: A failing action at one of these points ends the connection attempt (seeds 000 and 002).
+#: A failing action at one of these points ends the connection attempt ("Incorporating Custom
+#: Actions" and "How Connection Manager Works").
 FATAL_POINTS = frozenset(
     {
         ActionPoint.PRE_INIT,
@@ -66,8 +67,9 @@ FATAL_POINTS = frozenset(
 def point_not_reached(point: ActionPoint, connection_type: ConnectionType) -> str | None:
     """Why a connection of ``connection_type`` never reaches ``point``, or None if it does.
 
-    Seed 000: pre-dial actions run only when a dial-up connection is made, pre-tunnel actions
-    only when a tunnel is set up. The session and ``opencm actions plan`` both ask this.
+    "Incorporating Custom Actions": pre-dial actions run only when a dial-up connection is made,
+    pre-tunnel actions only when a tunnel is set up. The session and ``opencm actions plan`` both
+    ask this.
     """
     if point is ActionPoint.PRE_DIAL and not connection_type.dials:
         return f"a {connection_type.cli_name} connection does not dial"

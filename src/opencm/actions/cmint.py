@@ -1,4 +1,5 @@
-"""Numeric keys the way Connection Manager reads them (seed 001, "Formats and conventions").
+"""Numeric keys the way Connection Manager reads them ("Custom actions keys", under "Formats
+and conventions").
 
 "Each value specified for a numeric key must be an integer. Any noninteger value is truncated to
 an integer or ignored as invalid data. For example, 1.1 is truncated to 1 or ignored."

@@ -53,12 +53,13 @@ def logon_check(allowed: LogonAllowList) -> LogonCheck:
 
 
 def running_text(description: str) -> str:
-    """What the status pane shows while a synchronous action runs (seed 000)."""
+    """What the status pane shows while a synchronous action runs ("Incorporating Custom
+    Actions")."""
     return f"Running Custom Action {description}"
 
 
 def failure_message(description: str, value: int | str) -> str:
-    """The user-facing text of a failed action (seed 000)."""
+    """The user-facing text of a failed action ("Incorporating Custom Actions")."""
     if isinstance(value, int):
         return f"Custom Action {description} failed {value}"
     return f"Custom Action {description} failed: {value}"

@@ -1,9 +1,9 @@
 """The ``N&Flags`` bits: which connections run an action, and how it behaves.
 
-Connection bits (seed 001; 0 means every connection):
+Connection bits ("Custom actions keys"; 0 means every connection):
 
 ====  ===============================================  ======================
-bit   seed wording                                      runs for
+bit   its wording                                       runs for
 ====  ===============================================  ======================
 0x1   "all direct tunnel connections"                   direct
 0x2   "all connections that involve dialing"            dial-up, double
@@ -16,9 +16,9 @@ never narrow: 0x1|0x4 runs for direct and for dial-up, not for double).
 
 Behaviour bits (opencm's reading of the CMAK check boxes; the only real value seen is 48):
 
-- 0x10: the program does *not* interact with the user. The seed's "Program interacts with the
-  user" box is selected by default, which is this bit's absence. Without it, the action is
-  skipped when nobody is at the screen (logon, ``--unattended``).
+- 0x10: the program does *not* interact with the user. The "Program interacts with the
+  user" box of "Incorporating Custom Actions" is selected by default, which is this bit's absence.
+  Without it, the action is skipped when nobody is at the screen (logon, ``--unattended``).
 - 0x20: the program is included in the profile: it is looked up in the profile folder only,
   never on ``PATH``.
 

@@ -7,7 +7,8 @@ Why a host and a child per call:
 
 - a library runs native code; if it crashes or hangs, only the child dies (or is killed by PID
   at the timeout), never opencm;
-- CM unloads the DLL after the call (seed 000): the child exits after the call, so the library
+- CM unloads the DLL after the call ("Incorporating Custom Actions"): the child exits after the
+call, so the library
   and everything it did to its process are gone;
 - forking an already-running host costs about a millisecond, where starting a Python per call
   would cost tens.

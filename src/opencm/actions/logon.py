@@ -1,4 +1,6 @@
-"""Which custom actions may run at logon/boot: opencm's "WinLogon Actions" (seed 002).
+"""Which custom actions may run at logon/boot: opencm's "WinLogon Actions".
+
+"WinLogon Actions" is the registry key "How Connection Manager Works" describes.
 
 Windows runs no custom action while a profile connects from the logon screen, because such
 actions run with system rights, unless the administrator lists the program under

@@ -8,7 +8,7 @@ its exact text, and nothing ever passes through a shell.
 
 Libraries and Python actions get one string instead of an argv (``pszCommandLine``). It is the
 expanded tokens joined by single spaces, and a token is wrapped in double quotes only when it
-contains whitespace or is empty, exactly as seed 000 shows::
+contains whitespace or is empty, exactly as "Incorporating Custom Actions" shows::
 
     LogUserAndPopToServer %UserPrefix% %UserName% %UserSuffix% %PopName% %AutoRedial%
     → NULL jobrown "Seattle 28,800" 0          (the entry point is removed; see parse.py)
@@ -24,7 +24,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-#: Every macro of seeds 000 and 002, spelled as documented.
+#: Every macro of "Incorporating Custom Actions" and "How Connection Manager Works", spelled as
+#: documented.
 KNOWN_MACROS: tuple[str, ...] = (
     "ServiceName",
     "UserPrefix",

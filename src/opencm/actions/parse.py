@@ -1,7 +1,7 @@
 """Reading one action section (``[Connect Actions]`` …) into numbered action lines.
 
-A section holds three kinds of keys (seed 001): ``N`` (the action line), ``N&Flags`` and
-``N&Description``. Actions run in order 0, 1, 2, … and, like CM's read loop, opencm stops at the
+A section holds three kinds of keys ("Custom actions keys"): ``N`` (the action line), ``N&Flags``
+and ``N&Description``. Actions run in order 0, 1, 2, … and, like CM's read loop, opencm stops at the
 first missing number: actions after a gap never run (the plan says "follows a gap at N").
 An empty ``N=`` counts as missing, because Windows' profile API cannot tell the two apart.
 
@@ -83,7 +83,8 @@ class ActionLine:
 
     @property
     def program_name(self) -> str:
-        """The file name part of the program, the default description (seed 000)."""
+        """The file name part of the program, the default description ("Incorporating Custom
+        Actions")."""
         return _basename(self.program) or self.program
 
 

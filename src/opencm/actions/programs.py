@@ -1,8 +1,8 @@
 """Finding an action's program on Linux and deciding how it runs (its kind).
 
 Profiles are written for Windows: ``<short>\\cmroute.dll``, ``CMDL32.EXE``. Paths are relative to
-the folder of the ``.cmp`` (seed 001), use backslashes, and Windows does not care about case.
-opencm resolves them component by component, case-insensitively, under that folder.
+the folder of the ``.cmp`` ("Custom actions keys"), use backslashes, and Windows does not care about
+case. opencm resolves them component by component, case-insensitively, under that folder.
 
 How a program becomes a kind:
 

@@ -1,6 +1,6 @@
 """Python actions: callables registered in the ``opencm.actions`` entry-point group.
 
-A Python action has the custom-action DLL contract (seed 000) in Python::
+A Python action has the custom-action DLL contract ("Incorporating Custom Actions") in Python::
 
     def action(parent: None, instance: None, command_line: str, reserved: int) -> int:
         ...  # < 0 is a failure, shown as "Custom Action <Description> failed <value>"

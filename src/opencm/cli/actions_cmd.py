@@ -162,8 +162,8 @@ def plan(
 def _builtins(loaded: ServiceProfile, point: ActionPoint) -> list[str]:
     """What the session runs at ``point`` before the profile's own actions.
 
-    Seed 002: a profile that names a Phone Book Service gets "Automatically download
-    phone-book updates" as its first post-connect action (opencm.pbs.autoupdate).
+    "How Connection Manager Works": a profile that names a Phone Book Service gets "Automatically
+    download phone-book updates" as its first post-connect action (opencm.pbs.autoupdate).
     """
     if point is not ActionPoint.POST_CONNECT:
         return []

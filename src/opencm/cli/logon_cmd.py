@@ -26,7 +26,7 @@ def logon() -> None:
     """Which custom actions may run when a profile connects at logon or boot.
 
     Off by default: such actions run with system rights, so each program must be allowed
-    here by an administrator (seed 002's "WinLogon Actions").
+    here by an administrator ("WinLogon Actions" in "How Connection Manager Works").
     """
 
 

@@ -1,7 +1,7 @@
 """``opencm kit build``: turn a kit folder into a service profile, the way CMAK builds one.
 
-The result is laid out exactly as the profile is installed (seed 002), so it can be tried in
-place (``opencm connect DIR/build/<SHORT>/<SHORT>.cmp``) and packaged as it is::
+The result is laid out exactly as the profile is installed ("How Connection Manager Works"), so it
+can be tried in place (``opencm connect DIR/build/<SHORT>/<SHORT>.cmp``) and packaged as it is::
 
     DIR/build/<SHORT>/<SHORT>.cmp          [Connection Manager] CMSFile=<SHORT>\\<SHORT>.cms
     DIR/build/<SHORT>/<SHORT>/<SHORT>.cms  the service file, in CMAK's shape
@@ -231,7 +231,8 @@ def desired_cmp(spec: KitSpec) -> Desired:
     cmp.section(CM, ("CMSFile", f"{spec.short_name}\\{spec.short_name}.cms"))
     rules = spec.dialing
     if rules is not None:
-        # Seed 002: the .cmp's values are the user's first-time values; users change them.
+        # "How Connection Manager Works": the .cmp's values are the user's first-time values; users
+        # change them.
         pairs = [
             ("DialCountry", str(rules.country) if rules.country is not None else ""),
             ("DialAreaCode", rules.area_code),

@@ -1,10 +1,10 @@
 """``opencm install`` / ``uninstall`` / ``list``: putting a verified profile package in place.
 
 Install checks the package's signature and every hash before it writes anything (see
-:mod:`.package`), then writes the profile in seed 002's layout under the scope's ``Cm`` folder,
-a desktop entry that runs ``opencm connect <cmp>``, and last an install record listing exactly
-what it added. Uninstall removes exactly what the record lists, so files a user or the client
-added later (saved settings, logs) are never touched.
+:mod:`.package`), then writes the profile in the layout of "How Connection Manager Works" under the
+scope's ``Cm`` folder, a desktop entry that opens the logon dialog (``opencm-gui --profile <cmp>``),
+and last an install record listing exactly what it added. Uninstall removes exactly what the record
+lists, so files a user or the client added later (saved settings, logs) are never touched.
 
 Re-installing (an update) keeps what belongs to the user and replaces the rest:
 
@@ -113,7 +113,10 @@ def _desktop_arg(arg: str) -> str:
 
 
 def desktop_entry(service_name: str, cmp_path: Path) -> bytes:
-    exec_line = " ".join(_desktop_arg(a) for a in ["opencm", "connect", str(cmp_path)])
+    # The menu entry opens the profile's logon dialog (the desktop client, opencm[gui]): it
+    # runs without a terminal, so `opencm connect` could ask nothing and would skip every
+    # action that interacts with the user. `opencm connect` stays the scriptable path.
+    exec_line = " ".join(_desktop_arg(a) for a in ["opencm-gui", "--profile", str(cmp_path)])
     name = service_name.replace("\n", " ")
     return (
         "[Desktop Entry]\n"

@@ -1,4 +1,6 @@
-"""Component profiles: a top-level profile takes phone books and settings from others (seed 002).
+"""Component profiles: a top-level profile takes phone books and settings from others.
+
+"How Connection Manager Works" describes component profiles; this is opencm's merge.
 
 Each component is a *built* service profile (a folder holding its ``.cmp``, or its ``.cms``).
 What a top-level profile takes from each, in the order the spec lists them:

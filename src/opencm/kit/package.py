@@ -188,7 +188,8 @@ def check_member_name(name: str, where: str | Path) -> PurePosixPath:
 
 
 def _check_profile_path(path: str, short: str, where: str | Path) -> None:
-    """Every profile file is ``<SHORT>.cmp`` or inside ``<SHORT>/`` (seed 002's layout)."""
+    """Every profile file is ``<SHORT>.cmp`` or inside ``<SHORT>/`` (the layout of "How Connection
+    Manager Works")."""
     parts = check_member_name(path, where).parts
     if parts == (f"{short}.cmp",) or (len(parts) >= 2 and parts[0] == short):
         return

@@ -1,6 +1,6 @@
 """Where profiles are installed, per user or for all users, and where trusted keys live.
 
-Seed 002's layout, on Linux::
+the layout of "How Connection Manager Works", on Linux::
 
     per user     $XDG_DATA_HOME/opencm/Cm/<SHORT>.cmp + <SHORT>/…   (~/.local/share/…)
                  $XDG_DATA_HOME/opencm/installed/<SHORT>.json         install record

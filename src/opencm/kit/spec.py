@@ -25,7 +25,7 @@ from opencm.phonebook.limits import check_book_name
 
 SPEC_NAME = "kit.toml"
 
-#: Seed 002: at most eight characters, not all digits, no spaces or symbols.
+#: "How Connection Manager Works": at most eight characters, not all digits, no spaces or symbols.
 _SHORT_NAME = re.compile(r"[A-Za-z0-9_-]{1,8}")
 #: Azure's point-to-site profiles use a 36-character GUID as the short name (the .cmp, the
 #: service folder and every file are named by it). Windows' CM accepts it; so does opencm.
@@ -84,7 +84,8 @@ class VpnServer:
 
 @dataclass
 class Action:
-    """A custom action at one of the nine points (seed 000's Add Custom Action dialog)."""
+    """A custom action at one of the nine points (the Add Custom Action dialog of "Incorporating
+    Custom Actions")."""
 
     point: ActionPoint
     program: str

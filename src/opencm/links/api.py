@@ -1,4 +1,4 @@
-"""The custom-dialer contract (seed 003) that every link implements, built-in or plug-in.
+"""The custom-dialer contract ("Custom Dialers") that every link implements, built-in or plug-in.
 
 A Windows custom dialer is a DLL exporting five entry points; an opencm dialer is a Python class
 with the same five, found through the ``opencm.dialers`` entry-point group and loaded only when

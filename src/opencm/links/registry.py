@@ -168,7 +168,7 @@ def allowed(info: DialerInfo, allow: dict[str, AllowEntry], allow_list: Path) ->
 
 
 def missing_entry_points(candidate: object) -> list[str]:
-    """The seed's five entry points that ``candidate`` does not provide as callables."""
+    """The five entry points ("Custom Dialers") that ``candidate`` does not provide as callables."""
     return [name for name in ENTRY_POINTS if not callable(getattr(candidate, name, None))]
 
 

@@ -1,4 +1,6 @@
-"""The built-in first post-connect action: "Automatically download phone-book updates" (seed 002).
+"""The built-in first post-connect action: "Automatically download phone-book updates".
+
+The option is the one "How Connection Manager Works" names.
 
 :func:`auto_update` reads the profile's ``[opencm] PhoneBookURL`` and ``PhoneBookKey``
 (``docs/kit-spec.md``) and the phone book named by ``[ISP] PBFile``, asks the Phone Book Service

@@ -8,9 +8,10 @@ new table completely, checks every file against the manifest's SHA-256, and only
 with one assignment. A request therefore sees either the old release or the new one, never a mix;
 a release that fails to load leaves the old one serving and is reported.
 
-The version rule (seed 002, opencm's reading of the exactly-five case in ``docs/pbs-protocol.md``):
-``pbver >= current`` -> no update; ``current - pbver`` in 1..4 and the release has that delta ->
-the delta; anything else (5 or more behind, 0 = no book, or a delta the release lacks) -> full.
+The version rule ("How Connection Manager Works", opencm's reading of the exactly-five case in
+``docs/pbs-protocol.md``): ``pbver >= current`` -> no update; ``current - pbver`` in 1..4 and the
+release has that delta -> the delta; anything else (5 or more behind, 0 = no book, or a delta the
+release lacks) -> full.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Ask a Phone Book Service for an update and verify what comes back.
 
-:func:`fetch_update` sends Connection Manager's request (seed 002) and checks the answer
-(opencm's format, ``docs/pbs-protocol.md``) before anyone uses it: the cab's minisign signature
-must verify with the profile's key, and its *signed* trusted comment must name this book, a kind
-of ``full`` or ``delta``, a version above the installed one (no rollback) and, for a delta, a base
-equal to the installed version. The response headers are only hints; the signed comment decides.
+:func:`fetch_update` sends Connection Manager's request ("How Connection Manager Works") and checks
+the answer (opencm's format, ``docs/pbs-protocol.md``) before anyone uses it: the cab's minisign
+signature must verify with the profile's key, and its *signed* trusted comment must name this book,
+a kind of ``full`` or ``delta``, a version above the installed one (no rollback) and, for a delta, a
+base equal to the installed version. The response headers are only hints; the signed comment
+decides.
 
 It never raises for network trouble and never takes longer than ``timeout`` seconds: the request
 runs on a daemon thread that is abandoned (and finishes on its own timeouts) if it overruns.

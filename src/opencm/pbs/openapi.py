@@ -56,8 +56,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "opencm Phone Book Service",
             "version": __version__,
             "description": "Answers Connection Manager's phone-book update request. The request "
-            "is Microsoft's (seed 002); the response format is opencm's own, see "
-            "docs/pbs-protocol.md.",
+            "is Microsoft's ('How Connection Manager Works'); the response format is opencm's "
+            "own, see docs/pbs-protocol.md.",
         },
         "paths": {
             "/pbserver/pbserver.dll": {

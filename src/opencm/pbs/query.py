@@ -1,9 +1,9 @@
 """Parse and validate a Phone Book Service request.
 
 Connection Manager asks ``GET /pbserver/pbserver.dll?osarch=0&ostype=0&osver=1&cmver=1&lcid=1033
-&pbver=7&pb=WORLD`` (seed 002). Parameter names are matched case-insensitively (Microsoft's own
-scanner signature sends ``PBVer``/``PB``, the seed lower case). Only ``pb`` and ``pbver`` decide
-the answer; the others are accepted and ignored, but their size is bounded.
+&pbver=7&pb=WORLD`` ("How Connection Manager Works"). Parameter names are matched case-insensitively
+(Microsoft's own scanner signature sends ``PBVer``/``PB``, the document lower case). Only ``pb`` and
+``pbver`` decide the answer; the others are accepted and ignored, but their size is bounded.
 
 Everything a client can get wrong comes back as a :class:`QueryError` with an HTTP status and a
 one-line reason; nothing here raises. Parsed queries are cached by their raw bytes because real
@@ -24,7 +24,8 @@ MAX_QUERY_BYTES = 2048
 #: The parameters opencm ignores (osarch, ostype, osver, cmver, lcid) are numbers in every
 #: client seen; longer values are refused so the OpenAPI document can state a bound.
 MAX_OTHER_CHARS = 32
-#: The seed caps a phone book at 32,676 updates; more than nine digits is nonsense.
+#: "How Connection Manager Works" caps a phone book at 32,676 updates; more than nine digits is
+#: nonsense.
 MAX_VERSION = 999_999_999
 _KNOWN = frozenset({b"osarch", b"ostype", b"osver", b"cmver", b"lcid", b"pbver", b"pb"})
 _CACHE_LIMIT = 4096

@@ -1,5 +1,5 @@
-"""The Phone Book Administrator's limits (seed 002, "Performance Limitations"), each with its
-own clear error.
+"""The Phone Book Administrator's limits ("How Connection Manager Works", "Performance
+Limitations"), each with its own clear error.
 
 Field lengths follow PBA's import page (name 30, area code 10, access number 35), which are
 tighter than what MS-CPSP lets a client read (31, 11, 41): a book opencm writes is therefore

@@ -1,7 +1,7 @@
 """Posting a release to its home Phone Book Service.
 
-The seed's PBA posts by FTP; opencm replaces that with two targets, both atomic (the service
-never sees half a release):
+The PBA of "How Connection Manager Works" posts by FTP; opencm replaces that with two targets, both
+atomic (the service never sees half a release):
 
 - a publish directory the service reads (:func:`opencm.phonebook.store.publish_release`: files go to
   a hidden folder, are flushed, and the folder is renamed into place before ``CURRENT`` moves);

@@ -4,10 +4,10 @@ File names follow the publish store (:mod:`opencm.phonebook.store`): ``full.cab`
 ``delta-<BASE>.cab``, each with ``<file>.minisig``. The trusted comment of each signature is
 ``opencm-phonebook book=<NAME> version=<V> kind=full`` or ``... kind=delta base=<B>``.
 
-The delta window: the seed's PBS sends a delta to a client fewer than five versions behind and
-a full book otherwise, and PBA makes deltas "the first five times" a book changes. opencm makes
-a delta from each of the five previous versions: bases ``max(1, V-5) .. V-1``. A client more
-than five versions behind gets the full cab.
+The delta window: the PBS of "How Connection Manager Works" sends a delta to a client fewer than
+five versions behind and a full book otherwise, and PBA makes deltas "the first five times" a book
+changes. opencm makes a delta from each of the five previous versions: bases ``max(1, V-5) .. V-1``.
+A client more than five versions behind gets the full cab.
 
 Cab members: a full cab holds ``<BOOK>.pbk``, ``<BOOK>.pbr`` and ``<BOOK>.ver``; a delta cab
 holds ``<BOOK>.dlt`` (:mod:`opencm.phonebook.delta`) and ``<BOOK>.ver``.

@@ -417,7 +417,8 @@ class IniFile:
         return None if found is None else found[0] + 1
 
     def get_int(self, section: str, key: str, default: int) -> int:
-        """An integer the way seed 001 describes: ``1.1`` reads as 1, garbage gives ``default``.
+        """An integer the way "Custom actions keys" describes: ``1.1`` reads as 1, garbage gives
+        ``default``.
 
         Hex (``0x0040``, as in ``[ISP]`` masks) is accepted. Anything not a clean integer leaves
         a diagnostic naming the file and line.

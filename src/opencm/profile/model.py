@@ -1,8 +1,8 @@
 """A service profile on disk: the ``.cmp``, the ``.cms`` it points at, and the ``.inf``.
 
-The installed layout follows the seed: the ``.cmp`` sits in a folder, and beside it a folder
-named by the profile's short (eight-character) name holds the ``.cms``, the phone book and the
-action programs::
+The installed layout follows "How Connection Manager Works": the ``.cmp`` sits in a folder, and
+beside it a folder named by the profile's short (eight-character) name holds the ``.cms``, the phone
+book and the action programs::
 
     Cm/CONTOSO.cmp             [Connection Manager] CMSFile=CONTOSO\\CONTOSO.cms
     Cm/CONTOSO/CONTOSO.cms

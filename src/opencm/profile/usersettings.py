@@ -1,6 +1,6 @@
 """The user's own values of a profile: what the logon screen and the dial-up choices remember.
 
-Seed 002 ("How Connection Manager Works"): the ``.cmp`` "contains user-related information";
+"How Connection Manager Works": the ``.cmp`` "contains user-related information";
 an administrator may fill it in for a "first-time-only population of user information", and
 users overwrite it. opencm keeps the user's values there:
 
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from opencm.errors import InputError
 from opencm.fsutil import atomic_write
+from opencm.paths import config_home
 from opencm.profile.ini import IniFile
 from opencm.profile.model import CM, ServiceProfile
 
@@ -49,8 +50,7 @@ _MAX_VALUE = 256
 
 
 def overlay_path(profile: ServiceProfile) -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "opencm" / "user" / f"{profile.short_name}.cmp"
+    return config_home() / "opencm" / "user" / f"{profile.short_name}.cmp"
 
 
 def _section_of(key: str) -> str:

@@ -65,8 +65,8 @@ class SessionConfig:
         if stage == "tunnel":
             entries = list(self.tunnel_entries)
         elif self.dial_entries:
-            # Read at each dial, after the pre-dial actions (seed 000: "a program to change
-            # the telephone number"), from the user's .cmp.
+            # Read at each dial, after the pre-dial actions ("Incorporating Custom Actions": "a
+            # program to change the telephone number"), from the user's .cmp.
             entries = dial_entries(self.profile, self.dun, self.netns, self.dial_state)
         else:
             entries = []

@@ -73,9 +73,13 @@ def needs_credentials(profile: ServiceProfile) -> bool:
 
 def _keyring() -> Any | None:
     try:
-        return importlib.import_module("keyring")
+        module = importlib.import_module("keyring")
     except ImportError:
         return None
+    # keyring's "fail" backend (no Secret Service on this desktop) has priority 0: use the file.
+    if getattr(module.get_keyring(), "priority", 1) <= 0:
+        return None
+    return module
 
 
 def _store_file(profile: ServiceProfile, kind: str = LOGON) -> Path:
@@ -126,8 +130,9 @@ def needs_inet_credentials(profile: ServiceProfile, connection_type: ConnectionT
 
 
 def logon_defaults(profile: ServiceProfile, kind: str = LOGON) -> Credentials:
-    """The logon screen's defaults: the user's ``.cmp`` values (seed 002: first-time values the
-    administrator may fill in, overwritten by the user's), never a password."""
+    """The logon screen's defaults: the user's ``.cmp`` values ("How Connection Manager Works":
+    first-time values the administrator may fill in, overwritten by the user's), never a
+    password."""
     user = UserSettings(profile)
     if kind == INET:
         return Credentials(username=user.get("InternetUserName"))

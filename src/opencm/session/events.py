@@ -40,7 +40,8 @@ class PromptAnswered:
 
 @dataclass(frozen=True)
 class PromptTimedOut:
-    """Nobody answered the question in time (30 s, seed 000): the connection closes."""
+    """Nobody answered the question in time (30 s, "Incorporating Custom Actions"): the connection
+    closes."""
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """The session as an explicit state machine: every allowed move is a row of :data:`TRANSITIONS`.
 
-The states follow seed 002's connection sequence (pre-init, logon screen, pre-connect, pre-dial,
-dial, pre-tunnel, tunnel, post-connect, monitored applications, disconnect) plus the states CM's
-rules need: ``cancelled`` (on-cancel actions run, then nothing else), ``failed`` (on-error actions
-run; then redial or give up), ``redial-wait`` (``RedialDelay``), ``dropped`` (the link went down on
-its own: disconnect actions run right away) and ``prompting`` (the last monitored application
-exited: "Stay online" / "Disconnect now").
+The states follow the connection sequence of "How Connection Manager Works" (pre-init, logon screen,
+pre-connect, pre-dial, dial, pre-tunnel, tunnel, post-connect, monitored applications, disconnect)
+plus the states CM's rules need: ``cancelled`` (on-cancel actions run, then nothing else),
+``failed`` (on-error actions run; then redial or give up), ``redial-wait`` (``RedialDelay``),
+``dropped`` (the link went down on its own: disconnect actions run right away) and ``prompting``
+(the last monitored application exited: "Stay online" / "Disconnect now").
 
 The machine only decides; :mod:`opencm.session.runner` does the work a state stands for. A row
 may carry a guard on the connection type (dial-up only, direct tunnel, double dial), so the same

@@ -1,8 +1,8 @@
 """The "Stay online" / "Disconnect now" question asked when the last monitored application exits.
 
-Seed 000: the user can click Stay Online, click Disconnect Now, or do nothing and the connection
-closes after 30 seconds. The session owns the 30-second timer (with its injectable clock); a
-prompt only has to ask and may be cancelled at any time. The UIs implement
+"Incorporating Custom Actions": the user can click Stay Online, click Disconnect Now, or do nothing
+and the connection closes after 30 seconds. The session owns the 30-second timer (with its
+injectable clock); a prompt only has to ask and may be cancelled at any time. The UIs implement
 :class:`DisconnectPrompt`; :class:`TtyPrompt` is the terminal's, :class:`UnattendedPrompt` the
 answer when nobody is at the screen.
 """
@@ -15,13 +15,16 @@ from typing import Protocol, TextIO
 
 import anyio
 
-#: Seed 000: without an answer the connection closes after 30 seconds.
+#: "Incorporating Custom Actions": without an answer the connection closes after 30 seconds.
 PROMPT_TIMEOUT = 30.0
 
 
 class Choice(enum.StrEnum):
     STAY_ONLINE = "stay-online"
     DISCONNECT_NOW = "disconnect-now"
+    #: A front end's dialog counted the 30 seconds down itself (its clock is the one the user
+    #: sees): the same as the session's own timer running out.
+    TIMED_OUT = "timed-out"
 
 
 class DisconnectPrompt(Protocol):

@@ -191,7 +191,9 @@ REQUESTS: dict[str, dict[str, Field]] = {
     "disconnect": {**_TARGET, "wait": Field(bool)},
     "answer": {
         **_TARGET,
-        "choice": Field(str, required=True, choices=frozenset({"stay-online", "disconnect-now"})),
+        "choice": Field(
+            str, required=True, choices=frozenset({"stay-online", "disconnect-now", "timed-out"})
+        ),
     },
 }
 

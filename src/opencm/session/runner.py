@@ -573,7 +573,11 @@ class Session:
                 choice = await self.prompt.ask(
                     self.config.service_name, self.options.prompt_timeout
                 )
-                answer = events.PromptAnswered(choice)
+                answer = (
+                    events.PromptTimedOut()
+                    if choice is Choice.TIMED_OUT
+                    else events.PromptAnswered(choice)
+                )
                 group.cancel_scope.cancel()
 
             async def timer() -> None:

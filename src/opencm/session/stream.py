@@ -221,17 +221,18 @@ def action_text(fields: dict[str, Any]) -> str:
 
 def link_text(phase: str, fields: dict[str, Any]) -> str:
     what = "the dial-up line" if fields.get("stage") == "dial" else "the VPN tunnel"
+    what_first = what[0].upper() + what[1:]
     entry = fields.get("entry")
     match phase:
         case "dialing":
             return f"Connecting {what} to {entry} ({fields.get('dialer')})"
         case "up":
             address = fields.get("client_ip")
-            return f"{what.capitalize()} is up" + (f": address {address}" if address else "")
+            return f"{what_first} is up" + (f": address {address}" if address else "")
         case "failed":
             return f"Connecting {what} to {entry} failed (error {fields.get('code')})"
         case _:
-            return f"{what.capitalize()} to {entry} is closed"
+            return f"{what_first} to {entry} is closed"
 
 
 def error_text(error: dict[str, Any]) -> str:
