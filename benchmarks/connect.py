@@ -51,10 +51,11 @@ import anyio
 import opencm
 from opencm.links.api import Credentials, DialEntry, LinkDown
 from opencm.links.openvpn import OpenVPNDialer
+from opencm.process import end_async_child
 from opencm.session.factory import open_session
 from opencm.session.journal import Journal
 from opencm.session.options import ConnectOptions, SessionDeps
-from opencm_lab.lab import Lab, OpenVPNServer, end_process, missing_tools, start_openvpn_server
+from opencm_lab.lab import Lab, OpenVPNServer, missing_tools, start_openvpn_server
 
 TARGET_RATIO = 1.1
 TARGET_ADDED_MS = 150.0
@@ -95,8 +96,7 @@ async def bare_once(server: OpenVPNServer, netns: str) -> float:
     try:
         return await probe(netns, server.tunnel_ip, started)
     finally:
-        end_process(process.pid)
-        await process.wait()
+        await end_async_child(process, grace=2.0)
 
 
 async def dialer_once(server: OpenVPNServer, netns: str) -> float:

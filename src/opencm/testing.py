@@ -38,6 +38,7 @@ from opencm.links.api import (
     LinkDownCallback,
     LinkInfo,
 )
+from opencm.process import end_child
 
 
 @dataclass
@@ -137,9 +138,8 @@ class ScriptedDialer:
     async def hang_up(self, link: LinkInfo) -> None:
         self.hung_up.append(link.entry)
         for process in self.processes:
-            if str(process.pid) == link.handle.get("pid") and process.poll() is None:
-                process.terminate()
-                process.wait(5)
+            if str(process.pid) == link.handle.get("pid"):
+                end_child(process, grace=5.0)
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
         return entry

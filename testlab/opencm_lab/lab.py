@@ -33,6 +33,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from opencm.process import ProcessMark, end_child, end_process
+
 #: Interface names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
 IFNAMSIZ_MAX = 15
 
@@ -59,41 +61,6 @@ def run(argv: Sequence[str], *, input_text: str | None = None, timeout: float = 
 def in_netns(netns: str | None, argv: Sequence[str]) -> list[str]:
     """``argv`` run inside ``netns`` (``ip netns exec`` execs in place: the PID stays the same)."""
     return ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
-
-
-def end_process(pid: int, *, grace: float = 2.0) -> None:
-    """SIGTERM ``pid``, wait up to ``grace`` seconds, then SIGKILL; quiet if it is already gone."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    _reap(pid)
-
-
-def _alive(pid: int) -> bool:
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie that is not our child still answers kill(0); read its state.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 @dataclass(frozen=True)
@@ -245,10 +212,7 @@ class Lab:
     def close(self) -> None:
         """End our processes by PID, then any left in our namespaces, then delete those."""
         for process in reversed(self.processes):
-            if process.poll() is None:
-                end_process(process.pid)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=2)
+            end_child(process, grace=2.0)
         self.processes.clear()
         for ns in reversed(self.namespaces):
             # Whatever still runs in a namespace of ours was started for this lab (a dialer's
@@ -257,7 +221,9 @@ class Lab:
                 ["ip", "netns", "pids", ns], capture_output=True, text=True, check=False
             ).stdout.split()
             for pid in pids:
-                end_process(int(pid), grace=1.0)
+                mark = ProcessMark.of(int(pid))
+                if mark is not None:
+                    end_process(mark, grace=1.0)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         self.namespaces.clear()
         for path in self.leftovers:

@@ -120,6 +120,9 @@ def make_profile(
     for section, entries in sections.items():
         lines.append(f"[{section}]")
         lines.extend(entries)
+    if "[opencm]" not in extra and "opencm" not in sections:
+        # A tunnelling profile names its link (profile check reports one that does not).
+        lines += ["[opencm]", "VpnServer0=Main", "Link&Main=networkmanager", "Connection&Main=C"]
     (service / f"{short}.cms").write_bytes(("\r\n".join(lines) + "\r\n").encode())
     return load_profile(root / f"{short}.cmp")
 

@@ -27,7 +27,12 @@ def test_check_reports_problems_with_file_and_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     cms = tmp_path / "contoso" / "Contoso.cms"
     assert result.stdout.splitlines() == [
+        # What connect would say too: the seed's profile names no opencm link, no files.
+        f"{cms}:14: error: no link for its tunnel: [opencm] VpnServer0 is missing",
         f"{cms}:17: warning: [Connection Manager] IdleTimeout='1.1' read as the integer 1",
+        f"{cms}:20: error: [ISP] PBFile=CONTOSO\\CONTOSO.pbk names a file that is not in the"
+        " profile",
+        f"{cms}:32: error: cmroute's route file routes.txt is not in the profile",
         f"{cms}:44: warning: [connection manager] repeats the section at line 4; "
         "only the first is ever read",
         f"{cms}:47: warning: [Connection Manager] repeats the section at line 4; "
@@ -40,7 +45,10 @@ def test_check_reports_problems_with_file_and_line(tmp_path: Path) -> None:
 
 def test_check_clean_profile_exits_0(tmp_path: Path) -> None:
     cms = tmp_path / "clean.cms"
-    cms.write_bytes(b"[Connection Manager]\r\nServiceName=Clean\r\nTunnel=1\r\n")
+    cms.write_bytes(
+        b"[Connection Manager]\r\nServiceName=Clean\r\nTunnel=1\r\n"
+        b"[opencm]\r\nVpnServer0=Main\r\nLink&Main=networkmanager\r\nConnection&Main=C\r\n"
+    )
     (tmp_path / "clean.cmp").write_bytes(b"[Connection Manager]\r\nCMSFile=clean.cms\r\n")
     result = run("profile", "check", str(tmp_path / "clean.cmp"), "--json")
     assert result.returncode == 0, result.stdout + result.stderr

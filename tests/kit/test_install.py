@@ -280,6 +280,29 @@ def test_a_failure_while_writing_leaves_the_installed_version_intact(
     assert {p: (roots.base / p).read_bytes() for p in tree(roots.base)} == before
 
 
+def test_a_symlink_planted_in_the_installed_profile_is_refused_and_nothing_written(
+    kit_dir: Path, keys: Keys, roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    install_package(package_of(kit_dir, keys, 2), roots.user, trusted_keys=[keys.public])
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not opencm's\n")
+    planted = roots.user.profiles_dir / "CONTOSO" / "CONTOSO.cms"
+    planted.unlink()
+    planted.symlink_to(victim)
+    before = {p: (roots.base / p).read_bytes() for p in tree(roots.base) if p.endswith(".cmp")}
+    newer = package_of(kit_dir, keys, 3)
+    code, _, err = run_cli(
+        capsys, "install", str(newer), "--user", "--trust", str(keys.public_path)
+    )
+    assert code == 3
+    assert str(planted) in err and "symbolic link" in err
+    assert "Traceback" not in err
+    assert victim.read_text() == "not opencm's\n" and planted.is_symlink()
+    assert {p: (roots.base / p).read_bytes() for p in before} == before
+    record = json.loads((roots.user.records_dir / "CONTOSO.json").read_text())
+    assert record["version"] == 2
+
+
 def test_end_to_end_through_the_cli(
     kit_dir: Path, roots: Roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

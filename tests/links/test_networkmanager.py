@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,8 @@ from opencm.links.networkmanager import (
     SETTINGS_PATH,
     NetworkManagerDialer,
 )
-from opencm_lab.lab import end_process, missing_tools
+from opencm.process import end_child
+from opencm_lab.lab import missing_tools
 from tests.links.conftest import DownRecorder
 
 MOCK_IFACE = "org.freedesktop.DBus.Mock"
@@ -59,10 +61,8 @@ def nm_bus() -> Iterator[str]:
         yield address
     finally:
         if mock is not None:
-            end_process(mock.pid)
-            mock.wait()
-        end_process(daemon.pid)
-        daemon.wait()
+            end_child(mock, grace=2.0)
+        end_child(daemon, grace=2.0)
         if daemon.stdout is not None:
             daemon.stdout.close()
 
@@ -229,3 +229,17 @@ def test_edit_entry() -> None:
         NetworkManagerDialer().edit_entry(
             DialEntry("E", "networkmanager", {"connection": "x", "timeout": "0"})
         )
+
+
+def test_no_dbus_is_an_error_no_redial_fixes(tmp_path: Path) -> None:
+    """Azure's RedialCount=99 must not mean 99 × RedialDelay of 'no D-Bus'."""
+    dialer = NetworkManagerDialer(bus_address=f"unix:path={tmp_path / 'no-bus'}")
+    entry = DialEntry("NM", "networkmanager", {"connection": "Contoso"})
+
+    async def scenario() -> None:
+        with pytest.raises(DialError) as failed:
+            await dialer.dial(entry, Credentials(), lambda down: None)
+        assert not failed.value.retryable
+        assert "cannot reach NetworkManager's D-Bus" in str(failed.value)
+
+    asyncio.run(scenario())

@@ -127,7 +127,7 @@ def start_server(
     data: Path,
     log_dir: Path,
     *,
-    server: str = "uvicorn",
+    server: str = "opencm",
     workers: int = 1,
     poll: float = 0.1,
     extra: tuple[str, ...] = (),
@@ -164,7 +164,7 @@ def granian_available() -> bool:
     return True
 
 
-SERVERS = ["uvicorn", pytest.param("granian", marks=pytest.mark.skipif(
+SERVERS = ["opencm", "uvicorn", pytest.param("granian", marks=pytest.mark.skipif(
     not granian_available(), reason="granian is not installed (optional extra)"))]  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from opencm.session.journal import ProcessMark
+from opencm.process import ProcessMark
 from opencm.session.protocol import Client, ProtocolError
 from tests.session.conftest import build_profile, points_of, recorded
 from tests.session.daemons import DaemonProcess

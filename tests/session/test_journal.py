@@ -14,9 +14,10 @@ import pytest
 from opencm.actions.api import ActionPoint, RunContext
 from opencm.actions.libhost import LibraryHost
 from opencm.links.api import LinkInfo
+from opencm.process import ProcessMark, end_process
 from opencm.profile.model import ConnectionType
 from opencm.session.config import session_config
-from opencm.session.journal import Journal, JournalEntry, ProcessMark, end_process, recover
+from opencm.session.journal import Journal, JournalEntry, recover
 from opencm.session.machine import State
 from opencm.session.options import ConnectOptions, SessionDeps
 from opencm.session.runner import Session

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from opencm.session.journal import ProcessMark
+from opencm.process import ProcessMark
 from opencm_lab.lab import (
     Lab,
     LabError,

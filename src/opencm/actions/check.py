@@ -4,7 +4,9 @@
 share comes from :mod:`opencm.profile.check`, the numbering and value problems of the nine action
 sections from here. Repeated keys are left to the INI structure check (it reports them for every
 section); whether a program exists on this machine is not a property of the profile, so it is
-shown by ``opencm actions plan`` rather than here.
+shown by ``opencm actions plan`` rather than here. What the profile names and cannot have (files,
+a link for its connection type, a replacement for a Windows library) is
+:mod:`opencm.actions.references`, and says what ``plan`` and ``connect`` say.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import replace
 
 from opencm.actions.api import ActionPoint
 from opencm.actions.parse import parse_section
+from opencm.actions.references import reference_problems
 from opencm.problems import Problem, sort_problems
 from opencm.profile.check import check_profile_files
 from opencm.profile.model import ServiceProfile
@@ -32,4 +35,8 @@ def action_section_problems(profile: ServiceProfile) -> list[Problem]:
 
 def check_profile(profile: ServiceProfile) -> list[Problem]:
     """Every problem ``opencm profile check`` reports for ``profile``, in file then line order."""
-    return sort_problems(check_profile_files(profile) + action_section_problems(profile))
+    return sort_problems(
+        check_profile_files(profile)
+        + action_section_problems(profile)
+        + reference_problems(profile)
+    )

@@ -41,17 +41,40 @@ def pbs() -> None:
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option(
     "--server",
-    type=click.Choice(["uvicorn", "granian"]),
-    default="uvicorn",
+    type=click.Choice(["opencm", "granian", "uvicorn"]),
+    default="opencm",
     show_default=True,
-    help="The HTTP server running the app (granian needs the 'granian' extra).",
+    help="opencm's own HTTP server (fastest, see benchmarks/pbs.py), or the app under granian "
+    "(the 'granian' extra) or uvicorn.",
 )
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds a client has to send a whole request head (opencm server).",
+)
+@click.option(
+    "--idle-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds an idle keep-alive connection is kept.",
+)
+@click.option(
+    "--max-connections",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Connections served at once; one more gets 503.",
+)
+@click.option("--poll", is_flag=True, help="Poll the store instead of inotify (NFS/SMB stores).")
 @click.option(
     "--poll-interval",
     default=1.0,
     show_default=True,
     type=click.FloatRange(0.05, 3600),
-    help="Seconds between checks of the data folder for new releases.",
+    help="Seconds between statistics flushes, and between checks of the store when polling.",
 )
 @click.option(
     "--max-upload",
@@ -68,17 +91,22 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     server: str,
+    header_timeout: float,
+    idle_timeout: float,
+    max_connections: int,
+    poll: bool,
     poll_interval: float,
     max_upload: int,
 ) -> None:
     """Serve GET /pbserver/pbserver.dll, /metrics, /openapi.json and the release upload."""
-    from opencm.pbs.app import DATA_ENV, MAX_UPLOAD_ENV, POLL_ENV
+    from opencm.pbs.app import DATA_ENV, MAX_UPLOAD_ENV, POLL_ENV, POLL_ONLY_ENV
 
     if (tls_cert is None) != (tls_key is None):
         raise InputError("--tls-cert and --tls-key go together", field="--tls-cert")
     os.environ[DATA_ENV] = str(_existing(data))
     os.environ[POLL_ENV] = str(poll_interval)
     os.environ[MAX_UPLOAD_ENV] = str(max_upload)
+    os.environ[POLL_ONLY_ENV] = "1" if poll else "0"
     if server == "granian" and importlib.util.find_spec("granian") is None:
         raise InputError(
             "granian is not installed (pip install 'opencm[granian]')", field="--server"
@@ -89,6 +117,9 @@ def serve(
             "OPENCM_PBS_HOST": host,
             "OPENCM_PBS_PORT": str(port),
             "OPENCM_PBS_WORKERS": str(workers),
+            "OPENCM_PBS_HEADER_TIMEOUT": str(header_timeout),
+            "OPENCM_PBS_IDLE_TIMEOUT": str(idle_timeout),
+            "OPENCM_PBS_MAX_CONNECTIONS": str(max_connections),
             "OPENCM_PBS_TLS_CERT": str(tls_cert.resolve()) if tls_cert else "",
             "OPENCM_PBS_TLS_KEY": str(tls_key.resolve()) if tls_key else "",
         }
@@ -100,14 +131,29 @@ def serve(
 
 @pbs.command()
 @DATA_OPTION
+@click.option(
+    "--from-log",
+    "from_log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Count an exported tree's hits from this nginx access log (combined format) instead.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def stats(data: Path, as_json: bool) -> None:
+def stats(data: Path, from_log: Path | None, as_json: bool) -> None:
     """Hits per phone book (full, delta, none, error) over every worker and replica."""
     from opencm.pbs.stats import KINDS, read_totals
     from opencm.phonebook import store
 
     root = _existing(data)
-    totals = read_totals(root)
+    if from_log is None:
+        totals = read_totals(root)
+    else:
+        from opencm.pbs.logstats import count_log
+
+        totals, skipped = count_log(from_log, root)
+        if skipped:
+            click.echo(
+                f"{from_log}: {skipped} line(s) not in the combined format or not served", err=True
+            )
     versions = {book.upper(): store.current_version(root, book) for book in store.list_books(root)}
     for book in versions:
         totals.setdefault(book, dict.fromkeys(KINDS, 0))
@@ -128,6 +174,56 @@ def stats(data: Path, as_json: bool) -> None:
             f"{book:<10} {'-' if version is None else version:>7} {row['full']:>9} "
             f"{row['delta']:>9} {row['none']:>9} {row['error']:>9}"
         )
+
+
+@pbs.command("export")
+@DATA_OPTION
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the static tree and the nginx configuration go.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="nginx's listen address for the server block (HOST:PORT).",
+)
+@click.option(
+    "--keep", default=5, show_default=True, type=click.IntRange(2, 1000), help="Generations kept."
+)
+@click.option(
+    "--reload",
+    "reload_pid",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="After the export, tell the nginx whose pid file this is to reload (SIGHUP).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def export_cmd(
+    data: Path, out: Path, listen: str, keep: int, reload_pid: Path | None, as_json: bool
+) -> None:
+    """Write the store as a static tree and the nginx routing that answers like `pbs serve`."""
+    from opencm.pbs.export import check_listen, export, reload_nginx
+
+    check_listen(listen)
+    result = export(_existing(data), out, listen=listen, keep=keep)
+    if reload_pid is not None:
+        reload_nginx(reload_pid)
+    if as_json:
+        emit_json(
+            {
+                "generation": str(result.generation),
+                "books": result.books,
+                "snippet": str(result.snippet),
+                "nginx_conf": str(result.standalone),
+                "reloaded": reload_pid is not None,
+            }
+        )
+        return
+    click.echo(f"exported {len(result.books)} book(s) to {result.generation}")
+    click.echo(f"include {result.snippet} in nginx's http block, or run:")
+    click.echo(f"  nginx -p {result.standalone.parent} -c nginx.conf")
 
 
 @pbs.group()

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,13 +30,13 @@ from pathlib import Path, PurePosixPath
 
 import minisign
 
-from opencm.errors import DiskFullError, InputError, RefusedError, is_disk_full
-from opencm.fsutil import atomic_write, fsync_dir
+from opencm.errors import InputError, RefusedError
+from opencm.fsutil import atomic_write, atomic_write_all
 from opencm.kit.package import VerifiedPackage, check_member_name, read_package
 from opencm.kit.roots import Scope
-from opencm.kit.secrecy import file_mode
 from opencm.kit.spec import check_short_name
 from opencm.profile.ini import IniFile
+from opencm.secrecy import file_mode
 
 _INTEGER = re.compile(r"\s*([0-9]+)")
 _PHONEBOOK_SUFFIXES = (".pbk", ".pbr", ".ver")
@@ -172,38 +170,6 @@ def _kept_phonebooks(scope: Scope, package: VerifiedPackage) -> dict[str, str]:
     return kept
 
 
-def _write_all(writes: dict[Path, tuple[bytes, int]]) -> None:
-    """Write every file to a temporary name first, then rename them all into place.
-
-    A failure while writing (a full disk) leaves the installed profile as it was; only the
-    renames, which cannot run out of space, touch it.
-    """
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for target, (data, mode) in writes.items():
-            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            staged.append((Path(name), target))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(name, mode)
-    except BaseException as error:
-        for temporary, _ in staged:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-        if is_disk_full(error):
-            target = next(iter(writes))
-            raise DiskFullError(target.parent, sum(len(d) for d, _ in writes.values())) from error
-        raise
-    for temporary, target in staged:
-        if target.is_symlink():
-            target.unlink()  # replace a planted link, never write through it
-        os.replace(temporary, target)
-    for folder in {target.parent for _, target in staged}:
-        fsync_dir(folder)
-
-
 def install_package(
     package_path: str | Path,
     scope: Scope,
@@ -255,14 +221,17 @@ def install_package(
     dirs = sorted({str(p) for path in package.files for p in PurePosixPath(path).parents} - {"."})
     for folder in dirs:
         (root / folder).mkdir(parents=True, exist_ok=True)
-    _write_all(
-        {
-            root / path: (
+    # All files are staged before any is renamed: a full disk leaves the installed profile as
+    # it was. A symbolic link planted at an installed file's path is refused.
+    atomic_write_all(
+        [
+            (
+                root / path,
                 data,
                 file_mode(executable=package.is_executable(path), secret=package.is_private(path)),
             )
             for path, data in writes.items()
-        }
+        ]
     )
     if old is not None:
         for path in set(old.files) - set(package.files):

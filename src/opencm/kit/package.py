@@ -35,8 +35,8 @@ import minisign
 
 from opencm.errors import InputError, RefusedError
 from opencm.fsutil import atomic_write
-from opencm.kit.secrecy import SECRET_EXECUTABLE_MODE, file_mode, is_secret, looks_secret
 from opencm.kit.spec import check_short_name
+from opencm.secrecy import SECRET_EXECUTABLE_MODE, file_mode, is_secret, looks_secret
 from opencm.signing import sign, verify
 
 PURPOSE = "opencm-profile"
@@ -123,7 +123,7 @@ class ManifestFile:
     sha256: str
     size: int
     executable: bool
-    #: Key material (``opencm.kit.secrecy``): packed, and installed, readable by its owner only.
+    #: Key material (``opencm.secrecy``): packed, and installed, readable by its owner only.
     private: bool = False
 
 
@@ -375,7 +375,7 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
         archive = zipfile.ZipFile(where)
     except FileNotFoundError as error:
         raise InputError("no such package", path=where) from error
-    except (OSError, zipfile.BadZipFile) as error:
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as error:
         raise InputError(f"not an opencm package (not a zip: {error})", path=where) from error
     with archive:
         members: dict[str, zipfile.ZipInfo] = {}
@@ -406,7 +406,14 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
         def read(name: str) -> bytes:
             try:
                 return archive.read(members[name])
-            except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as error:
+            except (
+                zipfile.BadZipFile,
+                zlib.error,
+                OSError,
+                ValueError,
+                EOFError,
+                NotImplementedError,
+            ) as error:
                 raise RefusedError(f"{name}: damaged member ({error})", path=where) from error
 
         if members[MANIFEST].file_size > MAX_MANIFEST_SIZE:

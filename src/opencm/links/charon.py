@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from opencm.links import proc
+from opencm.process import end_async_child
 
 CHARON = Path("/usr/lib/ipsec/charon")
 
@@ -184,7 +185,7 @@ async def start_charon(
 
 
 async def stop_charon(instance: CharonInstance, *, keep_rundir: bool = False) -> None:
-    await proc.end(instance.process)
+    await end_async_child(instance.process)
     if not keep_rundir:
         shutil.rmtree(instance.rundir, ignore_errors=True)
 

@@ -66,6 +66,7 @@ from opencm.links.api import (
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import check_netns, check_settings, existing_netns
 from opencm.links.tasks import TaskSet, close_once
+from opencm.process import end_async_child
 
 SETTINGS = (
     "device", "numbers", "init", "baud", "netns", "local_ip", "peer_ip", "interface", "carrier",
@@ -443,7 +444,7 @@ class ModemDialer(NoDialogDialer):
             async with asyncio.timeout(15):
                 ready = await process.stdout.readline()
         if ready.strip() != b"up":
-            await proc.end(process)
+            await end_async_child(process)
             err = (await process.stderr.read()).decode(errors="replace") if process.stderr else ""
             raise DialError(
                 f"the line connected but IP over it did not start: {err.strip()}",
@@ -499,7 +500,7 @@ class ModemDialer(NoDialogDialer):
         await close_once(link, lambda: self._teardown(link_id, link))
 
     async def _teardown(self, link_id: str, link: _Link) -> None:
-        await proc.end(link.carrier)
+        await end_async_child(link.carrier)
         if not link.carrier_lost:
             await _escape_and_hang_up(link.line, link.guard)
         link.line.close()  # closing the port drops DTR: the last word on any call

@@ -182,8 +182,12 @@ class NetworkManagerDialer(NoDialogDialer):
                 return await MessageBus(bus_address=self._bus_address).connect()
             return await MessageBus(bus_type=BusType.SYSTEM).connect()
         except (OSError, ValueError) as error:
+            # No system bus is not something a redial fixes: end the attempt at once instead
+            # of RedialCount × RedialDelay of the same failure.
             raise DialError(
-                f"cannot reach NetworkManager's D-Bus: {error}", code=codes.PORT_NOT_AVAILABLE
+                f"cannot reach NetworkManager's D-Bus: {error}",
+                code=codes.PORT_NOT_AVAILABLE,
+                retryable=False,
             ) from None
 
     async def _monitor(self, link: _Link, signals: asyncio.Queue[tuple[str, list[Any]]]) -> None:

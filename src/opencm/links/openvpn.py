@@ -57,6 +57,7 @@ from opencm.links.settings import (
     existing_netns,
 )
 from opencm.links.tasks import TaskSet, close_once
+from opencm.process import end_async_child
 
 SETTINGS = ("config", "netns", "remote", "timeout")
 DEFAULT_TIMEOUT = 30.0
@@ -373,7 +374,7 @@ class OpenVPNDialer(NoDialogDialer):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(3.0):
                     await process.wait()
-            await proc.end(process)
+            await end_async_child(process)
         if link.writer is not None:
             link.writer.close()
         link.tasks.cancel_all(keep=link.teardown)

@@ -1,22 +1,22 @@
 """Starting and ending a link's helper process (openvpn, wireguard-go, the line bridge).
 
 Processes run in the foreground so that we hold their PID; ``ip netns exec`` execs in place, so
-the PID is the helper's own even inside a namespace. They are ended by that PID only.
+the PID is the helper's own even inside a namespace. They are ended by that PID only, through
+:mod:`opencm.process` (``end_async_child`` for the ones we hold, ``end_pid`` after a restart).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import shutil
-import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 
 from opencm.errors import InputError
+from opencm.process import end_pid
 
 _NETNS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -89,56 +89,6 @@ async def spawn(
             )
     started(process.pid)
     return process
-
-
-async def end(process: asyncio.subprocess.Process, *, grace: float = 3.0) -> int | None:
-    """SIGTERM, wait up to ``grace`` seconds, SIGKILL; return the exit status."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            # asyncio.timeout rather than wait_for, which on 3.11 can swallow a cancellation.
-            async with asyncio.timeout(grace):
-                await process.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-    return process.returncode
-
-
-def pid_runs(pid: int, program: str) -> bool:
-    """True when ``pid`` is alive and runs ``program`` (guards against a recycled PID).
-
-    ``program`` is the executable's base name, or for a Python module run with ``-m`` the
-    module's name (``opencm.links.slip``).
-    """
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    except OSError:
-        return False
-    words = [word.decode(errors="replace") for word in cmdline if word]
-    if not words:
-        return False  # a zombie: already gone
-    if os.path.basename(words[0]) == program:
-        return True
-    return "-m" in words[1:3] and program in words[1:4]
-
-
-async def end_pid(pid: int, program: str, *, grace: float = 3.0) -> None:
-    """End a helper we no longer hold a handle for (after a daemon restart), by PID."""
-    if not pid_runs(pid, program):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
-    # Not our child: there is nothing to wait on but the PID itself.
-    while pid_runs(pid, program) and loop.time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    if pid_runs(pid, program):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 async def end_orphan(

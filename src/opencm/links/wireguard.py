@@ -61,6 +61,7 @@ from opencm.links.settings import (
     existing_netns,
 )
 from opencm.links.tasks import TaskSet, close_once
+from opencm.process import end_async_child
 
 SETTINGS = ("config", "netns", "interface", "dead_peer_after", "timeout")
 UAPI_DIR = Path("/var/run/wireguard")
@@ -372,7 +373,7 @@ class WireGuardDialer(NoDialogDialer):
         await close_once(link, lambda: self._teardown(link))
 
     async def _teardown(self, link: _Link) -> None:
-        await proc.end(link.process)
+        await end_async_child(link.process)
         # wireguard-go removes its socket on SIGTERM, not when it was killed outright.
         with contextlib.suppress(OSError):
             (UAPI_DIR / f"{link.interface}.sock").unlink()

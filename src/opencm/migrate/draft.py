@@ -8,8 +8,8 @@ from pathlib import Path, PurePosixPath
 
 from opencm.errors import InputError
 from opencm.fsutil import atomic_write
-from opencm.kit.secrecy import SECRET_MODE, looks_secret
 from opencm.kit.spec import SPEC_NAME, KitSpec, load_spec, render_spec
+from opencm.secrecy import SECRET_MODE, looks_secret
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

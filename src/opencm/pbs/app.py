@@ -6,9 +6,10 @@
 The few other routes (``/metrics``, ``/openapi.json``, ``/healthz`` and the upload
 ``PUT /admin/books/{BOOK}/releases/{VERSION}``) are rare and handled by small functions below.
 
-A background task polls the data folder (every ``poll_interval`` seconds): new releases become
-visible without a restart, and the hit counters are flushed for ``opencm pbs stats``. Polling
-rather than inotify because it also works on the NFS/SMB shares replicas may serve from.
+A background task follows the data folder (inotify, :mod:`opencm.pbs.watch`; polling every
+``poll_interval`` seconds where inotify is missing or ``poll_only`` is set, e.g. a store on an
+NFS/SMB share another machine writes): new releases become visible without a restart, and the
+hit counters are flushed for ``opencm pbs stats``.
 """
 
 from __future__ import annotations
@@ -25,20 +26,12 @@ from typing import Any
 
 from opencm.errors import InputError, OpencmError, RefusedError
 from opencm.pbs import rsgi
-from opencm.pbs.catalog import Catalog, Headers, Payload
+from opencm.pbs.answers import NOT_A_PBS_PATH, Answer, choose, upload_too_large
+from opencm.pbs.catalog import Catalog
 from opencm.pbs.openapi import openapi_document
-from opencm.pbs.query import PbsQuery, QueryError, is_endpoint, parse_query
-from opencm.pbs.stats import (
-    DELTA,
-    ERROR,
-    FULL,
-    NONE,
-    UNKNOWN,
-    Counters,
-    StatsFiles,
-    add_totals,
-)
+from opencm.pbs.stats import Counters, StatsFiles, add_totals
 from opencm.pbs.stats import prometheus_text as _prometheus_text
+from opencm.pbs.watch import StoreWatch
 from opencm.phonebook import store
 
 log = logging.getLogger("opencm.pbs")
@@ -50,13 +43,17 @@ Send = Callable[[Message], Awaitable[None]]
 
 DATA_ENV = "OPENCM_PBS_DATA"
 POLL_ENV = "OPENCM_PBS_POLL"
+POLL_ONLY_ENV = "OPENCM_PBS_POLL_ONLY"
+#: With inotify, the whole store is still looked at every this many ticks of the poll interval.
+_SAFETY_TICKS = 60
 MAX_UPLOAD_ENV = "OPENCM_PBS_MAX_UPLOAD"
 #: Default bound on a release upload (a 65,000-POP phone book compresses to a few MB).
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 _TEXT = b"text/plain; charset=utf-8"
 _JSON = b"application/json"
-_KIND_INDEX = {"full": FULL, "delta": DELTA, "none": NONE}
 _ADMIN_PREFIX = "/admin/books/"
+_ROUTES = frozenset({"/metrics", "/openapi.json", "/healthz"})
+Headers = list[tuple[bytes, bytes]]
 
 
 def _text_headers(body: bytes, content_type: bytes = _TEXT) -> Headers:
@@ -75,18 +72,6 @@ async def _text(send: Send, status: int, text: str, *extra: tuple[bytes, bytes])
     await _respond(send, status, body, [*_text_headers(body), *extra])
 
 
-def _etag_matches(header: bytes, etag: bytes) -> bool:
-    if header.strip() == b"*":
-        return True
-    for candidate in header.split(b","):
-        tag = candidate.strip()
-        if tag.startswith(b"W/"):
-            tag = tag[2:]  # If-None-Match uses the weak comparison (RFC 9110 13.1.2)
-        if tag == etag:
-            return True
-    return False
-
-
 class PbsApp:
     """One server process's view of a data folder (the publish store)."""
 
@@ -95,6 +80,7 @@ class PbsApp:
         data_dir: Path,
         *,
         poll_interval: float = 1.0,
+        poll_only: bool = False,
         max_upload: int = MAX_UPLOAD_BYTES,
     ) -> None:
         self.data_dir = data_dir
@@ -103,7 +89,10 @@ class PbsApp:
         self.catalog = Catalog(data_dir)
         self.counters = Counters()
         self.stats_files = StatsFiles(data_dir)
+        self.poll_only = poll_only
         self._watcher: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Task[None] | None = None
+        self._refresh_again = False
         self._openapi = json.dumps(openapi_document()).encode()
         for change in self.catalog.refresh():
             log.info("pbs: serving %s", change)
@@ -116,19 +105,28 @@ class PbsApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if is_endpoint(scope["path"]):
-                await self._pbserver(scope, send)
-            else:
+            if self.is_admin_route(scope["path"]):
                 await self._other(scope, receive, send)
+            else:
+                await self._pbserver(scope, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    @staticmethod
+    def is_admin_route(path: str) -> bool:
+        """The few routes that are not the PBS endpoint (metrics, health, upload…)."""
+        return path in _ROUTES or path.startswith(_ADMIN_PREFIX)
+
+    def account(self, answer: Answer, head_request: bool) -> None:
+        if answer.counted(head_request) and answer.kind is not None:
+            self.counters.hit(answer.book, answer.kind)
 
     # ---- granian's RSGI (same behaviour, see opencm.pbs.rsgi) ----------------------------
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         await rsgi.handle(self, scope, proto)
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._watcher = loop.create_task(self._watch())
+        self._watcher = loop.create_task(self._watch())  # the loop is not running yet
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._watcher is not None:
@@ -137,42 +135,21 @@ class PbsApp:
 
     # ---- the hot path ------------------------------------------------------------------
     async def _pbserver(self, scope: Scope, send: Send) -> None:
-        method = scope["method"]
-        head = method == "HEAD"
-        if method != "GET" and not head:
-            await _text(send, 405, "Method Not Allowed: use GET\n", (b"allow", b"GET, HEAD"))
-            return
-        query = parse_query(scope["query_string"])
-        if isinstance(query, QueryError):
-            await self._error(send, query.status, query.body, UNKNOWN, head)
-            return
-        table = self.catalog.tables.get(query.book)
-        if table is None:
-            body = f"Not Found: no phone book named {query.book} on this server\n".encode()
-            await self._error(send, 404, body, UNKNOWN, head)
-            return
-        payload = table.decide(query.pbver)
-        await self._deliver(scope, send, payload, query, head)
-
-    async def _deliver(
-        self, scope: Scope, send: Send, payload: Payload, query: PbsQuery, head: bool
-    ) -> None:
+        if_none_match = None
         for name, value in scope["headers"]:
-            if name == b"if-none-match" and _etag_matches(value, payload.etag):
-                await _respond(send, 304, b"", payload.not_modified_headers)
-                if not head:
-                    self.counters.hit(payload.book, NONE)
-                return
-        await send(
-            {"type": "http.response.start", "status": payload.status, "headers": payload.headers}
+            if name == b"if-none-match":
+                if_none_match = value
+                break
+        method = scope["method"]
+        answer = choose(
+            self.catalog.tables, method, scope["path"], scope["query_string"], if_none_match
         )
-        await send({"type": "http.response.body", "body": b"" if head else payload.body})
-        if not head:
-            self.counters.hit(payload.book, _KIND_INDEX[payload.kind])
-
-    async def _error(self, send: Send, status: int, body: bytes, book: str, head: bool) -> None:
-        await _respond(send, status, body, _text_headers(body), head=head)
-        self.counters.hit(book, ERROR)
+        head = method == "HEAD"
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        await send({"type": "http.response.body", "body": b"" if head else bytes(answer.body)})
+        self.account(answer, head)
 
     # ---- everything else -----------------------------------------------------------------
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -188,7 +165,8 @@ class PbsApp:
         }
         route = routes.get(path)
         if route is None:
-            await _text(send, 404, f"Not Found: {path[:100]!r} is not a PBS path\n")
+            answer = NOT_A_PBS_PATH
+            await _respond(send, answer.status, bytes(answer.body), list(answer.headers))
         elif method not in ("GET", "HEAD"):
             await _text(send, 405, "Method Not Allowed: use GET\n", (b"allow", b"GET, HEAD"))
         else:
@@ -242,7 +220,8 @@ class PbsApp:
             return
         body = await _read_body(receive, self.max_upload)
         if body is None:
-            await _json(send, 400, {"error": f"the upload is over {self.max_upload} bytes"})
+            answer = upload_too_large(self.max_upload)
+            await _respond(send, answer.status, bytes(answer.body), list(answer.headers))
             return
         book, version_text = parts[0], parts[2]
         try:
@@ -279,28 +258,81 @@ class PbsApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._watcher = asyncio.create_task(self._watch())
+                self.start_watching()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._watcher is not None:
-                    self._watcher.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._watcher
-                self._flush()
+                await self.stop_watching()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def start_watching(self) -> None:
+        """Follow the store (inotify, or polling) and flush the counters, on the running loop."""
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        self._flush()
+
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
+        loop = asyncio.get_running_loop()
+        notify: StoreWatch | None = None
+        if not self.poll_only:
             try:
-                changes = await asyncio.to_thread(self.catalog.refresh)
-                for change in changes:
-                    log.info("pbs: serving %s", change)
+                notify = StoreWatch(self.data_dir)
+                loop.add_reader(notify.fileno(), self._store_event, notify)
+            except OSError as error:
+                log.warning(
+                    "pbs: no inotify (%s); checking the store every %ss", error, self.poll_interval
+                )
+                notify = None
+        try:
+            ticks = 0
+            while True:
+                await asyncio.sleep(self.poll_interval)
+                ticks += 1
+                # With inotify, a full look now and then still catches a change made in the
+                # instant between a book folder appearing and its watch being added.
+                if notify is None or ticks % _SAFETY_TICKS == 0:
+                    self._refresh_soon()
                 if self.counters.changed:
                     self._flush()
-            except Exception:  # the watcher must outlive a bad moment on the disk
-                log.exception("pbs: refreshing the catalog failed; retrying")
+        finally:
+            if notify is not None:
+                loop.remove_reader(notify.fileno())
+                notify.close()
+
+    def _store_event(self, notify: StoreWatch) -> None:
+        try:
+            changed = notify.changed()
+        except OSError as error:
+            log.warning("pbs: reading store events failed: %s", error)
+            changed = True
+        if changed:
+            self._refresh_soon()
+
+    def _refresh_soon(self) -> None:
+        """Reload changed books off the event loop; one refresh at a time, repeated if asked."""
+        if self._refreshing is not None:
+            self._refresh_again = True
+            return
+        self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            while True:
+                self._refresh_again = False
+                try:
+                    for change in await asyncio.to_thread(self.catalog.refresh):
+                        log.info("pbs: serving %s", change)
+                except Exception:  # the watcher must outlive a bad moment on the disk
+                    log.exception("pbs: refreshing the catalog failed; retrying")
+                if not self._refresh_again:
+                    return
+        finally:
+            self._refreshing = None
 
     def _flush(self) -> None:
         try:
@@ -352,5 +384,6 @@ def app_from_env() -> PbsApp:
     return PbsApp(
         Path(data),
         poll_interval=float(os.environ.get(POLL_ENV, "1.0")),
+        poll_only=os.environ.get(POLL_ONLY_ENV) == "1",
         max_upload=int(os.environ.get(MAX_UPLOAD_ENV, str(MAX_UPLOAD_BYTES))),
     )

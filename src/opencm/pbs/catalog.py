@@ -1,107 +1,35 @@
 """The in-memory decision table of every phone book the service answers for.
 
-Each book's current release (``STORE/<BOOK>/CURRENT``, see :mod:`opencm.phonebook.store`) is read
-once into a :class:`BookTable`: the cab bytes, their signatures and the response headers, all
-prepared ahead so the hot path only looks things up. :meth:`Catalog.refresh` notices a changed
-``CURRENT`` (by its inode, size and mtime: ``publish_release`` replaces it by rename), builds the
-new table completely, checks every file against the manifest's SHA-256, and only then swaps it in
-with one assignment. A request therefore sees either the old release or the new one, never a mix;
-a release that fails to load leaves the old one serving and is reported.
+Each book's current release (``STORE/<BOOK>/CURRENT``, see :mod:`opencm.phonebook.store`) is
+read once into a :class:`BookTable` of :class:`~opencm.pbs.answers.Answer` (cabs memory-mapped,
+headers prepared ahead) so the hot path only looks things up. :meth:`Catalog.refresh` notices a
+changed ``CURRENT`` (by its inode, size and mtime: ``publish_release`` replaces it by rename),
+builds the new table completely, checks every file against the manifest's SHA-256, and only then
+swaps it in with one assignment. A request therefore sees either the old release or the new one,
+never a mix; a release that fails to load leaves the old one serving and is reported.
 
-The version rule ("How Connection Manager Works", opencm's reading of the exactly-five case in
-``docs/pbs-protocol.md``): ``pbver >= current`` -> no update; ``current - pbver`` in 1..4 and the
-release has that delta -> the delta; anything else (5 or more behind, 0 = no book, or a delta the
-release lacks) -> full.
+The version rule ("How Connection Manager Works"; opencm's reading of the exactly-five case in
+``docs/pbs-protocol.md``): ``pbver >= current`` -> no update; ``current - pbver`` within
+:data:`~opencm.phonebook.limits.DELTA_WINDOW` and the release has that delta -> the delta;
+anything else (further behind, 0 = no book, or a delta the release lacks) -> full.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
+import mmap
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from opencm.errors import OpencmError
+from opencm.pbs.answers import Answer, Body, cab_answer, none_answer
 from opencm.phonebook import store
+from opencm.phonebook.limits import DELTA_WINDOW
 
 log = logging.getLogger("opencm.pbs")
-
-#: A client at most this many versions behind gets a delta (the PBA makes deltas from the five
-#: previous versions, docs/pbs-protocol.md); further behind, or a missing delta: the full book.
-DELTA_WINDOW = 5
-CAB_TYPE = b"application/vnd.ms-cab-compressed"
-CACHE_CONTROL = b"public, no-cache"
-
-Kind = Literal["none", "delta", "full"]
-Headers = list[tuple[bytes, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """One possible answer, with its headers prepared for the wire."""
-
-    kind: Kind
-    book: str
-    version: int
-    base: int | None
-    status: int
-    body: bytes
-    etag: bytes
-    headers: Headers
-    #: Headers of the 304 answer to a matching ``If-None-Match``.
-    not_modified_headers: Headers
-    #: The same two header lists as text, for granian's RSGI interface.
-    text_headers: list[tuple[str, str]] = field(default_factory=list)
-    text_not_modified: list[tuple[str, str]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        as_text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers]
-        object.__setattr__(self, "text_headers", as_text)
-        not_modified = [
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in self.not_modified_headers
-        ]
-        object.__setattr__(self, "text_not_modified", not_modified)
-
-
-def _cab_payload(
-    book: str, version: int, base: int | None, body: bytes, signature: bytes, sha256: str
-) -> Payload:
-    kind: Kind = "full" if base is None else "delta"
-    etag = f'"{sha256[:32]}"'.encode()
-    name = f"{book}-{version}-{'full' if base is None else f'delta-{base}'}.cab"
-    common: Headers = [
-        (b"etag", etag),
-        (b"cache-control", CACHE_CONTROL),
-        (b"x-opencm-pbs-kind", kind.encode()),
-        (b"x-opencm-pbs-book", book.encode()),
-        (b"x-opencm-pbs-version", str(version).encode()),
-    ]
-    if base is not None:
-        common.append((b"x-opencm-pbs-base", str(base).encode()))
-    headers: Headers = [
-        (b"content-type", CAB_TYPE),
-        (b"content-length", str(len(body)).encode()),
-        (b"content-disposition", f'attachment; filename="{name}"'.encode()),
-        *common,
-        (b"x-opencm-pbs-signature", base64.b64encode(signature)),
-    ]
-    return Payload(kind, book, version, base, 200, body, etag, headers, common)
-
-
-def _none_payload(book: str, version: int) -> Payload:
-    etag = f'"none-{book}-{version}"'.encode()
-    headers: Headers = [
-        (b"etag", etag),
-        (b"cache-control", CACHE_CONTROL),
-        (b"x-opencm-pbs-kind", b"none"),
-        (b"x-opencm-pbs-book", book.encode()),
-        (b"x-opencm-pbs-version", str(version).encode()),
-    ]
-    return Payload("none", book, version, None, 204, b"", etag, headers, headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +38,11 @@ class BookTable:
 
     book: str
     version: int
-    none: Payload
-    full: Payload
-    deltas: Mapping[int, Payload]
+    none: Answer
+    full: Answer
+    deltas: Mapping[int, Answer]
 
-    def decide(self, pbver: int) -> Payload:
+    def decide(self, pbver: int) -> Answer:
         if pbver >= self.version:
             return self.none
         if self.version - pbver <= DELTA_WINDOW:
@@ -128,15 +56,28 @@ class ReleaseError(OpencmError):
     """A release in the store that cannot be served (missing file, wrong checksum)."""
 
 
-def _read_checked(release: store.Release, artifact: store.Artifact) -> tuple[bytes, bytes]:
+def map_file(path: Path) -> Body:
+    """The file's bytes as a read-only shared mapping: every process serving it shares one copy
+    in the page cache, and pages nobody asks for are not resident."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            return b""
+        mapped = mmap.mmap(handle.fileno(), size, prot=mmap.PROT_READ)
+    return memoryview(mapped)
+
+
+def _read_checked(release: store.Release, artifact: store.Artifact) -> tuple[Body, bytes]:
     path = release.path(artifact)
     try:
-        body = path.read_bytes()
+        body = map_file(path)
         signature = release.signature_path(artifact).read_bytes()
     except OSError as error:
         raise ReleaseError(f"cannot read {error.filename}: {error.strerror}") from error
     if len(body) != artifact.size or hashlib.sha256(body).hexdigest() != artifact.sha256:
         raise ReleaseError(f"{path} does not match the SHA-256 in {store.MANIFEST}")
+    if isinstance(body, memoryview) and isinstance(body.obj, mmap.mmap):
+        body.obj.madvise(mmap.MADV_DONTNEED)  # hashing made it resident; the cache keeps it
     return body, signature
 
 
@@ -145,14 +86,15 @@ def load_table(store_dir: Path, book: str) -> BookTable | None:
     release = store.load_current(store_dir, book)
     if release is None:
         return None
-    name = book.upper()
-    body, signature = _read_checked(release, release.full)
-    full = _cab_payload(name, release.version, None, body, signature, release.full.sha256)
-    deltas: dict[int, Payload] = {}
-    for base, artifact in release.deltas.items():
+    name, version = book.upper(), release.version
+
+    def answer(artifact: store.Artifact, base: int | None) -> Answer:
         body, signature = _read_checked(release, artifact)
-        deltas[base] = _cab_payload(name, release.version, base, body, signature, artifact.sha256)
-    return BookTable(name, release.version, _none_payload(name, release.version), full, deltas)
+        return cab_answer(name, version, base, body, artifact.size, artifact.sha256, signature)
+
+    full = answer(release.full, None)
+    deltas = {base: answer(artifact, base) for base, artifact in release.deltas.items()}
+    return BookTable(name, version, none_answer(name, version), full, deltas)
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

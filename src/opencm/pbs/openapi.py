@@ -33,7 +33,9 @@ def _header(description: str, pattern: str | None = None) -> dict[str, Any]:
     return {"description": description, "schema": schema}
 
 
-_OTHER = {"type": "string", "maxLength": 32}
+#: Values are taken literally (not percent-decoded), so an ignored one is at most 32 characters
+#: that need no encoding.
+_OTHER = {"type": "string", "maxLength": 32, "pattern": "^[A-Za-z0-9._~-]*$"}
 _PB_HEADERS = {
     "ETag": _header("Strong validator; send it back in If-None-Match to get 304."),
     "Cache-Control": _header("Always `public, no-cache`: caches must revalidate."),

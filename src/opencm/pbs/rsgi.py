@@ -1,7 +1,7 @@
 """granian's native RSGI interface for :class:`~opencm.pbs.app.PbsApp`.
 
 The PBS endpoint is answered directly with ``proto.response_bytes`` (one call instead of two
-ASGI messages, measurably faster on granian, see ``docs/pbs-protocol.md``). The rare routes
+ASGI messages) from the answers :func:`opencm.pbs.answers.choose` picks. The rare routes
 (``/metrics``, the upload, …) are handed to the ASGI handlers through a small adapter, so their
 logic exists once.
 """
@@ -11,75 +11,31 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from opencm.pbs.query import QueryError, is_endpoint, parse_query
-from opencm.pbs.stats import DELTA, ERROR, FULL, NONE, UNKNOWN
+from opencm.pbs.answers import choose
 
 if TYPE_CHECKING:
     from opencm.pbs.app import Message, PbsApp
-
-_KIND_INDEX = {"full": FULL, "delta": DELTA, "none": NONE}
-_TEXT = "text/plain; charset=utf-8"
-
-
-def _etag_matches(header: str, etag: str) -> bool:
-    if header.strip() == "*":
-        return True
-    for candidate in header.split(","):
-        tag = candidate.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag == etag:
-            return True
-    return False
-
-
-def _error(app: PbsApp, proto: Any, status: int, body: bytes) -> None:
-    headers = [("content-type", _TEXT), ("content-length", str(len(body)))]
-    proto.response_bytes(status, headers, body)
-    app.counters.hit(UNKNOWN, ERROR)
 
 
 async def handle(app: PbsApp, scope: Any, proto: Any) -> None:
     """One RSGI request."""
     if scope.proto != "http":
         return
-    if not is_endpoint(scope.path):
+    path = scope.path
+    if app.is_admin_route(path):
         await _via_asgi(app, scope, proto)
         return
     method = scope.method
-    head = method == "HEAD"
-    if method != "GET" and not head:
-        body = b"Method Not Allowed: use GET\n"
-        headers = [("content-type", _TEXT), ("allow", "GET, HEAD")]
-        proto.response_bytes(405, headers, body)
-        return
-    query = parse_query(scope.query_string.encode("utf-8", "replace"))
-    if isinstance(query, QueryError):
-        _error(app, proto, query.status, query.body)
-        return
-    table = app.catalog.tables.get(query.book)
-    if table is None:
-        _error(
-            app,
-            proto,
-            404,
-            f"Not Found: no phone book named {query.book} on this server\n".encode(),
-        )
-        return
-    payload = table.decide(query.pbver)
-    wanted = scope.headers.get("if-none-match")
-    if wanted is not None and _etag_matches(wanted, payload.etag.decode("latin-1")):
-        proto.response_empty(304, payload.text_not_modified)
-        if not head:
-            app.counters.hit(payload.book, NONE)
-        return
-    if payload.status == 204:
-        proto.response_empty(204, payload.text_headers)
+    query = scope.query_string.encode("utf-8", "replace")
+    if_none_match = scope.headers.get("if-none-match")
+    wanted = None if if_none_match is None else if_none_match.encode("latin-1", "replace")
+    answer = choose(app.catalog.tables, method, path, query, wanted)
+    if answer.status in (204, 304):
+        proto.response_empty(answer.status, answer.text_headers)
     else:
         # For HEAD the server drops the body but keeps Content-Length.
-        proto.response_bytes(payload.status, payload.text_headers, payload.body)
-    if not head:
-        app.counters.hit(payload.book, _KIND_INDEX[payload.kind])
+        proto.response_bytes(answer.status, answer.text_headers, bytes(answer.body))
+    app.account(answer, method == "HEAD")
 
 
 async def _via_asgi(app: PbsApp, scope: Any, proto: Any) -> None:

@@ -16,6 +16,9 @@ BOOK_NAME_MAX = 8
 MAX_BOOKS = 100
 MAX_POPS = 65_000
 MAX_UPDATES = 32_676
+#: A release carries deltas from this many previous versions, and the Phone Book Service sends
+#: a client at most this many versions behind its delta (docs/pbs-protocol.md): one number for both.
+DELTA_WINDOW = 5
 IMPORT_UNPOSTED_MAX = 32_000
 IMPORT_POSTED_MAX = 6_000
 

@@ -24,10 +24,10 @@ import minisign
 from opencm.errors import RefusedError
 from opencm.phonebook.cabinet import write_cab
 from opencm.phonebook.delta import build_delta, format_delta
+from opencm.phonebook.limits import DELTA_WINDOW
 from opencm.phonebook.versionfile import format_version_file, make_version_info
 from opencm.signing import SignedFields, sign, verify
 
-WINDOW = 5
 PURPOSE = "opencm-phonebook"
 FULL = "full.cab"
 
@@ -44,7 +44,7 @@ class Snapshot:
 
 def delta_bases(version: int) -> range:
     """The versions a release carries deltas from (oldest first)."""
-    return range(max(1, version - WINDOW), version)
+    return range(max(1, version - DELTA_WINDOW), version)
 
 
 def delta_name(base: int) -> str:

@@ -26,15 +26,13 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from opencm.errors import DiskFullError, InputError, RefusedError, is_disk_full
-from opencm.fsutil import atomic_write, fsync_dir
+from opencm.errors import InputError, RefusedError
+from opencm.fsutil import atomic_write, atomic_write_folder
 from opencm.phonebook import limits
 
 RELEASE_FORMAT = "opencm-release/1"
@@ -168,24 +166,7 @@ def _publish_locked(
     final = book_dir / str(version)
     if final.exists():
         raise RefusedError(f"{book} version {version} is already in the store", path=final)
-    incoming = Path(tempfile.mkdtemp(prefix=f".incoming-{version}-", dir=book_dir))
-    try:
-        for name, data in {**files, MANIFEST: manifest}.items():
-            with open(incoming / name, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.chmod(incoming, 0o755)
-        fsync_dir(incoming)
-        os.rename(incoming, final)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(incoming)
-        if is_disk_full(error):
-            needed = sum(len(data) for data in files.values()) + len(manifest)
-            raise DiskFullError(book_dir, needed) from error
-        raise
-    fsync_dir(book_dir)
+    atomic_write_folder(final, {**files, MANIFEST: manifest})
     atomic_write(book_dir / CURRENT, f"{version}\n".encode())
     return load_release(store, book, version)
 

@@ -13,13 +13,10 @@ book's digest, so an interrupted update leads to a full download, never to a mix
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 from opencm.errors import InputError, RefusedError
-from opencm.fsutil import fsync_dir
+from opencm.fsutil import atomic_write_all
 from opencm.phonebook.cabinet import read_cab
 from opencm.phonebook.delta import apply_delta, parse_delta
 from opencm.phonebook.pbk import parse_pbk
@@ -139,20 +136,4 @@ def install_files(directory: Path, writes: list[tuple[Path, bytes]]) -> None:
 def _install(directory: Path, writes: list[tuple[Path, bytes]]) -> None:
     """Write every file aside and flush, then rename in order (the version file last)."""
     directory.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[str, Path]] = []
-    try:
-        for target, data in writes:
-            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".new", dir=directory)
-            staged.append((name, target))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(name, 0o644)
-        for name, target in staged:
-            os.replace(name, target)
-    finally:
-        for name, _ in staged:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
-    fsync_dir(directory)
+    atomic_write_all([(target, data, 0o644) for target, data in writes])

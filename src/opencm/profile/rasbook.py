@@ -22,6 +22,7 @@ from pathlib import Path
 
 from opencm.errors import InputError
 from opencm.problems import Problem
+from opencm.profile.model import ServiceProfile
 
 #: ``Type=`` values (RASET_*): only VPN entries become links.
 ENTRY_TYPES = {1: "phone", 2: "vpn", 3: "direct", 4: "internet", 5: "broadband"}
@@ -317,6 +318,23 @@ def map_entry(entry: RasEntry) -> EntryMapping:
     return _mapping(entry, Verdict.UNSUPPORTED, protocols[0] if protocols else "none", reason)
 
 
+def ras_hint(profile: ServiceProfile) -> str:
+    """For a profile without opencm links: what its RAS phone book offers, and what to run."""
+    book = profile.phonebook_path()
+    try:
+        data = book.read_bytes() if book is not None and book.is_file() else b""
+    except OSError:
+        return ""
+    if sniff_phonebook(data) is not BookKind.RAS:
+        return ""
+    mappings = [map_entry(entry) for entry in parse_ras(data, book).entries]
+    told = "; ".join(f"RAS entry {m.entry!r}: {m.reason}" for m in mappings[:3])
+    return (
+        f". The profile's phone book is a Windows RAS book ({told}): run `opencm import` on"
+        " the profile to turn its entries into opencm links (docs/migrating.md)"
+    )
+
+
 __all__ = [
     "EAP_CREDENTIALS",
     "VPN_STRATEGIES",
@@ -329,6 +347,7 @@ __all__ = [
     "decode_book",
     "map_entry",
     "parse_ras",
+    "ras_hint",
     "require_pop_book",
     "sniff_phonebook",
 ]

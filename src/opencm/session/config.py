@@ -16,12 +16,18 @@ from opencm.links import registry
 from opencm.links.api import PROFILE_KEYS, DialEntry, ProfileKeys
 from opencm.phonebook.dialing import DialChoice, choose_numbers
 from opencm.profile.model import CM, ConnectionType, ServiceProfile
+from opencm.profile.rasbook import ras_hint
 from opencm.profile.usersettings import UserSettings
 
 OPENCM = "opencm"
 #: How a missing required key is named: "the openvpn config file of server 'Main' is missing".
 KEY_WORDS = {"Config": "config file", "Connection": "connection"}
 MAX_SERVERS = 1000
+
+
+class LeftToTheUser(InputError):
+    """A dial-up value the profile leaves to each user (``ask``) that this user has not set:
+    only a connection that dials needs it, so a direct connection goes ahead without it."""
 
 
 @dataclass
@@ -54,6 +60,8 @@ class SessionConfig:
     #: ``[Connection Manager] UseSameUserName``: double dial sends the tunnel's credentials to
     #: the dial-up server too.
     use_same_credentials: bool = False
+    #: Why there is no dial-up entry although the profile dials: a value left to the user.
+    dial_problem: LeftToTheUser | None = None
 
     @property
     def service_name(self) -> str:
@@ -103,10 +111,13 @@ class SessionConfig:
             )
         if connection_type.tunnels and not self.tunnel_entries:
             raise InputError(
-                "a tunnel needs a VPN server: [opencm] VpnServer0 is missing",
+                "a tunnel needs a VPN server: [opencm] VpnServer0 is missing"
+                + ras_hint(self.profile),
                 path=self.profile.cms_path,
                 field="[opencm] VpnServer0",
             )
+        if connection_type.dials and self.dial_problem is not None:
+            raise self.dial_problem
         if connection_type.dials and not self.dial_entries:
             raise InputError(
                 "dial-up needs a modem: [opencm] ModemDevice is missing",
@@ -209,7 +220,7 @@ def _modem_value(profile: ServiceProfile, user: UserSettings, key: str) -> str:
         return value
     mine = user.get(key)
     if not mine:
-        raise InputError(
+        raise LeftToTheUser(
             f"the profile leaves {key} to you: set it with "
             f"`opencm profile set {profile.cmp_path or profile.cms_path} opencm {key} VALUE`",
             path=profile.cmp_path or profile.cms_path,
@@ -257,6 +268,11 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
     addresses: dict[str, str] = {}
     dial_state = DialState()
     tunnel_entries = tuple(_tunnel_entries(profile, netns, addresses))
+    dial_problem: LeftToTheUser | None = None
+    try:
+        dialup = tuple(dial_entries(profile, dun, netns, dial_state))
+    except LeftToTheUser as problem:
+        dialup, dial_problem = (), problem
     return SessionConfig(
         profile=profile,
         supported_types=types,
@@ -268,7 +284,8 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
         tunnel_dun=tunnel_dun,
         tunnel_entries=tunnel_entries,
         addresses=addresses,
-        dial_entries=tuple(dial_entries(profile, dun, netns, dial_state)),
+        dial_entries=dialup,
+        dial_problem=dial_problem,
         dial_state=dial_state,
         use_same_credentials=profile.cms.get_bool(CM, "UseSameUserName", False),
         netns=netns,

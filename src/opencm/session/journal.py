@@ -23,10 +23,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
-import os
-import signal
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +33,7 @@ import anyio
 
 from opencm.fsutil import atomic_write, fsync_dir
 from opencm.links.api import LinkInfo
+from opencm.process import ProcessMark, end_process
 
 VERSION = 1
 
@@ -49,54 +47,6 @@ class DisconnectState(enum.StrEnum):
     DONE = "done"
 
 
-@dataclass(frozen=True)
-class ProcessMark:
-    """A process and what makes it recognisable after a restart (a PID alone can be reused)."""
-
-    pid: int
-    start_time: str
-    cmdline: list[str]
-
-    @classmethod
-    def of(cls, pid: int) -> ProcessMark | None:
-        start, cmdline = _proc_identity(pid)
-        # Just after exec, and while a process exits, the kernel shows an empty command line: a
-        # mark taken then could never match again. Wait briefly for it (a busy machine makes
-        # that window milliseconds long); a process that keeps it empty is not one to record.
-        deadline = time.monotonic() + 0.2
-        while start is not None and not cmdline and time.monotonic() < deadline:
-            time.sleep(0.002)
-            start, cmdline = _proc_identity(pid)
-        return None if start is None or not cmdline else cls(pid, start, cmdline)
-
-    @classmethod
-    def started(cls, pid: int) -> ProcessMark | None:
-        """A process just started, known by PID and start time only: its command line may
-        still change (``ip netns exec`` execs the helper in place)."""
-        start, _cmdline = _proc_identity(pid)
-        return None if start is None else cls(pid, start, [])
-
-    def still_ours(self) -> bool:
-        start, cmdline = _proc_identity(self.pid)
-        # PID and start time (clock ticks since boot) name one process; the command line, when
-        # recorded, guards against a misread start time too.
-        return start == self.start_time and (not self.cmdline or cmdline == self.cmdline)
-
-
-def _proc_identity(pid: int) -> tuple[str | None, list[str]]:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None, []
-    # Field 22 (start time in clock ticks since boot) follows the ")" that ends the command name.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields and fields[0] == "Z":
-        return None, []  # a zombie is already gone; only its parent can reap it
-    cmdline = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-    return fields[19], cmdline
-
-
 def handle_pids(handle: Mapping[str, str]) -> list[int]:
     """PIDs a dialer names in its handle: keys ``pid``, ``*_pid`` or ``pids`` (comma-separated)."""
     pids: list[int] = []
@@ -104,24 +54,6 @@ def handle_pids(handle: Mapping[str, str]) -> list[int]:
         if key == "pid" or key.endswith("_pid") or key == "pids":
             pids.extend(int(part) for part in str(value).split(",") if part.strip().isdigit())
     return pids
-
-
-def end_process(mark: ProcessMark, grace: float = 3.0) -> str:
-    """SIGTERM, then SIGKILL after ``grace`` seconds; only if the PID is still the same program."""
-    if not mark.still_ours():
-        return "gone"
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(mark.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not mark.still_ours():
-            return "terminated"
-        time.sleep(0.05)
-    if mark.still_ours():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(mark.pid, signal.SIGKILL)
-        return "killed"
-    return "terminated"
 
 
 @dataclass
@@ -351,9 +283,7 @@ __all__ = [
     "DisconnectState",
     "Journal",
     "JournalEntry",
-    "ProcessMark",
     "Recovery",
-    "end_process",
     "handle_pids",
     "recover",
 ]

@@ -30,6 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from opencm.actions.api import ActionPoint
+from opencm.process import end_child
 from opencm_lab.demo.steps import StepFailed, Story, expect, indent, opencm
 
 BOOK = "CONTOSO"
@@ -155,15 +156,9 @@ def free_port() -> int:
         return port
 
 
-def end_process(process: subprocess.Popen[bytes], name: str) -> None:
+def stop(process: subprocess.Popen[bytes], name: str) -> None:
     """End a process the demo started, by its PID: SIGTERM, then SIGKILL after 5 s."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    end_child(process, grace=5.0)
     print(f"    stopped {name} (PID {process.pid})")
 
 
@@ -253,7 +248,7 @@ class Demo:
         print(f"$ opencm pbs serve --data {self.store} --port {port} &")
         server = subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)  # fmt: skip
-        self.cleanup.callback(end_process, server, "the Phone Book Service")
+        self.cleanup.callback(stop, server, "the Phone Book Service")
         base = f"http://127.0.0.1:{port}"
         self.pbs_url = f"{base}/pbserver/pbserver.dll"
         _wait_http(f"{base}/openapi.json", server)
@@ -350,7 +345,7 @@ class Demo:
                 "--state-dir", str(state), "--log-dir", str(logs)]  # fmt: skip
         print(f"$ opencm daemon --socket {self.socket} … &")
         daemon = subprocess.Popen(argv, env=self.env)
-        self.cleanup.callback(end_process, daemon, "the opencm daemon")
+        self.cleanup.callback(stop, daemon, "the opencm daemon")
         self.daemon = daemon
         deadline = time.monotonic() + 20
         while not self.socket.exists():
