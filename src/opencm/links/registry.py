@@ -58,6 +58,7 @@ BUILTIN_DIALERS = {
     "modem": "opencm.links.modem:ModemDialer",
     "networkmanager": "opencm.links.networkmanager:NetworkManagerDialer",
     "ikev2": "opencm.links.ikev2:IKEv2Dialer",
+    "sstp": "opencm.links.sstp:SSTPDialer",
 }
 
 
