@@ -162,9 +162,11 @@ class Daemon:
         log_dir: Path | None = None,
         keep_ended: float = KEEP_ENDED,
         profile_roots: list[Path] | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.socket_path = socket_path
         self.keep_ended = keep_ended
+        self.idle_timeout = idle_timeout
         self.state_dir = state_dir
         self.lookup = dialer_lookup
         self.clock: Clock = clock or RealClock()
@@ -330,7 +332,7 @@ class Daemon:
     ) -> None:
         while True:
             try:
-                with anyio.fail_after(IDLE_TIMEOUT):
+                with anyio.fail_after(self.idle_timeout):
                     line = await buffered.receive_until(b"\n", MAX_LINE)
             except (
                 TimeoutError,
