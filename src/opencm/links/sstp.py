@@ -53,7 +53,7 @@ from opencm.links.settings import (
     config_file,
     existing_netns,
 )
-from opencm.links.tasks import TaskSet, close_once
+from opencm.links.tasks import TaskSet, close_once, report_down
 from opencm.process import end_async_child
 
 SETTINGS = ("config", "netns", "timeout")
@@ -288,13 +288,8 @@ class SSTPDialer(NoDialogDialer):
 
     async def _watch_process(self, link: _Link) -> None:
         status = await link.process.wait()
-        if link.down_reported or link.closing:
-            return
-        link.down_reported = True
-        link.tasks.spawn(self._close(link))
-        link.tasks.notify(
-            link.on_down, LinkDown(DownReason.PROCESS_EXITED, f"sstpc exited ({status})")
-        )
+        down = LinkDown(DownReason.PROCESS_EXITED, f"sstpc exited ({status})")
+        report_down(link, down, lambda: self._close(link))
 
     async def _close(self, link: _Link) -> None:
         await close_once(link, lambda: self._teardown(link))
