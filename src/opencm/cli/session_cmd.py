@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from opencm.cli.output import emit_json
-from opencm.session.locate import resolve_profile
+from opencm.session.locate import default_scopes, resolve_profile
 from opencm.session.protocol import (
     KEEP_ENDED,
     Client,
@@ -129,6 +129,12 @@ def _credentials_json(credentials: Credentials | None) -> dict[str, str | None] 
 )
 @click.option("--save-credentials", is_flag=True, help="Remember them, if the profile allows.")
 @click.option("--logon", is_flag=True, help="Boot/logon run: only allow-listed actions run.")
+@click.option(
+    "--user",
+    "own_installs",
+    is_flag=True,
+    help="Look a short name up in your own installs only (as root: root's per-user installs).",
+)
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
 @socket_option
@@ -142,12 +148,13 @@ def connect(
     inet_credentials_file: Path | None,
     save_credentials: bool,
     logon: bool,
+    own_installs: bool,
     log_dir: Path | None,
     as_json: bool,
     socket_path: Path | None,
 ) -> int:
     """Connect PROFILE (a .cmp, .cms, profile folder or installed short name)."""
-    path = resolve_profile(profile)
+    path = resolve_profile(profile, default_scopes(user=True) if own_installs else None)
     # A logon/boot run has nobody at the screen by definition.
     interactive = not unattended and not logon and sys.stdin.isatty()
     wants_inet = inet_credentials_file is not None or _wants_inet(path, kind)
