@@ -14,20 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from opencm.session.protocol import Client, ProtocolError
 from tests.session.conftest import build_profile, points_of, recorded
 from tests.session.daemons import DaemonProcess
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path)
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.process.kill()
-        process.process.wait(10)
 
 
 def _events(socket: Path, session_id: str, out: list[dict[str, Any]]) -> None:
