@@ -218,7 +218,11 @@ def test_each_dialer_declares_what_it_reads_from_a_profile(plugins: Path, tmp_pa
         "wireguard",
         "networkmanager",
         "ikev2",
+        "sstp",
     ]  # the modem is a dial-up link; acme and half are not allowed (and are not imported)
+    statuses = {status.info.name: status for status in registry.survey(allow_list=absent)}
+    assert statuses["openvpn"].allowed and statuses["openvpn"].profile_keys is not None
+    assert not statuses["acme"].allowed and statuses["acme"].profile_keys is None
     assert "acme_dialers" not in sys.modules
     assert registry.tunnel_link("openvpn", allow_list=absent).required == ("Config",)
     assert registry.tunnel_link("networkmanager", allow_list=absent).required == ("Connection",)
