@@ -139,7 +139,7 @@ class HttpConnection(asyncio.Protocol):
             return
         now = self.loop.time()
         if now >= self.deadline and self.upload is None:
-            transport.abort()  # a half-sent request or an idle keep-alive: let it go
+            transport.abort()  # a half-sent request, an idle keep-alive, a lingering close
             return
         self.timer = self.loop.call_at(max(self.deadline, now + 0.5), self._check_deadline)
 
@@ -246,8 +246,23 @@ class HttpConnection(asyncio.Protocol):
         else:
             transport.writelines((answer.head, self.server.clock.date_line(), tail, body))
         if close:
-            self.closing = True
+            self._linger(transport)
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Close after the answer without losing it: stop sending, read and drop what the client
+        still sends (closing with unread data would reset the connection, and the client would
+        never see its answer), and close when it is done or the header timeout passes."""
+        self.closing = True
+        if not transport.can_write_eof():
             transport.close()
+            return
+        transport.write_eof()
+        self.deadline = self.loop.time() + min(self.server.limits.header_timeout, 5.0)
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._check_deadline)
+
+    def eof_received(self) -> bool:
+        return False  # the client is done sending: close once our answer is out
 
     # ---- the rare routes, through the ASGI handlers ------------------------------------------
     def _admin(
