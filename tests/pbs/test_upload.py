@@ -22,6 +22,11 @@ from tests.pbs.conftest import Keys, Server, publish, release_files, start_serve
 TAR = {"Content-Type": "application/x-tar"}
 
 
+def with_key(keys: Keys, files: dict[str, bytes]) -> dict[str, bytes]:
+    """The release files plus the PBA's public key, as a book's first upload carries them."""
+    return {**files, "pba.pub": keys.public_line.encode()}
+
+
 def tar_of(
     files: dict[str, bytes], *, extra: Callable[[tarfile.TarFile], None] | None = None
 ) -> bytes:
@@ -65,7 +70,7 @@ def admin(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admi
     extra = ("--max-upload", "200000")
     server = start_server(data, tmp_path_factory.mktemp("log"), extra=extra)
     admin = Admin(server, data, token)
-    registered = admin.put("WORLD", 11, tar_of({**first, "pba.pub": keys.public_line.encode()}))
+    registered = admin.put("WORLD", 11, tar_of(with_key(keys, first)))
     assert registered.status_code == 201, registered.text
     yield admin
     server.stop()
