@@ -62,5 +62,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ testlab/pyproject.t
 fi
 
 # Byte-compile opencm once: with PYTHONDONTWRITEBYTECODE set (as on these machines) every
-# `opencm` run would otherwise compile its modules from source again (~50 ms a start).
+# `opencm` run would otherwise compile its modules from source again, on every start.
 .venv/bin/python -m compileall -q src testlab >/dev/null

@@ -47,6 +47,26 @@ def _plant(module: Path, code: str) -> None:
     module.write_text(before + "\n\n" + code + "\n", "utf-8")
 
 
+def test_every_part_of_opencm_has_a_layer() -> None:
+    # A module the layers contract does not name is not checked at all: a new top-level module
+    # or package must be given its place.
+    contract = CONTRACTS.read_text("utf-8")
+    layers = contract.split("[importlinter:contract:layers]", 1)[1].split("\n[", 1)[0]
+    named = {
+        name.strip(" ()")
+        for line in layers.split("layers =", 1)[1].splitlines()
+        for name in line.split("|")
+        if name.strip()
+    }
+    parts = {
+        f"opencm.{entry.stem}"
+        for entry in (ROOT / "src" / "opencm").iterdir()
+        if (entry.suffix == ".py" and entry.stem not in ("__init__", "__main__"))
+        or (entry.is_dir() and (entry / "__init__.py").exists())
+    }
+    assert parts - named == set()
+
+
 def test_the_copied_tree_keeps_every_contract(tmp_path: Path) -> None:
     _copy_tree(tmp_path)
     done = _lint(tmp_path)

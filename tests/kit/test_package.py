@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from opencm.errors import RefusedError
+from opencm.errors import OpencmError, RefusedError
 from opencm.kit.build import build_kit
 from opencm.kit.install import install_package
 from opencm.kit.package import (
@@ -402,3 +402,18 @@ def test_a_replaced_launcher_is_refused_by_verify_and_install(
     code, _, err = run_cli(capsys, "kit", "verify", str(evil_stub), "--trust", pub)
     assert code == 3 and "launcher" in err
     assert run_cli(capsys, "kit", "verify", str(package), "--trust", pub)[0] == 0
+
+
+def test_a_zip_feature_python_cannot_read_is_a_clean_refusal(
+    kit_dir: Path, keys: Keys, roots: Roots
+) -> None:
+    # Found by the fuzz campaign: a central-directory entry asking for zip version 8.4 made
+    # zipfile raise NotImplementedError, a traceback for `opencm install`.
+    data = bytearray(make_package(kit_dir, keys).read_bytes())
+    entry = data.index(b"PK\x01\x02")
+    data[entry + 6 : entry + 8] = (84).to_bytes(2, "little")
+    odd = kit_dir / "odd.cmpkg.pyz"
+    odd.write_bytes(bytes(data))
+    with pytest.raises(OpencmError, match=r"not a zip: zip file version 8\.4"):
+        install_package(odd, roots.user, trusted_keys=[keys.public])
+    assert tree(roots.base) == set()

@@ -188,15 +188,20 @@ def test_cab_and_iexpress_exe(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         check_ikev2_kit(kit, report)
 
 
-def test_the_azure_sstp_profile_as_it_is_says_why_nothing_runs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_the_azure_sstp_profile_as_it_is_maps_to_the_sstp_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pki: Any
 ) -> None:
-    profile = write_windows_profile(tmp_path / "Cm")  # VpnStrategy=5, SSTP
-    code, report, _ = run_import(capsys, str(profile.cmp), "--out", str(tmp_path / "kit"))
-    assert code == 1 and report["kit"] is None
-    dropped = items(report, "dropped")
-    assert "needs PPP in the kernel (/dev/ppp)" in dropped["RAS entry 'contoso-vnet'"]
-    assert "no kit written" in items(report, "needed")["link"]
+    profile = write_windows_profile(tmp_path / "Cm")  # VpnStrategy=5, SSTP, EAP-TLS
+    kit = tmp_path / "kit"
+    code, report, _ = run_import(capsys, str(profile.cmp), "--out", str(kit))
+    assert code == 1 and report["link"] == "sstp"  # the user's certificate is needed
+    mapped = items(report, "mapped")["RAS entry 'contoso-vnet'"]
+    assert "sstp link to azuregateway" in mapped and "needs PPP in the kernel (/dev/ppp)" in mapped
+    assert "--client-cert" in items(report, "needed")["client certificate"]
+    [server] = tomllib.loads((kit / "kit.toml").read_text())["vpn"]
+    assert server["link"] == "sstp"
+    config = (kit / server["config"]).read_text()
+    assert f"server = {AZURE_GATEWAY}" in config and "auth = eap-tls" in config
 
 
 def test_azure_zip_prefers_openvpn_then_ikev2(

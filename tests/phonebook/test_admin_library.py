@@ -39,8 +39,15 @@ def test_keys_release_and_the_four_step_post(tmp_path: Path) -> None:
         with pytest.raises(RefusedError, match="no release yet"):
             post_latest(ws, "WORLD", target=str(store), token=no_token)
         ws.add_pop("WORLD", Pop(index=0, country=1, access="5550100", name="Seattle"))
+        with pytest.raises(RefusedError, match="no release yet"):
+            ws.export_to("WORLD", tmp_path / "kit", released=True)
         info, _files = ws.release("WORLD", signing_key(root))
         assert info.version == 1
+        # What a kit's [phonebook] folder holds: the release, its version file included.
+        written = ws.export_to("WORLD", tmp_path / "kit", released=True)
+        assert written == ["WORLD.pbk", "WORLD.pbr", "WORLD.ver"]
+        assert ws.export_to("WORLD", tmp_path / "work") == ["WORLD.pbk", "WORLD.pbr"]
+        assert (tmp_path / "work" / "WORLD.pbk").read_bytes().startswith(b"1,1,")
         with pytest.raises(InputError, match="where to"):
             post_latest(ws, "WORLD", target=None, token=no_token)
         posted = post_latest(ws, "WORLD", target=str(store), token=no_token)

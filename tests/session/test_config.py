@@ -85,6 +85,18 @@ def test_defaults_follow_cmak(tmp_path: Path) -> None:
         config.check_type(ConnectionType.DOUBLE)
 
 
+def test_a_modem_left_to_the_user_is_needed_only_to_dial(tmp_path: Path) -> None:
+    profile, _ = build_profile(tmp_path)
+    profile.cms_path.write_text(
+        profile.cms_path.read_text().replace("ModemDevice=/dev/ttyS9", "ModemDevice=ask")
+    )
+    config = session_config(_reload(profile))
+    config.check_type(ConnectionType.DIRECT)  # a VPN over the LAN needs no modem
+    assert config.dial_entries == ()
+    with pytest.raises(InputError, match=r"ModemDevice: the profile leaves ModemDevice to you"):
+        config.check_type(ConnectionType.DOUBLE)
+
+
 def _reload(profile: ServiceProfile) -> ServiceProfile:
     assert profile.cmp_path is not None
     return load_profile(profile.cmp_path)

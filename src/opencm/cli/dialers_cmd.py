@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from opencm.cli.output import emit_json
-from opencm.errors import OpencmError
 from opencm.links import registry
 from opencm.links.api import ProfileKeys
 
@@ -32,38 +31,18 @@ def dialers() -> None:
 def list_cmd(allow_list: Path | None, as_json: bool) -> None:
     """List every registered dialer and whether opencm may load it."""
     allow_list = allow_list or registry.default_allow_list()
-    allow_error: str | None = None
-    try:
-        allow = registry.read_allow_list(allow_list)
-    except OpencmError as error:
-        allow, allow_error = {}, str(error)
-    rows: list[dict[str, Any]] = []
-    for info in registry.discover():
-        reason: str | None = None
-        if not info.builtin:
-            try:
-                if allow_error is not None:
-                    raise OpencmError(allow_error)
-                registry.allowed(info, allow, allow_list)
-            except OpencmError as error:
-                reason = str(error)
-        keys = None
-        if reason is None:  # a plug-in the allow list refuses is never imported
-            try:
-                keys = registry.profile_keys(info)
-            except OpencmError as error:
-                reason = str(error)
-        rows.append(
-            {
-                "name": info.name,
-                "target": info.target,
-                "distribution": info.distribution,
-                "builtin": info.builtin,
-                "allowed": reason is None,
-                "refused_because": reason,
-                "profile_keys": _keys_json(keys),
-            }
-        )
+    rows: list[dict[str, Any]] = [
+        {
+            "name": status.info.name,
+            "target": status.info.target,
+            "distribution": status.info.distribution,
+            "builtin": status.info.builtin,
+            "allowed": status.allowed,
+            "refused_because": status.refused_because,
+            "profile_keys": _keys_json(status.profile_keys),
+        }
+        for status in registry.survey(allow_list=allow_list)
+    ]
     if as_json:
         emit_json({"allow_list": str(allow_list), "dialers": rows})
         return

@@ -18,7 +18,8 @@ from opencm.errors import EXIT_BAD_INPUT, DiskFullError, OpencmError, is_disk_fu
 
 #: Every command: its name and where it lives ("module:attribute" under opencm.cli). Modules
 #: are imported only when their command runs (or help lists it), so ``opencm connect`` does not
-#: pay for importing the phone-book, PBS and kit code: a CLI start costs ~0.1 s, not ~0.4 s.
+#: pay for importing the phone-book, PBS and kit code (``tests/cli/test_main.py`` checks what a
+#: command imports).
 COMMANDS: dict[str, str] = {
     "profile": "profile_cmd:profile",
     "actions": "actions_cmd:actions",

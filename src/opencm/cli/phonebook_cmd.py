@@ -13,9 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from opencm.cli.output import emit_json, warn
-from opencm.errors import EXIT_PROBLEMS, InputError, RefusedError
-from opencm.fsutil import atomic_write
-from opencm.phonebook.cabinet import read_cab
+from opencm.errors import EXIT_PROBLEMS, InputError
 from opencm.phonebook.check import check_phonebook
 from opencm.phonebook.importer import import_file
 from opencm.phonebook.keys import make_keypair, signing_key
@@ -413,19 +411,10 @@ def import_cmd(
 def export(ctx: click.Context, name: str, directory: Path, released: bool) -> None:
     """Write NAME as DIRECTORY/NAME.pbk and NAME.pbr (and NAME.ver with --released)."""
     with _open(ctx) as ws:
-        book = ws.book(name)
-        if released:
-            if book.version == 0:
-                raise RefusedError(f"{name} has no release yet")
-            members = read_cab(ws.release_files(name, book.version)["full.cab"])
-        else:
-            snapshot = ws.export(name)
-            members = {f"{book.name}.pbk": snapshot.pbk, f"{book.name}.pbr": snapshot.pbr}
-    directory.mkdir(parents=True, exist_ok=True)
-    for member, data in members.items():
-        atomic_write(directory / member, data)
-    what = f"version {book.version}" if released else "working copy"
-    click.echo(f"Wrote {', '.join(sorted(members))} ({what}) to {directory}")
+        written = ws.export_to(name, directory, released=released)
+        version = ws.book(name).version
+    what = f"version {version}" if released else "working copy"
+    click.echo(f"Wrote {', '.join(written)} ({what}) to {directory}")
 
 
 @phonebook.command("check")

@@ -88,7 +88,8 @@ class StayOnlineDialog(QDialog):
         if left <= 0:
             self._answer(Choice.TIMED_OUT)
             return
-        self.countdown.setText(f"Disconnecting in {math.ceil(left)} seconds.")
+        seconds = math.ceil(left)
+        self.countdown.setText(f"Disconnecting in {seconds} second{'' if seconds == 1 else 's'}.")
 
     def _answer(self, choice: Choice) -> None:
         if self.choice is not None or self._silenced:

@@ -138,6 +138,7 @@ def desired_cms(spec: KitSpec, files: _Files) -> Desired:
         ("Icon", spec.icon, "files.icon"),
         ("SmallIcon", spec.small_icon, "files.small_icon"),
         ("TrayIcon", spec.tray_icon, "files.tray_icon"),
+        ("Logo", spec.logo, "files.logo"),
         ("HelpFile", spec.help_file, "files.help"),
     ):
         cm.append((key, f"{short}\\{files.add(value, field_name)}" if value else ""))
@@ -171,6 +172,8 @@ def desired_cms(spec: KitSpec, files: _Files) -> Desired:
     cms.section(EMPTY_SECTIONS[2])
 
     ours = [("ProfileVersion", str(spec.version))]
+    if spec.ask_password:
+        ours.append(("Credentials", "password"))
     if book is not None:
         ours.append(("PhoneBookURL", book.pbs_url))
         ours.append(("PhoneBookKey", _public_key_line(files.kit_dir, book.public_key)))

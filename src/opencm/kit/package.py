@@ -375,7 +375,7 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
         archive = zipfile.ZipFile(where)
     except FileNotFoundError as error:
         raise InputError("no such package", path=where) from error
-    except (OSError, zipfile.BadZipFile) as error:
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as error:
         raise InputError(f"not an opencm package (not a zip: {error})", path=where) from error
     with archive:
         members: dict[str, zipfile.ZipInfo] = {}
@@ -406,7 +406,14 @@ def read_package(path: str | Path, trusted_keys: Sequence[minisign.PublicKey]) -
         def read(name: str) -> bytes:
             try:
                 return archive.read(members[name])
-            except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as error:
+            except (
+                zipfile.BadZipFile,
+                zlib.error,
+                OSError,
+                ValueError,
+                EOFError,
+                NotImplementedError,
+            ) as error:
                 raise RefusedError(f"{name}: damaged member ({error})", path=where) from error
 
         if members[MANIFEST].file_size > MAX_MANIFEST_SIZE:

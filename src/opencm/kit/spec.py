@@ -182,6 +182,10 @@ class KitSpec:
     #: Realm: put in front of / after the user name sent to the server.
     user_prefix: str = ""
     user_suffix: str = ""
+    #: The logon screen asks for a user name and password (``[opencm] Credentials=password``).
+    ask_password: bool = False
+    #: The logon screen's banner (``Logo``).
+    logo: str | None = None
 
     @property
     def dials(self) -> bool:
@@ -345,6 +349,7 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         tunnel_dun=service.text("tunnel_dun"),
         user_prefix=service.text_or("user_prefix", ""),
         user_suffix=service.text_or("user_suffix", ""),
+        ask_password=service.boolean("ask_password", False),
     )
     for key in ("user_prefix", "user_suffix"):
         value = getattr(spec, key)
@@ -427,6 +432,7 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
         spec.icon = _kit_file(files, "icon")
         spec.small_icon = _kit_file(files, "small_icon")
         spec.tray_icon = _kit_file(files, "tray_icon")
+        spec.logo = _kit_file(files, "logo")
         spec.help_file = _kit_file(files, "help")
         spec.additional_files = [
             _check_kit_path(files, "additional", item) for item in files.texts("additional")
@@ -566,6 +572,7 @@ def render_spec(spec: KitSpec) -> str:
             "tunnel_dun": spec.tunnel_dun,
             "user_prefix": spec.user_prefix or None,
             "user_suffix": spec.user_suffix or None,
+            "ask_password": spec.ask_password or None,
         },
     )
     if spec.dialup is not None:
@@ -640,6 +647,7 @@ def render_spec(spec: KitSpec) -> str:
         "icon": spec.icon,
         "small_icon": spec.small_icon,
         "tray_icon": spec.tray_icon,
+        "logo": spec.logo,
         "help": spec.help_file,
         "additional": spec.additional_files,
     }

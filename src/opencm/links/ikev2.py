@@ -77,7 +77,7 @@ from opencm.links.settings import (
     config_file,
     existing_netns,
 )
-from opencm.links.tasks import TaskSet, close_once
+from opencm.links.tasks import TaskSet, close_once, report_down
 
 SETTINGS = ("config", "netns", "dead_peer_after", "timeout")
 CONFIG_KEYS = ("server", "remote_id", "auth", "ca", "cert", "key", "local_id", "remote_ts")
@@ -417,11 +417,7 @@ class IKEv2Dialer(NoDialogDialer):
         self._report_down(link, DownReason.PROCESS_EXITED, f"charon exited with status {status}")
 
     def _report_down(self, link: _Link, reason: DownReason, detail: str) -> None:
-        if link.down_reported or link.closing or not link.up:
-            return
-        link.down_reported = True
-        link.tasks.spawn(self._close(link))
-        link.tasks.notify(link.on_down, LinkDown(reason, detail))
+        report_down(link, LinkDown(reason, detail), lambda: self._close(link))
 
     async def _close(self, link: _Link) -> None:
         await close_once(link, lambda: self._teardown(link))

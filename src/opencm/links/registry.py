@@ -58,6 +58,7 @@ BUILTIN_DIALERS = {
     "modem": "opencm.links.modem:ModemDialer",
     "networkmanager": "opencm.links.networkmanager:NetworkManagerDialer",
     "ikev2": "opencm.links.ikev2:IKEv2Dialer",
+    "sstp": "opencm.links.sstp:SSTPDialer",
 }
 
 
@@ -165,6 +166,46 @@ def allowed(info: DialerInfo, allow: dict[str, AllowEntry], allow_list: Path) ->
             path=allow_list,
             line=entry.line,
         )
+
+
+@dataclass(frozen=True)
+class DialerStatus:
+    """One dialer as ``opencm dialers list`` and a front end's settings page show it."""
+
+    info: DialerInfo
+    #: Why opencm will not load it (the allow list, or a broken plug-in); None: it loads.
+    refused_because: str | None
+    #: What it reads from a profile; None when it is refused (a refused plug-in is never
+    #: imported, not even to ask).
+    profile_keys: ProfileKeys | None
+
+    @property
+    def allowed(self) -> bool:
+        return self.refused_because is None
+
+
+def survey(*, allow_list: Path | None = None) -> list[DialerStatus]:
+    """Every dialer there is, and whether opencm may load it, in :func:`discover` order."""
+    where = allow_list or default_allow_list()
+    allow_error: str | None = None
+    try:
+        allow = read_allow_list(where)
+    except (InputError, RefusedError) as error:
+        allow, allow_error = {}, str(error)
+    statuses: list[DialerStatus] = []
+    for info in discover():
+        reason: str | None = None
+        keys: ProfileKeys | None = None
+        try:
+            if not info.builtin:
+                if allow_error is not None:
+                    raise RefusedError(allow_error)
+                allowed(info, allow, where)
+            keys = profile_keys(info)
+        except (InputError, RefusedError) as error:
+            reason = str(error)
+        statuses.append(DialerStatus(info, reason, keys))
+    return statuses
 
 
 def missing_entry_points(candidate: object) -> list[str]:

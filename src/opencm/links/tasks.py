@@ -67,3 +67,30 @@ async def close_once(link: Closable, teardown: Callable[[], Coroutine[Any, Any, 
     if link.teardown is None:
         link.teardown = asyncio.ensure_future(teardown())
     await asyncio.shield(link.teardown)
+
+
+class Droppable(Closable, Protocol):
+    """A link's state as :func:`report_down` needs it."""
+
+    down_reported: bool
+
+    @property
+    def up(self) -> bool: ...
+
+    @property
+    def tasks(self) -> TaskSet: ...
+
+    @property
+    def on_down(self) -> LinkDownCallback: ...
+
+
+def report_down(
+    link: Droppable, down: LinkDown, close: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
+    """A link that went down by itself: close it and tell the session, once, and not when a
+    hang-up already began or the link never came up."""
+    if link.down_reported or link.closing or not link.up:
+        return
+    link.down_reported = True
+    link.tasks.spawn(close())
+    link.tasks.notify(link.on_down, down)

@@ -35,7 +35,7 @@ import contextlib
 import secrets
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -60,7 +60,7 @@ from opencm.links.settings import (
     config_file,
     existing_netns,
 )
-from opencm.links.tasks import TaskSet, close_once
+from opencm.links.tasks import TaskSet, close_once, report_down
 from opencm.process import end_async_child
 
 SETTINGS = ("config", "netns", "interface", "dead_peer_after", "timeout")
@@ -107,6 +107,42 @@ class WireGuardConfig:
     keepalive: bool
 
 
+@dataclass(frozen=True)
+class ConfigLine:
+    """One line of a wg-quick config: a ``[Section]`` header, a key, or neither (blank)."""
+
+    number: int
+    raw: str
+    #: The section the line is in, lower case (``interface`` / ``peer``).
+    section: str
+    #: The header's text on a header line.
+    header: str | None = None
+    key: str | None = None
+    value: str = ""
+
+
+def config_lines(path: Path, lines: list[str]) -> Iterator[ConfigLine]:
+    """The lines of a wg-quick config, with the format's own errors raised naming the line."""
+    section = ""
+    for number, raw in enumerate(lines, 1):
+        text = raw.split("#", 1)[0].strip()
+        if not text:
+            yield ConfigLine(number, raw, section)
+            continue
+        if text.startswith("["):
+            section = text.strip("[]").strip().lower()
+            if section not in ("interface", "peer"):
+                raise InputError(f"unknown section {text}", path=path, line=number)
+            yield ConfigLine(number, raw, section, header=text)
+            continue
+        key, sep, value = (part.strip() for part in text.partition("="))
+        if not sep or not section:
+            raise InputError(
+                "expected 'Key = Value' inside [Interface] or [Peer]", path=path, line=number
+            )
+        yield ConfigLine(number, raw, section, key=key, value=value)
+
+
 def parse_config(path: Path) -> WireGuardConfig:
     """Split a wg-quick style file; raise :class:`InputError` naming the line on bad input."""
     try:
@@ -118,22 +154,12 @@ def parse_config(path: Path) -> WireGuardConfig:
     endpoints: list[str] = []
     mtu: int | None = None
     keepalive = False
-    section = ""
-    for number, raw in enumerate(lines, 1):
-        text = raw.split("#", 1)[0].strip()
-        if not text:
+    for item in config_lines(path, lines):
+        number, section, key, value = item.number, item.section, item.key, item.value
+        if key is None:
+            if item.header:
+                kept.append(item.header)
             continue
-        if text.startswith("["):
-            section = text.strip("[]").strip().lower()
-            if section not in ("interface", "peer"):
-                raise InputError(f"unknown section {text}", path=path, line=number)
-            kept.append(text)
-            continue
-        key, sep, value = (part.strip() for part in text.partition("="))
-        if not sep or not section:
-            raise InputError(
-                "expected 'Key = Value' inside [Interface] or [Peer]", path=path, line=number
-            )
         lower = key.lower()
         if lower in SHELL_HOOKS:
             raise InputError(
@@ -363,11 +389,7 @@ class WireGuardDialer(NoDialogDialer):
         )
 
     def _report_down(self, link: _Link, reason: DownReason, detail: str) -> None:
-        if link.down_reported or link.closing or not link.up:
-            return
-        link.down_reported = True
-        link.tasks.spawn(self._close(link))
-        link.tasks.notify(link.on_down, LinkDown(reason, detail))
+        report_down(link, LinkDown(reason, detail), lambda: self._close(link))
 
     async def _close(self, link: _Link) -> None:
         await close_once(link, lambda: self._teardown(link))

@@ -68,20 +68,38 @@ def _looks_like(path: Path, head: bytes) -> str:
     )
 
 
-def import_ovpn(path: Path, report: Report, client: ClientFiles) -> KitDraft:
-    text = _read_text(path)
-    text = _azure_placeholders(text, client, report, path)
-    result = convert_ovpn(path, text, report)
+def single_link_kit(
+    path: Path,
+    report: Report,
+    *,
+    link: str,
+    config_name: str,
+    text: str,
+    server: str | None,
+    missing: tuple[str, str],
+) -> KitDraft:
+    """A kit of one VPN server of ``link``, its config from ``text`` (``missing``: the report's
+    (what, why) when the config names no server)."""
     short = short_from(path.stem)
     draft = KitDraft(KitSpec(service_name=path.stem or short, short_name=short))
-    config = draft.add_file(f"{safe_name(path.stem, 'client')}.ovpn", result.text.encode())
-    address = result.remote or ""
-    if not address:
-        report.needed("remote", "the config names no server (remote)", path)
-        address = "unknown"
-    draft.spec.vpn.append(VpnServer(name=short, address=address, link="openvpn", config=config))
-    report.mapped("config", f"{path.name} → {config} (openvpn link to {address})", path)
-    _check_ovpn(draft, config)
+    config = draft.add_file(config_name, text.encode())
+    if not server:
+        report.needed(*missing, path)
+    address = server or "unknown"
+    draft.spec.vpn.append(VpnServer(name=short, address=address, link=link, config=config))
+    report.mapped("config", f"{path.name} → {config} ({link} link to {address})", path)
+    return draft
+
+
+def import_ovpn(path: Path, report: Report, client: ClientFiles) -> KitDraft:
+    text = _azure_placeholders(_read_text(path), client, report, path)
+    result = convert_ovpn(path, text, report)
+    draft = single_link_kit(
+        path, report, link="openvpn", config_name=f"{safe_name(path.stem, 'client')}.ovpn",
+        text=result.text, server=result.remote,
+        missing=("remote", "the config names no server (remote)"),
+    )  # fmt: skip
+    _check_ovpn(draft, draft.spec.vpn[0].config or "")
     return draft
 
 
@@ -117,16 +135,11 @@ def _check_ovpn(draft: KitDraft, config: str) -> None:
 
 def import_wireguard(path: Path, report: Report) -> KitDraft:
     result = convert_wg(path, _read_text(path), report)
-    short = short_from(path.stem)
-    draft = KitDraft(KitSpec(service_name=path.stem or short, short_name=short))
-    config = draft.add_file(f"{safe_name(path.stem, 'wg')}.conf", result.text.encode())
-    address = result.endpoint or ""
-    if not address:
-        report.needed("Endpoint", "no [Peer] Endpoint: the server is unknown", path)
-        address = "unknown"
-    draft.spec.vpn.append(VpnServer(name=short, address=address, link="wireguard", config=config))
-    report.mapped("config", f"{path.name} → {config} (wireguard link to {address})", path)
-    return draft
+    return single_link_kit(
+        path, report, link="wireguard", config_name=f"{safe_name(path.stem, 'wg')}.conf",
+        text=result.text, server=result.endpoint,
+        missing=("Endpoint", "no [Peer] Endpoint: the server is unknown"),
+    )  # fmt: skip
 
 
 def import_azure_zip(path: Path, scratch: Path, report: Report, client: ClientFiles) -> KitDraft:

@@ -4,7 +4,7 @@ The zip holds the Windows CM package (``WindowsAmd64/*.exe``: IExpress with the 
 inside), and where the gateway offers them ``Generic/VpnSettings.xml`` with the gateway's root
 certificate (``Generic/VpnServerRoot.cer``) and ``OpenVPN/vpnconfig.ovpn``. opencm picks the
 best link it can run: OpenVPN (a userspace TLS VPN that runs anywhere), then IKEv2 (strongSwan),
-then SSTP (needs PPP in the kernel), and the report says which and why.
+then SSTP (sstpc with pppd: needs PPP in the kernel), and the report says which and why.
 """
 
 from __future__ import annotations
@@ -86,12 +86,15 @@ def import_azure(path: Path, scratch: Path, report: Report, client: ClientFiles)
             "no OpenVPN flavour in the download; the profile's RAS entry allows IKEv2, which"
             " opencm runs with strongSwan (SSTP would need PPP in the kernel)"
         )
+    elif "sstp" in links:
+        report.chosen_link = "sstp"
+        report.chosen_because = (
+            "no OpenVPN flavour and no IKEv2 entry: SSTP (sstpc with pppd) runs only where the"
+            " kernel has PPP (/dev/ppp); enabling IKEv2 or OpenVPN on the gateway avoids that"
+        )
     else:
         report.chosen_link = None
-        report.chosen_because = (
-            "no OpenVPN flavour and no IKEv2 entry: SSTP alone cannot run here (no /dev/ppp);"
-            " enable IKEv2 or OpenVPN on the gateway and download again"
-        )
+        report.chosen_because = "no link opencm can run in the download"
     return draft
 
 

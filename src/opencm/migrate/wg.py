@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opencm.errors import InputError
+from opencm.links.wireguard import config_lines
 from opencm.migrate.report import Report
 
 #: wg-quick keys opencm does not apply, and why.
@@ -28,27 +29,13 @@ class WgResult:
 
 def convert_wg(path: Path, text: str, report: Report) -> WgResult:
     out: list[str] = []
-    section = ""
     endpoint: str | None = None
     addresses = 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.split("#", 1)[0].strip()
-        if not stripped:
+    for item in config_lines(path, text.splitlines()):
+        number, raw, key, value = item.number, item.raw, item.key, item.value
+        if key is None:
             out.append(raw)
             continue
-        if stripped.startswith("["):
-            section = stripped.strip("[]").strip().lower()
-            if section not in ("interface", "peer"):
-                raise InputError(
-                    f"expected [Interface] or [Peer], found {stripped}", path=path, line=number
-                )
-            out.append(raw)
-            continue
-        key, equals, value = (part.strip() for part in stripped.partition("="))
-        if not equals or not section:
-            raise InputError(
-                "expected 'Key = Value' inside [Interface] or [Peer]", path=path, line=number
-            )
         lower = key.lower()
         if lower in DROPPED_KEYS:
             report.dropped(key, DROPPED_KEYS[lower], path, number)

@@ -39,6 +39,22 @@ from opencm.profile.rasbook import (
     sniff_phonebook,
 )
 
+#: The config's ``auth`` for a RAS credential kind, per link (docs/dialers.md).
+AUTH_BY_LINK = {
+    "ikev2": {
+        "eap-tls": "eap-tls",
+        "eap-mschapv2": "eap-mschapv2",
+        "peap": "eap-mschapv2",
+        "mschapv2": "eap-mschapv2",
+    },
+    "sstp": {
+        "eap-tls": "eap-tls",
+        "mschapv2": "mschapv2",
+        "eap-mschapv2": "mschapv2",
+        "peap": "mschapv2",
+    },
+}
+
 #: The certificate and key a user holds in Windows' store and opencm needs as files.
 CERT_SUFFIXES = (".cer", ".crt", ".pem")
 
@@ -118,8 +134,9 @@ class WindowsImporter:
         except (OSError, RuntimeError):
             return None
         if not resolved.is_relative_to(self.root):
-            self.report.dropped(what, f"{path} is outside the profile folder: not carried",
-                                self.cms)  # fmt: skip
+            self.report.dropped(
+                what, f"{path} is outside the profile folder: not carried", self.cms
+            )
             return None
         return resolved if resolved.is_file() else None
 
@@ -171,8 +188,9 @@ class WindowsImporter:
             book = None
         if book is None or not book.is_file():
             if book is not None:
-                report.needed("PBFile", f"{book.name} is missing", self.cms,
-                              self.line("ISP", "PBFile"))  # fmt: skip
+                report.needed(
+                    "PBFile", f"{book.name} is missing", self.cms, self.line("ISP", "PBFile")
+                )
             if tunnel_address:
                 report.needed(
                     "TunnelAddress",
@@ -230,40 +248,32 @@ class WindowsImporter:
         if mapping.verdict is Verdict.UNSUPPORTED:
             report.dropped(what, mapping.reason, book, mapping.line)
             return
-        if mapping.link == "sstp":
-            report.dropped(
-                what,
-                f"{mapping.reason}; opencm's SSTP link runs sstpc with pppd, which needs PPP in"
-                " the kernel (/dev/ppp): not carried. Ask the gateway's administrator for the"
-                " IKEv2 or OpenVPN flavour (Azure: tunnel types IKEv2/OpenVPN)",
-                book,
-                mapping.line,
-            )
-            return
-        self._ikev2(draft, book, mapping)
+        self._link(draft, book, mapping)
 
-    def _ikev2(self, draft: KitDraft, book: Path, mapping: EntryMapping) -> None:
-        report, spec = self.report, draft.spec
+    def _link(self, draft: KitDraft, book: Path, mapping: EntryMapping) -> None:
+        """An ``ikev2`` or ``sstp`` link with its config file (docs/dialers.md)."""
+        report, spec, link = self.report, draft.spec, mapping.link
         what = f"RAS entry {mapping.entry!r}"
-        auth = {"eap-tls": "eap-tls", "eap-mschapv2": "eap-mschapv2", "peap": "eap-mschapv2"}.get(
-            mapping.credential
-        )
+        auth = AUTH_BY_LINK[link].get(mapping.credential)
         if auth is None:
             report.dropped(
-                what, f"{mapping.credential_text}: no IKEv2 method for it", book, mapping.line
+                what, f"{mapping.credential_text}: no {link} method for it", book, mapping.line
             )
             return
         if mapping.credential == "peap":
-            report.mapped("CustomAuthKey", "PEAP → EAP-MSCHAPv2 (the method inside PEAP)", book)
+            report.mapped("CustomAuthKey", f"PEAP → {auth} (the method inside PEAP)", book)
         lines = [
-            f"# IKEv2 link imported from {book.name} entry {mapping.entry} (docs/dialers.md)",
+            f"# {link} link imported from {book.name} entry {mapping.entry} (docs/dialers.md)",
             f"server = {mapping.server}",
-            f"remote_id = {mapping.server}",
             f"auth = {auth}",
         ]
+        if link == "ikev2":
+            lines.insert(2, f"remote_id = {mapping.server}")
         ca = self._gateway_ca(draft)
-        lines.append(f"ca = {ca}" if ca else "ca = gateway-ca.crt")
-        if ca is None:
+        if ca is not None:
+            lines.append(f"ca = {ca}")
+        elif link == "ikev2":
+            lines.append("ca = gateway-ca.crt")
             report.needed(
                 "gateway certificate",
                 "the CA that signs the gateway's certificate: give it with --ca",
@@ -274,16 +284,22 @@ class WindowsImporter:
         else:
             report.mapped("credentials", mapping.credential_text + " (asked at connect)", book)
         if report.chosen_link is None:
-            report.chosen_link = "ikev2"
+            report.chosen_link = link
             report.chosen_because = f"RAS entry {mapping.entry!r}: {mapping.reason}"
-        config = draft.add_file(f"{safe_name(mapping.entry, 'link')}.ikev2",
-                                ("\n".join(lines) + "\n").encode())  # fmt: skip
+        config = draft.add_file(
+            f"{safe_name(mapping.entry, 'link')}.{link}", ("\n".join(lines) + "\n").encode()
+        )
         name = mapping.entry
-        spec.vpn.append(VpnServer(name=name, address=mapping.server, link="ikev2", config=config))
+        spec.vpn.append(VpnServer(name=name, address=mapping.server, link=link, config=config))
+        note = (
+            "; SSTP is PPP inside TLS: sstpc with pppd, which needs PPP in the kernel (/dev/ppp)"
+            if link == "sstp"
+            else ""
+        )
         report.mapped(
             what,
-            f"{mapping.reason} → ikev2 link to {mapping.server} ({mapping.credential_text});"
-            f" config {config}",
+            f"{mapping.reason} → {link} link to {mapping.server} ({mapping.credential_text});"
+            f" config {config}{note}",
             book,
             mapping.line,
         )
@@ -358,20 +374,31 @@ class WindowsImporter:
         if program is not None:
             kit_path = draft.add_file(program.name, program.read_bytes())
             draft.spec.actions.append(
-                Action(point, kit_path, action.parameters, action.description or "",
-                       include=True, interactive=interactive)
-            )  # fmt: skip
+                Action(
+                    point,
+                    kit_path,
+                    action.parameters,
+                    action.description or "",
+                    include=True,
+                    interactive=interactive,
+                )
+            )
             report.carried(where, f"{name} shipped with the profile", self.cms, action.line)
             return
         draft.spec.actions.append(
-            Action(point, action.program, action.parameters, action.description or "",
-                   interactive=interactive)
-        )  # fmt: skip
-        report.carried(where, f"{action.program} (found on PATH at connect)", self.cms,
-                       action.line)  # fmt: skip
+            Action(
+                point,
+                action.program,
+                action.parameters,
+                action.description or "",
+                interactive=interactive,
+            )
+        )
+        report.carried(where, f"{action.program} (found on PATH at connect)", self.cms, action.line)
 
-    def _cmroute(self, draft: KitDraft, point: ActionPoint, action: object,
-                 interactive: bool) -> None:  # fmt: skip
+    def _cmroute(
+        self, draft: KitDraft, point: ActionPoint, action: object, interactive: bool
+    ) -> None:
         from opencm.actions.parse import ActionLine
 
         assert isinstance(action, ActionLine)
@@ -394,12 +421,17 @@ class WindowsImporter:
                 if kit_path.rsplit("/", 1)[-1] != routes.name:
                     raise InputError("two route files share a name", path=routes)
                 draft.spec.additional_files.append(kit_path)
-                report.carried("route file", f"{routes.name}: {len(parsed)} route line(s)",
-                               routes)  # fmt: skip
+                report.carried("route file", f"{routes.name}: {len(parsed)} route line(s)", routes)
         draft.spec.actions.append(
-            Action(point, "cmroute.dll", f"SetRoutes {action.parameters}".strip(),
-                   action.description or "", include=False, interactive=interactive)
-        )  # fmt: skip
+            Action(
+                point,
+                "cmroute.dll",
+                f"SetRoutes {action.parameters}".strip(),
+                action.description or "",
+                include=False,
+                interactive=interactive,
+            )
+        )
         report.mapped(
             where,
             "cmroute.dll,SetRoutes → opencm's built-in cmroute.SetRoutes (the Windows DLL is"
@@ -424,8 +456,12 @@ class WindowsImporter:
 
     def _files(self, draft: KitDraft) -> None:
         profile, report, spec = self.profile, self.report, draft.spec
-        for key, attribute in (("Icon", "icon"), ("SmallIcon", "small_icon"),
-                               ("TrayIcon", "tray_icon"), ("HelpFile", "help_file")):  # fmt: skip
+        for key, attribute in (
+            ("Icon", "icon"),
+            ("SmallIcon", "small_icon"),
+            ("TrayIcon", "tray_icon"),
+            ("HelpFile", "help_file"),
+        ):
             written = (profile.cms.get(CM, key) or "").strip()
             if not written:
                 continue
@@ -435,8 +471,9 @@ class WindowsImporter:
                 setattr(spec, attribute, draft.add_file(path.name, path.read_bytes()))
                 report.carried(key, path.name, self.cms, self.line(CM, key))
             else:
-                report.dropped(key, f"{written} is not in the profile", self.cms,
-                               self.line(CM, key))  # fmt: skip
+                report.dropped(
+                    key, f"{written} is not in the profile", self.cms, self.line(CM, key)
+                )
         for key in ("Logo", "PBLogo"):
             if (profile.cms.get(CM, key) or "").strip():
                 report.dropped(key, "opencm shows no logo bitmap", self.cms, self.line(CM, key))
@@ -488,8 +525,9 @@ def _der_to_pem(data: bytes) -> bytes:
     return f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n".encode()
 
 
-def import_windows_profile(folder: Path, scratch: Path, report: Report,
-                           client: ClientFiles) -> KitDraft:  # fmt: skip
+def import_windows_profile(
+    folder: Path, scratch: Path, report: Report, client: ClientFiles
+) -> KitDraft:
     profile = load_profile(installed_layout(folder, scratch))
     return WindowsImporter(profile, report, client).run()
 

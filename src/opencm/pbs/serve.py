@@ -4,7 +4,7 @@
 ``opencm pbs serve`` checks its options and then replaces itself (``exec``, same PID) with
 ``python -m opencm.pbs.serve``: uvicorn's and granian's workers are started with
 multiprocessing's *spawn*, which re-imports the main module in every worker, and this module
-imports only what serving needs, not the whole CLI (about 10 MB less per worker).
+imports only what serving needs, not the whole CLI (less memory in every worker).
 
 Settings come in the environment (``OPENCM_PBS_*``, set by the CLI); see ``docs/pbs-protocol.md``.
 """

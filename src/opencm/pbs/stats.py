@@ -28,7 +28,6 @@ from opencm.fsutil import atomic_write
 
 KINDS = ("full", "delta", "none", "error")
 FULL, DELTA, NONE, ERROR = range(4)
-KIND_INDEX = {"full": FULL, "delta": DELTA, "none": NONE, "error": ERROR}
 #: The bucket for errors that name no phone book this server knows.
 UNKNOWN = "(unknown)"
 STATS_DIR = ".stats"

@@ -28,8 +28,10 @@ from typing import Any
 import minisign
 
 from opencm.errors import DiskFullError, InputError, OpencmError, RefusedError, is_disk_full
+from opencm.fsutil import atomic_write
 from opencm.paths import data_home
 from opencm.phonebook import limits
+from opencm.phonebook.cabinet import read_cab
 from opencm.phonebook.pbk import Pop, format_pbk, format_pop, parse_pbk
 from opencm.phonebook.pbr import format_pbr
 from opencm.phonebook.release import Snapshot, build_release, delta_bases
@@ -789,6 +791,23 @@ class Workspace:
             return build_release(book.name, snapshot, previous, secret_key)
 
         return self.add_release(name, build)
+
+    def export_to(self, name: str, directory: Path, *, released: bool = False) -> list[str]:
+        """Write the book's ``.pbk`` and ``.pbr`` into ``directory``: the working copy, or with
+        ``released`` the latest release's files (its ``.ver`` too: what a kit's
+        ``[phonebook]`` folder holds). Returns the file names written."""
+        book = self.book(name)
+        if released:
+            if book.version == 0:
+                raise RefusedError(f"{name} has no release yet")
+            members = read_cab(self.release_files(name, book.version)["full.cab"])
+        else:
+            snapshot = self.export(name)
+            members = {f"{book.name}.pbk": snapshot.pbk, f"{book.name}.pbr": snapshot.pbr}
+        directory.mkdir(parents=True, exist_ok=True)
+        for member, data in members.items():
+            atomic_write(directory / member, data)
+        return sorted(members)
 
     def history(self, name: str) -> list[ReleaseInfo]:
         book_id = self._book_id(name)

@@ -25,6 +25,11 @@ KEY_WORDS = {"Config": "config file", "Connection": "connection"}
 MAX_SERVERS = 1000
 
 
+class LeftToTheUser(InputError):
+    """A dial-up value the profile leaves to each user (``ask``) that this user has not set:
+    only a connection that dials needs it, so a direct connection goes ahead without it."""
+
+
 @dataclass
 class DialState:
     """What the last dial-up entry was made from (for ``%PopName%``/``%CurrentFavorite%``)."""
@@ -55,6 +60,8 @@ class SessionConfig:
     #: ``[Connection Manager] UseSameUserName``: double dial sends the tunnel's credentials to
     #: the dial-up server too.
     use_same_credentials: bool = False
+    #: Why there is no dial-up entry although the profile dials: a value left to the user.
+    dial_problem: LeftToTheUser | None = None
 
     @property
     def service_name(self) -> str:
@@ -109,6 +116,8 @@ class SessionConfig:
                 path=self.profile.cms_path,
                 field="[opencm] VpnServer0",
             )
+        if connection_type.dials and self.dial_problem is not None:
+            raise self.dial_problem
         if connection_type.dials and not self.dial_entries:
             raise InputError(
                 "dial-up needs a modem: [opencm] ModemDevice is missing",
@@ -211,7 +220,7 @@ def _modem_value(profile: ServiceProfile, user: UserSettings, key: str) -> str:
         return value
     mine = user.get(key)
     if not mine:
-        raise InputError(
+        raise LeftToTheUser(
             f"the profile leaves {key} to you: set it with "
             f"`opencm profile set {profile.cmp_path or profile.cms_path} opencm {key} VALUE`",
             path=profile.cmp_path or profile.cms_path,
@@ -247,10 +256,18 @@ def dial_entries(
     return [DialEntry(name=dun, dialer="modem", settings=settings)]
 
 
+def profile_log_dir(profile: ServiceProfile) -> Path | None:
+    """``[opencm] LogDir`` (relative to the ``.cmp`` folder); None: the default folder.
+
+    Read on its own too: a recovery writes the dead session's log without building its whole
+    configuration (its dialers may no longer be installed or allowed)."""
+    text = (profile.cms.get(OPENCM, "LogDir") or "").strip()
+    return profile.resolve(text) if text else None
+
+
 def session_config(profile: ServiceProfile) -> SessionConfig:
     """Read a loaded profile; raises :class:`InputError` naming the key that is wrong."""
     netns = (profile.cms.get(OPENCM, "Netns") or "").strip() or None
-    log_dir_text = (profile.cms.get(OPENCM, "LogDir") or "").strip()
     dun = (profile.cms.get(CM, "DUN") or "").strip() or profile.service_name
     tunnel_dun = (profile.cms.get(CM, "TunnelDUN") or "").strip() or (
         f"{profile.short_name} Tunnel"
@@ -259,6 +276,11 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
     addresses: dict[str, str] = {}
     dial_state = DialState()
     tunnel_entries = tuple(_tunnel_entries(profile, netns, addresses))
+    dial_problem: LeftToTheUser | None = None
+    try:
+        dialup = tuple(dial_entries(profile, dun, netns, dial_state))
+    except LeftToTheUser as problem:
+        dialup, dial_problem = (), problem
     return SessionConfig(
         profile=profile,
         supported_types=types,
@@ -270,11 +292,12 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
         tunnel_dun=tunnel_dun,
         tunnel_entries=tunnel_entries,
         addresses=addresses,
-        dial_entries=tuple(dial_entries(profile, dun, netns, dial_state)),
+        dial_entries=dialup,
+        dial_problem=dial_problem,
         dial_state=dial_state,
         use_same_credentials=profile.cms.get_bool(CM, "UseSameUserName", False),
         netns=netns,
-        log_dir=profile.resolve(log_dir_text) if log_dir_text else None,
+        log_dir=profile_log_dir(profile),
         notes=list(profile.notes),
     )
 
@@ -284,5 +307,6 @@ __all__ = [
     "DialState",
     "SessionConfig",
     "dial_entries",
+    "profile_log_dir",
     "session_config",
 ]

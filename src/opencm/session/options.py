@@ -48,7 +48,7 @@ class ConnectOptions:
     owner_uid: int | None = None
     #: None: a new random id.
     session_id: str | None = None
-    #: "Stay online?" unanswered this long disconnects (Microsoft's "Custom Actions": 30 s).
+    #: "Stay online?" unanswered this long disconnects ("Incorporating Custom Actions": 30 s).
     prompt_timeout: float = PROMPT_TIMEOUT
     #: How long a library action may run before it counts as failed.
     action_timeout: float = 60.0
