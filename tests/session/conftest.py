@@ -105,6 +105,8 @@ def build_profile(
         sections[SECTIONS[point]] += [
             f"0=CONTOSO\\record.py {point} {MACROS}",
             "0&Flags=16",
+            # Waited for (opencm's N&Wait), so the record is in point order.
+            "0&Wait=60",
         ]
     for point, entries in (extra_actions or {}).items():
         sections[SECTIONS[point]] += entries
