@@ -9,7 +9,6 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,6 @@ from tests.session.daemons import DaemonProcess
 from tests.session.users import request_as
 
 ROOT = Path(__file__).parents[2]
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path)
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.process.kill()
-        process.process.wait(10)
 
 
 def _link_pid(daemon: DaemonProcess) -> int:
