@@ -151,8 +151,9 @@ def test_link_names_come_from_the_registry(tmp_path: Path, site: Path, system: P
     with pytest.raises(InputError, match="Link&Main") as caught:
         session_config(profile)
     # The modem is the dial-up link, never a tunnel; the allowed plug-in is on offer.
-    assert "expected one of openvpn, wireguard, networkmanager, ikev2, acme, got 'modem'" in str(
-        caught.value
+    assert (
+        "expected one of openvpn, wireguard, networkmanager, ikev2, sstp, acme, got 'modem'"
+        in str(caught.value)
     )
     assert caught.value.line is not None
     # A key the link's dialer does not read is the profile's error, naming the key.
