@@ -27,7 +27,7 @@ def test_check_reports_problems_with_file_and_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     cms = tmp_path / "contoso" / "Contoso.cms"
     assert result.stdout.splitlines() == [
-        # What connect would say too: the seed's profile names no opencm link, no files.
+        # What connect would say too: this Windows-made profile names no opencm link, no files.
         f"{cms}:14: error: no link for its tunnel: [opencm] VpnServer0 is missing",
         f"{cms}:17: warning: [Connection Manager] IdleTimeout='1.1' read as the integer 1",
         f"{cms}:20: error: [ISP] PBFile=CONTOSO\\CONTOSO.pbk names a file that is not in the"

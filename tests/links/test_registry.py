@@ -213,13 +213,11 @@ def test_each_dialer_declares_what_it_reads_from_a_profile(plugins: Path, tmp_pa
     from opencm.links.api import DEFAULT_PROFILE_KEYS, Stage
 
     absent = tmp_path / "absent"
-    assert registry.link_names(allow_list=absent) == [
-        "openvpn",
-        "wireguard",
-        "networkmanager",
-        "ikev2",
-        "sstp",
-    ]  # the modem is a dial-up link; acme and half are not allowed (and are not imported)
+    # Every built-in but the modem (a dial-up link), in the table's order; acme and half are
+    # not allowed (and are not imported).
+    builtin_tunnels = [name for name in registry.BUILTIN_DIALERS if name != "modem"]
+    assert registry.link_names(allow_list=absent) == builtin_tunnels
+    assert builtin_tunnels[:4] == ["openvpn", "wireguard", "networkmanager", "ikev2"]
     statuses = {status.info.name: status for status in registry.survey(allow_list=absent)}
     assert statuses["openvpn"].allowed and statuses["openvpn"].profile_keys is not None
     assert not statuses["acme"].allowed and statuses["acme"].profile_keys is None

@@ -5,9 +5,8 @@ update applies there is installed back for every user."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,26 +16,16 @@ from opencm.phonebook.update import installed_version
 from tests.pbs.conftest import Keys, Server
 from tests.pbs.test_client import install, real_release, snapshot
 from tests.session.conftest import build_profile
-from tests.session.test_daemon_security import Machine
-from tests.session.users import public_folder
+from tests.session.test_daemon_security import Machine, machine  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 
 
-@pytest.fixture
-def machine() -> Iterator[Machine]:
-    base = public_folder("ocmbook")
-    made = Machine(base)
-    yield made
-    process = made.daemon.process
-    if process is not None and process.poll() is None:
-        process.kill()
-        process.wait(10)
-    shutil.rmtree(base)
-
-
 def test_a_users_session_updates_the_all_users_phone_book(
-    machine: Machine, keys: Keys, tmp_path: Path, server_factory: Callable[..., Server]
+    machine: Machine,  # noqa: F811 (the fixture)
+    keys: Keys,
+    tmp_path: Path,
+    server_factory: Callable[..., Server],
 ) -> None:
     store = tmp_path / "store"
     publish_release(store, "WORLD", 10, real_release(keys, "WORLD", 10))

@@ -6,30 +6,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from opencm.errors import OpencmError
 from opencm.process import ProcessMark
 from opencm.session.protocol import Client, ProtocolError
 from tests.session.conftest import build_profile, points_of, recorded
 from tests.session.daemons import DaemonProcess
+from tests.session.users import request_as
 
 ROOT = Path(__file__).parents[2]
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path)
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.process.kill()
-        process.process.wait(10)
 
 
 def _link_pid(daemon: DaemonProcess) -> int:
@@ -106,32 +96,6 @@ def test_without_a_daemon_the_cli_says_so(tmp_path: Path) -> None:
     assert result.returncode == 5 and "no opencm daemon answers" in result.stderr
 
 
-def _as_user(uid: int, socket_path: Path, request: dict[str, Any]) -> dict[str, Any]:
-    """Send one request from a forked child that has become ``uid`` (SO_PEERCRED sees it)."""
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            try:
-                with Client(socket_path) as client:
-                    answer: dict[str, Any] = client.request(request)
-            except OpencmError as error:
-                answer = {"ok": False, "error": str(error), "exit_code": error.exit_code}
-            os.write(write_end, json.dumps(answer).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(child, 0)
-    result: dict[str, Any] = json.loads(data)
-    return result
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 def test_peer_credentials_keep_users_to_their_own_sessions(
     tmp_path: Path, daemon: DaemonProcess
@@ -144,14 +108,14 @@ def test_peer_credentials_keep_users_to_their_own_sessions(
     daemon.start()
     assert daemon.cli("connect", str(tmp_path / "profile"), "--unattended").returncode == 0
     nobody = 65534
-    assert _as_user(nobody, daemon.socket, {"op": "status"}) == {"ok": True, "sessions": []}
+    assert request_as(nobody, daemon.socket, {"op": "status"}) == {"ok": True, "sessions": []}
     session_id = json.loads(daemon.cli("status", "--json").stdout)["sessions"][0]["session"]
-    refused = _as_user(nobody, daemon.socket, {"op": "disconnect", "session": session_id})
+    refused = request_as(nobody, daemon.socket, {"op": "disconnect", "session": session_id})
     assert refused["exit_code"] == 3 and "belongs to another user" in refused["error"]
     # The root daemon would run a user's profile actions as root: only root's, installed for
     # all users (tests/session/test_daemon_security.py has the rest of that boundary).
     build_profile(public / "user")
-    theirs = _as_user(
+    theirs = request_as(
         nobody,
         daemon.socket,
         {"op": "connect", "profile": str(public / "user" / "CONTOSO.cmp"), "unattended": True},
@@ -325,3 +289,19 @@ def test_kill_9_while_the_link_is_still_coming_up_then_restart_ends_its_process(
         assert list((daemon.state / "journal").glob("*.json")) == []
     finally:
         daemon.stop()
+
+
+def test_a_client_that_never_finishes_its_line_is_closed(tmp_path: Path) -> None:
+    """Half a request held open (slowloris) costs a connection for the idle bound, no longer."""
+    daemon = DaemonProcess(tmp_path, extra=("--idle-timeout", "0.5"))
+    daemon.start()
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(60)  # generous: the daemon closes it after 0.5 s
+            sock.connect(str(daemon.socket))
+            sock.sendall(b'{"op": "hel')
+            assert sock.recv(4096) == b"", "the daemon closed the half-sent request"
+        with Client(daemon.socket) as client:
+            assert client.request({"op": "hello"})["ok"]
+    finally:
+        assert daemon.stop() == 0

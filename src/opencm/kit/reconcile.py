@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from opencm.errors import where
 from opencm.profile.ini import IniFile, Line, unquote
 
 #: (section, key) folded for comparison the way the profile API compares names.
@@ -54,7 +55,7 @@ class Conflict:
     overwritten: bool
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
+        location = where(self.file, self.line or None)
         what = "[" + self.section + "]" + ("" if self.key == LIST_KEY else f" {self.key}")
         now = "deleted by hand" if self.current is None else f"hand-edited to {self.current!r}"
         wanted = "removes it" if self.wanted is None else f"writes {self.wanted!r}"
@@ -63,7 +64,7 @@ class Conflict:
             if self.overwritten
             else "kept; rebuild with --overwrite to replace it"
         )
-        return f"{where}: {what} {now}, the kit {wanted}: {outcome}"
+        return f"{location}: {what} {now}, the kit {wanted}: {outcome}"
 
     def to_json(self) -> dict[str, object]:
         return {

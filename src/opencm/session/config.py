@@ -256,10 +256,18 @@ def dial_entries(
     return [DialEntry(name=dun, dialer="modem", settings=settings)]
 
 
+def profile_log_dir(profile: ServiceProfile) -> Path | None:
+    """``[opencm] LogDir`` (relative to the ``.cmp`` folder); None: the default folder.
+
+    Read on its own too: a recovery writes the dead session's log without building its whole
+    configuration (its dialers may no longer be installed or allowed)."""
+    text = (profile.cms.get(OPENCM, "LogDir") or "").strip()
+    return profile.resolve(text) if text else None
+
+
 def session_config(profile: ServiceProfile) -> SessionConfig:
     """Read a loaded profile; raises :class:`InputError` naming the key that is wrong."""
     netns = (profile.cms.get(OPENCM, "Netns") or "").strip() or None
-    log_dir_text = (profile.cms.get(OPENCM, "LogDir") or "").strip()
     dun = (profile.cms.get(CM, "DUN") or "").strip() or profile.service_name
     tunnel_dun = (profile.cms.get(CM, "TunnelDUN") or "").strip() or (
         f"{profile.short_name} Tunnel"
@@ -289,7 +297,7 @@ def session_config(profile: ServiceProfile) -> SessionConfig:
         dial_state=dial_state,
         use_same_credentials=profile.cms.get_bool(CM, "UseSameUserName", False),
         netns=netns,
-        log_dir=profile.resolve(log_dir_text) if log_dir_text else None,
+        log_dir=profile_log_dir(profile),
         notes=list(profile.notes),
     )
 
@@ -299,5 +307,6 @@ __all__ = [
     "DialState",
     "SessionConfig",
     "dial_entries",
+    "profile_log_dir",
     "session_config",
 ]

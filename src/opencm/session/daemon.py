@@ -134,11 +134,24 @@ class Managed:
     def status(self) -> dict[str, Any]:
         data = self.session.status()
         data["profile"] = self.origin or data["profile"]
+        error = data.get("error")
+        if self.snapshot is not None and isinstance(error, dict) and error.get("message"):
+            data["error"] = {**error, "message": self.snapshot.shown(str(error["message"]))}
         data["prompt"] = self.prompt.asking
         data["ended"] = not self.live
         if self.outcome is not None:
             data["outcome"] = str(self.outcome)
         return data
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A profile read for ``open``/``connect``: what the session needs, the real path the
+    client named, and the daemon's private copy it runs from (a user's, in a root daemon)."""
+
+    prepared: Prepared
+    origin: str
+    snapshot: Snapshot | None
 
 
 class Daemon:
@@ -152,9 +165,11 @@ class Daemon:
         log_dir: Path | None = None,
         keep_ended: float = KEEP_ENDED,
         profile_roots: list[Path] | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.socket_path = socket_path
         self.keep_ended = keep_ended
+        self.idle_timeout = idle_timeout
         self.state_dir = state_dir
         self.lookup = dialer_lookup
         self.clock: Clock = clock or RealClock()
@@ -320,7 +335,7 @@ class Daemon:
     ) -> None:
         while True:
             try:
-                with anyio.fail_after(IDLE_TIMEOUT):
+                with anyio.fail_after(self.idle_timeout):
                     line = await buffered.receive_until(b"\n", MAX_LINE)
             except (
                 TimeoutError,
@@ -493,21 +508,12 @@ class Daemon:
         inet_credentials: Credentials | None,
         hold_at_logon: bool,
     ) -> Managed:
-        prepared, origin, snapshot = await self._open_profile(str(request["profile"]), uid)
+        opened = await self._open_profile(str(request["profile"]), uid)
         try:
-            return self._start(
-                request,
-                uid,
-                credentials,
-                inet_credentials,
-                hold_at_logon,
-                prepared,
-                origin,
-                snapshot,
-            )
+            return self._start(request, uid, credentials, inet_credentials, hold_at_logon, opened)
         except BaseException:
-            if snapshot is not None:
-                snapshot.remove()
+            if opened.snapshot is not None:
+                opened.snapshot.remove()
             raise
 
     def _start(
@@ -517,10 +523,9 @@ class Daemon:
         credentials: Credentials,
         inet_credentials: Credentials | None,
         hold_at_logon: bool,
-        prepared: Prepared,
-        origin: str,
-        snapshot: Snapshot | None,
+        opened: Opened,
     ) -> Managed:
+        prepared, origin, snapshot = opened.prepared, opened.origin, opened.snapshot
         same = [m for m in self.sessions.values() if m.origin == origin and m.owner == uid]
         busy = [m for m in same if m.live]
         if busy:
@@ -629,22 +634,22 @@ class Daemon:
                 flush=True,
             )
 
-    async def _open_profile(self, path: str, uid: int) -> tuple[Prepared, str, Snapshot | None]:
+    async def _open_profile(self, path: str, uid: int) -> Opened:
         """Read the profile for ``uid`` in a worker thread, bounded in time: for a user of the
         root daemon from a checked private copy (opencm.session.snapshot), otherwise as is.
-        Returns what the session needs, the profile's real path, and the copy to remove."""
+        """
         crossing = os.geteuid() == 0 and uid != 0
 
-        def work() -> tuple[Prepared, str, Snapshot | None]:
+        def work() -> Opened:
             if not crossing:
                 prepared = prepare(path)
                 where = prepared.profile.cmp_path or prepared.profile.cms_path
-                return prepared, str(where.resolve()), None
+                return Opened(prepared, str(where.resolve()), None)
             snapshot = snapshot_profile(
                 path, Caller.of(uid, _gid_of(uid)), self.profile_roots, self.state_dir / "profiles"
             )
             try:
-                return prepare(snapshot.target), str(snapshot.origin), snapshot
+                return Opened(prepare(snapshot.target), str(snapshot.origin), snapshot)
             except OpencmError as error:
                 snapshot.remove()
                 raise _for_caller(error, snapshot) from error
@@ -653,7 +658,7 @@ class Daemon:
                 raise
 
         done = anyio.Event()
-        result: list[tuple[Prepared, str, Snapshot | None]] = []
+        result: list[Opened] = []
         with anyio.move_on_after(OPEN_TIMEOUT):
             # abandon_on_cancel: a read that hangs (a stuck file system) keeps a worker thread,
             # never the daemon; the time bound answers the client.

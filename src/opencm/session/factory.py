@@ -17,7 +17,7 @@ from opencm.actions.engine import ActionEngine
 from opencm.actions.logon import logon_allowed
 from opencm.actions.plan import PlannedAction
 from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
-from opencm.session.config import SessionConfig, session_config
+from opencm.session.config import SessionConfig, profile_log_dir, session_config
 from opencm.session.journal import JournalEntry
 from opencm.session.log import SessionLog
 from opencm.session.options import ConnectOptions, SessionDeps
@@ -83,7 +83,7 @@ def _run_disconnect_sync(entry: JournalEntry, reason: str) -> None:
         profile_dir=profile.profile_dir,
     )
     log = SessionLog.for_profile(
-        profile.short_name, session_config(profile).log_dir, str(entry.data.get("session", ""))
+        profile.short_name, profile_log_dir(profile), str(entry.data.get("session", ""))
     )
     with ActionEngine(profile.cms) as engine:
         result = engine.run_point(ActionPoint.DISCONNECT, context)
