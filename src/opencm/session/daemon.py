@@ -134,6 +134,9 @@ class Managed:
     def status(self) -> dict[str, Any]:
         data = self.session.status()
         data["profile"] = self.origin or data["profile"]
+        error = data.get("error")
+        if self.snapshot is not None and isinstance(error, dict) and error.get("message"):
+            data["error"] = {**error, "message": self.snapshot.shown(str(error["message"]))}
         data["prompt"] = self.prompt.asking
         data["ended"] = not self.live
         if self.outcome is not None:
