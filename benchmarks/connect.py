@@ -14,7 +14,12 @@ drifts on the shared machine hit all of them alike:
   in-process over the real dialer (pre-init … pre-tunnel points, journal, log), as the daemon
   runs it;
 - **cli**: ``opencm connect PROFILE --unattended`` as a new process talking to a running
-  ``opencm daemon``: Python start-up, the client's imports and the daemon's work included.
+  ``opencm daemon``: Python start-up, the client's imports and the daemon's work included (the
+  lean entry point: no click on this path, ``opencm.cli.lean``);
+- **gui**: the desktop client, already running (Qt, offscreen): its logon dialog has opened the
+  session (pre-init ran, untimed); the clock starts at Connect (``start_connect``) and the
+  daemon's ``connect`` of the waiting session, as a user's click does. Only when PySide6 (the
+  ``gui`` extra) is installed.
 
 Each clock starts when its process or coroutine is started and stops at the first ICMP echo reply
 from the server's tunnel address, probed the same way for all four: ``ping -c1 -W0.2`` in a tight
@@ -42,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -65,6 +71,8 @@ VARIANTS = {
     "dialer": "opencm openvpn dialer",
     "session": "opencm session in-process",
     "cli": "opencm connect via daemon",
+    "gui": "desktop client Connect",
+    "click": "opencm connect, click path",
 }
 
 
@@ -131,14 +139,74 @@ async def session_once(profile: Path, server: OpenVPNServer, netns: str, state: 
     return elapsed
 
 
+def qt_app() -> object | None:
+    """The offscreen QApplication the gui variant runs in, or None without PySide6."""
+    try:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        from PySide6.QtWidgets import QApplication
+    except ImportError:
+        return None
+    return QApplication.instance() or QApplication([sys.argv[0]])
+
+
+def gui_once(profile: Path, server: OpenVPNServer, netns: str, socket: Path) -> float:
+    """Blocks the event loop on purpose: Qt runs on this (the main) thread, nothing else runs."""
+    from PySide6.QtWidgets import QApplication
+
+    from opencm.gui.logon import LogonDialog
+    from opencm.profile.model import load_profile
+    from opencm.session.protocol import Client
+
+    def pump(until: Callable[[], bool], limit: float = 30.0) -> None:
+        deadline = time.monotonic() + limit
+        while not until():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the desktop client did not get there")
+            QApplication.processEvents()
+            time.sleep(0.0005)
+
+    dialog = LogonDialog(load_profile(profile), socket_path=socket)
+    try:
+        dialog.open_session()
+        pump(lambda: dialog.phase == "ready")
+        replies: list[float] = []
+        started = time.monotonic()
+        dialog.start_connect()
+        probe_thread = threading.Thread(
+            target=lambda: replies.append(first_reply(netns, server.tunnel_ip, started))
+        )
+        probe_thread.start()
+        pump(lambda: not probe_thread.is_alive())
+        pump(lambda: dialog.phase in ("connected", "ended"))
+        if dialog.phase != "connected" or not replies:
+            raise RuntimeError("the desktop client did not connect")
+        with Client(socket, timeout=30) as client:
+            client.request({"op": "disconnect", "session": dialog.session_id})
+        return replies[0]
+    finally:
+        dialog.deleteLater()
+        QApplication.processEvents()
+
+
 def opencm_command() -> list[str]:
     """The installed ``opencm`` script next to this Python (what a user types), else ``-m``."""
     script = Path(sys.executable).parent / "opencm"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "opencm"]
 
 
-async def cli_once(profile: Path, server: OpenVPNServer, netns: str, socket: Path) -> float:
-    opencm_argv = opencm_command()
+#: ``--compare-click``: the same command through the click entry point (what ``opencm connect``
+#: ran before the lean path), to show what the lean path saves in the same run.
+CLICK_COMMAND = [sys.executable, "-c", "from opencm.cli.main import main; main()"]
+
+
+async def cli_once(
+    profile: Path,
+    server: OpenVPNServer,
+    netns: str,
+    socket: Path,
+    command: list[str] | None = None,
+) -> float:
+    opencm_argv = command or opencm_command()
     started = time.monotonic()
     client = await asyncio.create_subprocess_exec(
         *opencm_argv, "connect", str(profile), "--unattended", "--socket", str(socket),
@@ -221,7 +289,7 @@ def summarise(samples: dict[str, list[float]]) -> dict[str, dict[str, object]]:
     return result
 
 
-async def run(repetitions: int) -> dict[str, dict[str, object]]:
+async def run(repetitions: int, compare_click: bool = False) -> dict[str, dict[str, object]]:
     scratch = Path(tempfile.mkdtemp(prefix="opencm-bench-"))
     with Lab() as lab:
         pair = lab.netns_pair()
@@ -237,6 +305,14 @@ async def run(repetitions: int) -> dict[str, dict[str, object]]:
                 "session": lambda: session_once(profile, server, netns, scratch / "journal"),
                 "cli": lambda: cli_once(profile, server, netns, socket),
             }
+            if qt_app() is not None:
+
+                async def gui() -> float:
+                    return gui_once(profile, server, netns, socket)
+
+                runners["gui"] = gui
+            if compare_click:
+                runners["click"] = lambda: cli_once(profile, server, netns, socket, CLICK_COMMAND)
             samples: dict[str, list[float]] = {which: [] for which in runners}
             for which in runners:  # one untimed round each: page cache, first TLS session, ARP
                 await runners[which]()
@@ -276,6 +352,11 @@ def main() -> int:
     parser.add_argument(
         "--no-compile", action="store_true", help="do not byte-compile opencm before timing"
     )
+    parser.add_argument(
+        "--compare-click",
+        action="store_true",
+        help="also time opencm connect through the click entry point (before the lean path)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("connect.py: needs root (network namespaces, TUN devices)", file=sys.stderr)
@@ -288,7 +369,7 @@ def main() -> int:
         compileall.compile_dir(Path(opencm.__file__).parent, quiet=1)
     command = shlex.join(sys.orig_argv)
     started = time.time()
-    result = anyio.run(run, args.repetitions)
+    result = anyio.run(run, args.repetitions, args.compare_click)
     context = {
         "command": command,
         "opencm_command": shlex.join(opencm_command()),

@@ -1,23 +1,26 @@
 """Benchmark of the Phone Book Service against nginx serving the same decision, in one run.
 
-Run: ``.venv/bin/python benchmarks/pbs.py [--duration 10] [--workers 2]``
-(``--servers uvicorn,granian`` by default)
-(needs ``wrk`` and ``nginx``, Debian packages ``wrk`` and ``nginx-light``).
+Run: ``.venv/bin/python -m benchmarks.pbs`` (short, < 3 min) or ``--full`` (every scenario of
+issue 16: 10 and 1,000 books, 65,000-POP books, two replicas behind nginx, 2 rounds of 10 s).
+Needs ``wrk``, ``nginx`` and ``h2load`` (Debian: wrk, nginx-light, nghttp2-client).
 
-1. Builds a publish store of ``--books`` (100) phone books at version 10, each with a ~60 KB
-   full cab and ~5 KB deltas from 6, 7, 8 and 9, all signed, plus the same decision as an nginx
-   lookup table on disk (``from/<pbver>``: empty file = no update, symlink = the delta; anything
-   else falls back to the full cab).
-2. Starts nginx (own temp config, 127.0.0.1, 2 workers) and ``opencm pbs serve`` for each
-   server in ``--servers``, and checks they give the same bytes for every book and pbver 0..10.
-3. For each server: ``wrk -t2 -c64 -d<duration>s --latency -s pbs_mix.lua`` with keep-alive,
-   then the same with ``Connection: close`` (a new connection per request, as CM clients do);
-   60/30/10 none/delta/full. Prints requests/s, p99 and the ratio to nginx measured in this run.
-4. Prints the RSS of each opencm server (all its processes) with the books loaded.
+Each scenario builds a publish store of signed books at version 10 (a ~60 KB full cab, or a
+~1 MB one for 65,000-POP books, and ~5 KB deltas from 6..9) and starts, all on 127.0.0.1:
 
-Targets (issue 7): >= 0.6x nginx keep-alive, >= 0.5x with new connections, p99 <= 5 ms,
-RSS <= 150 MB. The load generator shares the CPU with the servers: read the ratios, not req/s.
-Every process started here is stopped by its PID.
+* ``nginx``: the anchor, the decision as a lookup table on disk (``try_files``), no logging;
+* ``nginx-export``: ``opencm pbs export`` run by nginx with the configuration it writes;
+* ``opencm-1w``/``opencm-2w``: ``opencm pbs serve`` (opencm's own server), 1 and 2 processes;
+* ``granian-1w``, ``uvicorn-1w``: the same app under granian (RSGI) and uvicorn (ASGI);
+* with ``--full``, ``lb-2x-opencm``: nginx balancing two opencm replicas reading one store.
+
+It checks every server gives nginx's bytes, then per server ``wrk -t2 -c64`` with the 60/30/10
+none/delta/full mix (``pbs_mix.lua``), keep-alive and with a new connection per request, and
+prints req/s, the ratio to nginx in the same round, p99 and the server's CPU µs per request.
+Then latency where it means something: ``h2load --h1 --rps`` at half of nginx's keep-alive
+throughput (p99 from its per-request log), and one connection at a time (``wrk -c1``) p50/p99;
+RSS of each opencm server with the books loaded and its idle CPU over 5 s. The load generator
+shares the 2 CPUs with the servers and other people's work: read the ratios and the load average
+printed with them. Every process started here is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from opencm.pbs.export import export
 from opencm.phonebook.store import publish_release
 from opencm.signing import generate_keypair, load_secret_key, sign
 
@@ -96,14 +100,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def build_data(root: Path, books: int) -> tuple[Path, Path]:
+def build_data(root: Path, books: int, full_size: int) -> tuple[Path, Path]:
     """The publish store and nginx's lookup table for the same releases."""
     store, table = root / "store", root / "nginx"
     secret = load_secret_key(generate_keypair()[0])
     rng = random.Random(20261202)
+    spread = full_size // 10
     for index in range(books):
         book = f"PB{index:03d}"
-        files: dict[str, bytes] = {"full.cab": rng.randbytes(60_000 + rng.randint(-6000, 6000))}
+        files: dict[str, bytes] = {
+            "full.cab": rng.randbytes(full_size + rng.randint(-spread, spread))
+        }
         for base in BASES:
             files[f"delta-{base}.cab"] = rng.randbytes(5_000 + rng.randint(-500, 500))
         for name in list(files):
@@ -149,14 +156,73 @@ def start_nginx(root: Path, table: Path) -> Started:
 def start_opencm(store: Path, server: str, workers: int, log_dir: Path) -> Started:
     port = free_port()
     argv = [sys.executable, "-m", "opencm", "pbs", "serve", "--data", str(store),
-            "--port", str(port), "--workers", str(workers), "--server", server]  # fmt: skip
-    with open(log_dir / f"{server}.log", "wb") as log:
+            "--port", str(port), "--workers", str(workers), "--server", server,
+            "--max-connections", "20000"]  # fmt: skip
+    with open(log_dir / f"{server}-{workers}.log", "wb") as log:
         process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     wait_ready(port, process, server)
     time.sleep(1.0)  # let every worker finish loading the books
-    return Started(f"opencm-{server}", process, port)
+    return Started(f"{server}-{workers}w", process, port)
+
+
+def start_export(root: Path, store: Path) -> Started:
+    """``opencm pbs export`` served by nginx with the configuration the export writes."""
+    port = free_port()
+    out = root / "export"
+    export(store, out, listen=f"127.0.0.1:{port}")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    argv = [nginx, "-p", str(out / "nginx"), "-c", "nginx.conf"]
+    process = subprocess.Popen(argv, start_new_session=True)
+    wait_ready(port, process, "nginx-export")
+    return Started("nginx-export", process, port)
+
+
+LB_CONF = """\
+worker_processes 2;
+daemon off;
+pid {run}/lb.pid;
+error_log {run}/lb-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {run}/lb-body;
+    proxy_temp_path {run}/lb-proxy;
+    fastcgi_temp_path {run}/lb-fastcgi;
+    uwsgi_temp_path {run}/lb-uwsgi;
+    scgi_temp_path {run}/lb-scgi;
+    upstream opencm_pbs {{
+        server 127.0.0.1:{one};
+        server 127.0.0.1:{two};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://opencm_pbs;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering on;
+        }}
+    }}
+}}
+"""
+
+
+def start_balanced(root: Path, store: Path) -> tuple[Started, list[Started]]:
+    """Two opencm replicas reading one store, behind one nginx load balancer."""
+    replicas = [start_opencm(store, "opencm", 1, root) for _ in range(2)]
+    run = root / "lb"
+    run.mkdir(exist_ok=True)
+    port = free_port()
+    conf = run / "lb.conf"
+    one, two = (r.port for r in replicas)
+    conf.write_text(LB_CONF.format(run=run, port=port, one=one, two=two))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    process = subprocess.Popen([nginx, "-p", str(run), "-c", str(conf)], start_new_session=True)
+    wait_ready(port, process, "lb")
+    return Started("lb-2x-opencm", process, port), replicas
 
 
 def fetch(port: int, path: str) -> tuple[int, bytes]:
@@ -225,23 +291,66 @@ def measure(target: Started, duration: int, close: bool, books: int) -> Run:
     return Run(result, used / (result["requests"] or 1) * 1e6, steal_seconds() - steal)
 
 
+def latency_at_rate(port: int, rate: float, duration: int, books: int, root: Path) -> float:
+    """p99 in ms at a fixed offered rate (h2load --rps per client), from its per-request log."""
+    clients = 16
+    urls = root / "urls.txt"
+    if not urls.exists():
+        rng = random.Random(7)
+        versions = [10] * 6 + [6, 7, 8] + [0]  # the 60/30/10 mix
+        lines = [
+            QUERY.format(v=rng.choice(versions), b=f"PB{rng.randrange(books):03d}")
+            for _ in range(1000)
+        ]
+        urls.write_text("".join(f"http://127.0.0.1:PORT{line}\n" for line in lines))
+    per_port = root / f"urls-{port}.txt"
+    per_port.write_text(urls.read_text().replace("PORT", str(port)))
+    log = root / f"h2load-{port}.log"
+    argv = ["h2load", "--h1", "-c", str(clients), "-D", str(duration), "--warm-up-time", "1",
+            "--rps", f"{rate / clients:.1f}", "-i", str(per_port),
+            "--log-file", str(log)]  # fmt: skip
+    subprocess.run(argv, capture_output=True, text=True, check=False)
+    times = sorted(int(line.split()[2]) for line in log.read_text().splitlines() if line.strip())
+    if not times:
+        return float("nan")
+    return times[min(len(times) - 1, int(len(times) * 0.99))] / 1000
+
+
+def single_connection(port: int, duration: int, books: int) -> tuple[float, float]:
+    argv = ["wrk", "-t1", "-c1", f"-d{duration}s", "--latency", "-s", str(MIX),
+            f"http://127.0.0.1:{port}", "--", str(books)]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), "")
+    if not line:
+        return float("nan"), float("nan")
+    result = json.loads(line[len("RESULT ") :])
+    return float(result["p50_ms"]), float(result["p99_ms"])
+
+
+def idle_cpu_percent(pid: int, seconds: float = 5.0) -> float:
+    tree = process_tree(pid)
+    before = cpu_seconds(tree)
+    time.sleep(seconds)
+    return (cpu_seconds(tree) - before) / seconds * 100
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def report(
+    title: str,
     args: argparse.Namespace,
     runs: dict[tuple[str, str], list[Run]],
     everyone: list[Started],
-    rss: dict[str, tuple[float, int]],
 ) -> None:
     print()
+    rounds = f"wrk -t2 -c64 -d{args.duration}s x {args.rounds} round(s)"
+    print(f"== {title}: {rounds}, load {load_average()}")
     print(
-        f"wrk -t2 -c64 -d{args.duration}s x {args.rounds} rounds (order rotated), 60/30/10 "
-        f"none/delta/full over {args.books} books, opencm --workers {args.workers}; "
-        "wrk and the servers share the CPUs"
+        f"{'mode':<15} {'server':<14} {'req/s':>9} {'ratio':>6} {'p99 ms':>8} "
+        f"{'CPU us/req':>10} {'errors':>7}"
     )
-    print(
-        f"{'mode':<15} {'server':<16} {'req/s':>9} {'p99 ms':>8} {'ratio':>6} "
-        f"{'CPU us/req':>10} {'errors':>7} {'steal s':>7}"
-    )
-    verdicts = []
     for mode in ("keep-alive", "new connection"):
         base = runs[(mode, "nginx")]
         for target in everyone:
@@ -252,24 +361,10 @@ def report(
             p99 = statistics.median(r.result["p99_ms"] for r in mine)
             cpu = statistics.median(r.cpu_us_per_request for r in mine)
             errors = sum(int(v) for r in mine for k, v in r.result.items() if k.startswith("err_"))
-            steal = sum(r.steal_s for r in mine)
             print(
-                f"{mode:<15} {target.name:<16} {rps:>9.0f} {p99:>8.2f} {ratio:>6.2f} "
-                f"{cpu:>10.0f} {errors:>7} {steal:>7.1f}"
+                f"{mode:<15} {target.name:<14} {rps:>9.0f} {ratio:>6.2f} {p99:>8.2f} "
+                f"{cpu:>10.0f} {errors:>7}"
             )
-            if target.name != "nginx":
-                goal = 0.6 if mode == "keep-alive" else 0.5
-                ok = ratio >= goal and p99 <= 5
-                verdicts.append(
-                    f"{target.name} {mode}: {'meets' if ok else 'misses'} target "
-                    f"(ratio {ratio:.2f} vs >= {goal}, p99 {p99:.1f} ms vs <= 5 ms)"
-                )
-    print()
-    for name, (megabytes, count) in rss.items():
-        print(f"RSS {name}: {megabytes:.1f} MB in {count} processes ({args.books} books loaded)")
-        verdicts.append(f"{name} RSS: {'meets' if megabytes <= 150 else 'misses'} (<= 150 MB)")
-    print()
-    print("\n".join(verdicts))
 
 
 def process_tree(pid: int) -> list[int]:
@@ -330,47 +425,111 @@ def stop(started: Started) -> list[int]:
     return killed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--books", type=int, default=100)
-    parser.add_argument("--servers", default="uvicorn,granian")
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    for tool in ("wrk", "nginx"):
-        if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists()):
-            raise SystemExit(f"{tool} is not installed (apt-get install wrk nginx-light)")
+@dataclass
+class Scenario:
+    title: str
+    books: int
+    full_size: int
+    servers: list[tuple[str, int]]
+    export: bool = True
+    balanced: bool = False
+    latency: bool = False
+
+
+QUICK = [
+    Scenario(
+        "100 books",
+        100,
+        60_000,
+        [("opencm", 1), ("opencm", 2), ("granian", 1), ("uvicorn", 1)],
+        latency=True,
+    )
+]
+_EVERY = [("opencm", 1), ("opencm", 2), ("granian", 1), ("granian", 2), ("uvicorn", 1)]
+FULL = [
+    Scenario("10 books", 10, 60_000, _EVERY, latency=True),
+    Scenario("1,000 books", 1000, 60_000, [("opencm", 1), ("opencm", 2)], latency=True),
+    Scenario("100 books of 65,000 POPs (~1 MB cab)", 100, 1_000_000, [("opencm", 1)]),
+    Scenario("two replicas behind one nginx", 100, 60_000, [("opencm", 1)], balanced=True),
+]
+
+
+def run_scenario(scenario: Scenario, args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="opencm-pbs-bench-"))
     root.chmod(0o755)  # nginx workers run as another user when started by root
     started: list[Started] = []
     try:
-        print(f"building {args.books} phone books in {root} ...", flush=True)
-        store, table = build_data(root, args.books)
+        print(f"\n{scenario.title}: building {scenario.books} books in {root} ...", flush=True)
+        store, table = build_data(root, scenario.books, scenario.full_size)
         nginx = start_nginx(root, table)
         started.append(nginx)
-        servers = [start_opencm(store, s, args.workers, root) for s in args.servers.split(",")]
-        started += servers
-        for server in servers:
-            wrong = check_same(nginx, server, args.books)
-            print(f"check {server.name}: {wrong} of {args.books * (CURRENT + 1)} answers differ")
-        rss = {server.name: rss_mb(server.process.pid) for server in servers}
-        everyone = [nginx, *servers]
+        measured = [nginx]
+        if scenario.export:
+            measured.append(start_export(root, store))
+            started.append(measured[-1])
+        opencm = [start_opencm(store, name, workers, root) for name, workers in scenario.servers]
+        started += opencm
+        measured += opencm
+        if scenario.balanced:
+            balancer, replicas = start_balanced(root, store)
+            started += [*replicas, balancer]
+            measured.append(balancer)
+            opencm = [*opencm, *replicas]
+        for server in measured[1:]:
+            wrong = check_same(nginx, server, min(scenario.books, 100))
+            if wrong:
+                print(f"check {server.name}: {wrong} answers differ from nginx")
         runs: dict[tuple[str, str], list[Run]] = {}
         for round_ in range(args.rounds):
             for close in (False, True):
                 mode = "new connection" if close else "keep-alive"
-                shift = round_ % len(everyone)  # rotate the order each round
-                for target in everyone[shift:] + everyone[:shift]:
-                    run = measure(target, args.duration, close, args.books)
+                shift = round_ % len(measured)  # rotate the order each round
+                for target in measured[shift:] + measured[:shift]:
+                    run = measure(target, args.duration, close, scenario.books)
                     runs.setdefault((mode, target.name), []).append(run)
-        report(args, runs, everyone, rss)
+        report(scenario.title, args, runs, measured)
+        for server in opencm:
+            megabytes, count = rss_mb(server.process.pid)
+            idle = idle_cpu_percent(server.process.pid, 3.0)
+            print(
+                f"RSS {server.name}: {megabytes:.0f} MB in {count} process(es), "
+                f"idle CPU {idle:.2f}% of a core ({scenario.books} books)"
+            )
+        if scenario.latency:
+            rate = statistics.median(r.result["rps"] for r in runs[("keep-alive", "nginx")]) / 2
+            print(f"latency at a fixed {rate:.0f} req/s (half nginx's), h2load --h1 -c16 --rps:")
+            for target in [nginx, *(s for s in measured if s.name == "opencm-1w")]:
+                p99 = latency_at_rate(target.port, rate, args.duration, scenario.books, root)
+                p50_1, p99_1 = single_connection(target.port, min(args.duration, 5), scenario.books)
+                print(
+                    f"  {target.name:<14} p99 {p99:.2f} ms at that rate; "
+                    f"one connection p50 {p50_1:.3f} ms p99 {p99_1:.3f} ms"
+                )
     finally:
         for server in reversed(started):
             killed = stop(server)
             if killed:
                 print(f"{server.name}: SIGKILL by PID needed for {killed}")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="every scenario, 2 rounds of 10 s")
+    parser.add_argument("--duration", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None)
+    args = parser.parse_args()
+    args.duration = args.duration or (10 if args.full else 5)
+    args.rounds = args.rounds or (2 if args.full else 1)
+    for tool in ("wrk", "nginx", "h2load"):
+        if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists()):
+            raise SystemExit(
+                f"{tool} is not installed (apt-get install wrk nginx-light nghttp2-client)"
+            )
+    print(f"load average at start: {load_average()} ({os.cpu_count()} CPUs)")
+    for scenario in FULL if args.full else QUICK:
+        run_scenario(scenario, args)
+    print(f"\nload average at end: {load_average()}")
 
 
 if __name__ == "__main__":

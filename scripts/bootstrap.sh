@@ -10,7 +10,7 @@ APT_PACKAGES=(
     gcc libc6-dev python3-venv
     cabextract gcab minisign openssl
     openvpn wireguard-go wireguard-tools iproute2 iputils-ping socat ppp
-    wrk nginx-light
+    wrk nginx-light nghttp2-client
     strongswan-charon strongswan-swanctl libcharon-extra-plugins libcharon-extauth-plugins
     libstrongswan-standard-plugins libstrongswan-extra-plugins sstp-client
     dbus libdbus-1-dev libglib2.0-dev pkg-config

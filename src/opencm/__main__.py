@@ -1,3 +1,3 @@
-from opencm.cli.main import main
+from opencm.cli.lean import main
 
 main()

@@ -121,12 +121,12 @@ def test_numbering_problems_name_each_line() -> None:
         (3, "duplicate key '0'; the first one, on line 2, is used"),
         (
             4,
-            "key '01' is never read: [Connect Actions] holds N, N&Flags and N&Description"
+            "key '01' is never read: [Connect Actions] holds N, N&Flags, N&Description and N&Wait"
             " with N written without leading zeros",
         ),
         (
             5,
-            "key 'Foo' is never read: [Connect Actions] holds N, N&Flags and N&Description"
+            "key 'Foo' is never read: [Connect Actions] holds N, N&Flags, N&Description and N&Wait"
             " with N written without leading zeros",
         ),
         (6, "5&Flags belongs to no action: there is no key 5"),

@@ -24,6 +24,8 @@ ACTION_KEYS: dict[str, type | tuple[type, ...]] = {
     "command_line": str,
     "flags": int,
     "description": str,
+    "wait": (int, type(None)),
+    "synchronous": bool,
     "runs": bool,
     "skip_reason": (str, type(None)),
 }
@@ -223,3 +225,33 @@ def test_set_cannot_contradict_the_run(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert isinstance(result.exception, InputError)
     assert str(result.exception) == "--set 'connectiontype=2': %connectiontype% comes from --type"
+
+
+def test_run_with_a_relative_profile_path_starts_the_program_shipped_in_it(
+    tmp_path: Path,
+) -> None:
+    """``opencm actions run POINT build/X/X.cmp`` from the kit's folder: the program shipped in
+    the profile starts (its path is made absolute before the process moves to the profile)."""
+    (tmp_path / "hello.sh").write_text('#!/bin/sh\necho "hello $1" > "$2"\n')
+    (tmp_path / "hello.sh").chmod(0o755)
+    out = tmp_path / "said"
+    action = (
+        '{point="pre-connect", program="hello.sh", include=true, '
+        f'parameters="%ServiceName% {out}", wait=30}}'
+    )
+    for args in (
+        ["kit", "new", "K", "--no-input", "--name", "Rel", "--short", "REL",
+         "--vpn", "M", "vpn.example", "networkmanager", "Conn", "--action", action],
+        ["kit", "build", "K"],
+    ):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "opencm", *args], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+    ran = subprocess.run(
+        [sys.executable, "-m", "opencm", "actions", "run", "pre-connect", "K/build/REL/REL.cmp",
+         "--wait"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert out.read_text() == "hello Rel\n"

@@ -100,7 +100,7 @@ def test_connect_through_the_daemon_imports_no_session_machinery(tmp_path: objec
 
 
 def test_every_session_outcome_has_an_exit_code() -> None:
-    from opencm.cli.session_cmd import OUTCOME_EXIT
+    from opencm.cli.client import OUTCOME_EXIT
     from opencm.session.runner import Outcome
 
     assert set(OUTCOME_EXIT) == {str(outcome) for outcome in Outcome}

@@ -80,18 +80,25 @@ def connect(daemon: DaemonProcess, profile_dir: Path) -> dict[str, Any]:
     return status
 
 
+def asked(
+    qtbot: QtBot, tmp_path: Path, daemon: DaemonProcess, clock: FakeClock
+) -> tuple[TrayController, StayOnlineDialog, Path]:
+    """A connected session's tray, once its monitored program (record.py, which exits at
+    once) has gone and the question is asked."""
+    profile, record = branded_profile(tmp_path / "profile", extra_actions=MONITORED)
+    status = connect(daemon, tmp_path / "profile")
+    tray = TrayController(logon_facts(profile), status, clock, socket_path=daemon.socket)
+    qtbot.waitUntil(lambda: tray.dialog is not None, timeout=WAIT)
+    assert tray.dialog is not None
+    return tray, tray.dialog, record
+
+
 def test_the_tray_shows_time_and_addresses_then_asks_and_disconnects(
     qtbot: QtBot, tmp_path: Path, daemon: DaemonProcess
 ) -> None:
-    profile, record = branded_profile(tmp_path / "profile", extra_actions=MONITORED)
-    status = connect(daemon, tmp_path / "profile")
-    clock = FakeClock()
-    tray = TrayController(logon_facts(profile), status, clock, socket_path=daemon.socket)
-    # The watch replays the session's events: "connected" sets the connected time.
-    qtbot.waitUntil(lambda: tray.connected_since is not None, timeout=WAIT)
-    with qtbot.waitSignal(tray.prompted, timeout=WAIT) as prompted:
-        pass  # the monitored program (record.py) exits at once: the question comes
-    dialog: StayOnlineDialog = prompted.args[0]
+    tray, dialog, record = asked(qtbot, tmp_path, daemon, FakeClock())
+    # The watch replayed the session's events: "connected" set the connected time.
+    assert tray.connected_since is not None
     assert tray.status["state"] == "prompting"
     assert dialog.isVisible() and dialog.windowTitle() == "Contoso VPN"
     assert not tray.icon.isNull()
@@ -138,13 +145,8 @@ def test_the_tray_counts_connected_time_and_disconnects(
 def test_the_countdown_running_out_disconnects_as_the_session_timer_would(
     qtbot: QtBot, tmp_path: Path, daemon: DaemonProcess
 ) -> None:
-    profile, record = branded_profile(tmp_path / "profile", extra_actions=MONITORED)
-    status = connect(daemon, tmp_path / "profile")
     clock = FakeClock()
-    tray = TrayController(logon_facts(profile), status, clock, socket_path=daemon.socket)
-    with qtbot.waitSignal(tray.prompted, timeout=WAIT) as prompted:
-        pass
-    dialog: StayOnlineDialog = prompted.args[0]
+    tray, dialog, record = asked(qtbot, tmp_path, daemon, clock)
     clock.now += 30
     with qtbot.waitSignal(tray.ended, timeout=WAIT) as ended:
         dialog.tick()

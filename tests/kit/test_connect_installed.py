@@ -40,6 +40,7 @@ def kit_toml(record: Path, stop: Path, address: str) -> str:
         parameters = "{record} {point} %ConnectionType% %ClientIPAddress%"
         include = true
         interactive = false
+        wait = 30
         """
         for point in ("pre-init", "pre-connect", "pre-tunnel", "post-connect", "disconnect")
     )

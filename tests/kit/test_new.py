@@ -109,6 +109,9 @@ def test_the_wizard_asks_like_cmak(sources: Path, tmp_path: Path) -> None:
         "Main", "vpn.woodgrove.example", "openvpn",
         str(sources / "files/nope.ovpn"),  # no such file: asked again
         str(sources / "files/contoso.ovpn"),
+        "Backup", "nm.woodgrove.example",
+        "pptp",  # not a link the registry offers: asked again
+        "networkmanager", "Woodgrove (NM)",  # it reads Connection&, not a config file
         "",  # no more servers
         "y", "post-connect", "y", str(sources / "files/routes.sh"), "%ServiceName%",
         "to update your routing table", "n", "all",
@@ -127,6 +130,12 @@ def test_the_wizard_asks_like_cmak(sources: Path, tmp_path: Path) -> None:
     spec = load_spec(kit)
     assert spec.short_name == "WOODGRV"
     assert spec.vpn[0].config == "files/contoso.ovpn"
+    assert (spec.vpn[1].link, spec.vpn[1].connection, spec.vpn[1].config) == (
+        "networkmanager",
+        "Woodgrove (NM)",
+        None,
+    )
+    assert "ikev2" in result.output  # the registry's links are the choices
     assert [(a.point.value, a.program, a.flags) for a in spec.actions] == [
         ("post-connect", "files/routes.sh", 0x10 | 0x20)
     ]

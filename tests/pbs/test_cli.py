@@ -16,7 +16,7 @@ import pytest
 
 from opencm.pbs.app import PbsApp
 from tests.pbs.conftest import Keys, Server, free_port, publish, release_files, wait_until
-from tests.pbs.test_upload import TAR, cli_token, tar_of
+from tests.pbs.test_upload import TAR, cli_token, tar_of, with_key
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -69,7 +69,7 @@ def test_serving_over_tls(keys: Keys, tmp_path: Path) -> None:
         wait_until(up, timeout=20)
         answer = httpx2.get(url + "/pbserver/pbserver.dll?pb=WORLD&pbver=8", verify=context)
         assert answer.content == files["delta-8.cab"]
-        body = tar_of(release_files(keys, "WORLD", 11, [10]))
+        body = tar_of(with_key(keys, release_files(keys, "WORLD", 11, [10])))
         headers = {**TAR, "Authorization": f"Bearer {token}"}
         put = httpx2.put(url + "/admin/books/WORLD/releases/11", content=body, headers=headers,
                          verify=context, timeout=10)  # fmt: skip
@@ -97,7 +97,7 @@ def test_plain_http_uploads_are_only_taken_from_loopback(keys: Keys, tmp_path: P
     publish(keys, data, "WORLD", 10)
     token = cli_token(data, "pba")
     app = PbsApp(data)
-    body = tar_of(release_files(keys, "WORLD", 11, []))
+    body = tar_of(with_key(keys, release_files(keys, "WORLD", 11, [])))
     scope = {
         "type": "http",
         "method": "PUT",

@@ -24,7 +24,7 @@ from tests.pbs.conftest import (
     sha,
     wait_until,
 )
-from tests.pbs.test_upload import Admin, cli_token, tar_of
+from tests.pbs.test_upload import Admin, cli_token, tar_of, with_key
 
 Expected = dict[tuple[int, str, int | None], tuple[str, bytes]]
 PBVERS = [0, 3, 7, 9, 10, 11, 12, 13]
@@ -153,7 +153,7 @@ def test_two_replicas_on_one_store_agree(
     second = server_factory(data, server="granian" if granian_available() else "uvicorn")
     # Posted to the second replica (granian's RSGI path when it is installed).
     response = Admin(second, data, token).put(
-        "WORLD", 11, tar_of(release_files(keys, "WORLD", 11, [7, 8, 9, 10]))
+        "WORLD", 11, tar_of(with_key(keys, release_files(keys, "WORLD", 11, [7, 8, 9, 10])))
     )
     assert response.status_code == 201
 

@@ -66,6 +66,7 @@ def _handler(store: Path, token: str, seen: list[dict[str, str]]) -> type[BaseHT
             if current is not None and version <= current:
                 self.answer(409, {"error": f"current is {current}"})
                 return
+            files.pop("pba.pub", None)  # the PBA's key: the real service registers and checks it
             try:
                 publish_release(store, book, version, files)
             except OpencmError as error:

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -15,6 +16,9 @@ from opencm.actions.libhost import LibraryHost
 from opencm.profile.model import ServiceProfile, load_profile
 from opencm.session.machine import State
 from opencm.session.runner import Session
+
+if TYPE_CHECKING:
+    from tests.session.daemons import DaemonProcess
 
 #: Every action writes one JSON line: the point it was told, and its arguments after expansion.
 RECORDER = """#!{python}
@@ -105,6 +109,8 @@ def build_profile(
         sections[SECTIONS[point]] += [
             f"0=CONTOSO\\record.py {point} {MACROS}",
             "0&Flags=16",
+            # Waited for (opencm's N&Wait), so the record is in point order.
+            "0&Wait=60",
         ]
     for point, entries in (extra_actions or {}).items():
         sections[SECTIONS[point]] += entries
@@ -152,3 +158,15 @@ def engine_for(profile: ServiceProfile, host: LibraryHost) -> ActionEngine:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    """A harness daemon process (not started: a test may set its environment first)."""
+    from tests.session.daemons import DaemonProcess
+
+    process = DaemonProcess(tmp_path)
+    yield process
+    if process.process is not None and process.process.poll() is None:
+        process.process.kill()
+        process.process.wait(10)

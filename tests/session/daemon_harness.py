@@ -22,7 +22,7 @@ import anyio.abc
 
 from opencm.links import proc
 from opencm.links.api import Credentials, DialEntry, DialError, LinkDownCallback, LinkInfo
-from opencm.session.daemon import Daemon
+from opencm.session.daemon import IDLE_TIMEOUT, Daemon
 
 LINK_PROGRAM = "import time; time.sleep(600)"
 
@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--log-dir", type=Path)
     parser.add_argument("--profile-root", type=Path, action="append")
+    parser.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT)
     args = parser.parse_args()
     daemon = Daemon(
         args.socket,
@@ -101,6 +102,7 @@ def main() -> None:
         dialer_lookup=ProcessLinkDialer,
         log_dir=args.log_dir,
         profile_roots=args.profile_root,
+        idle_timeout=args.idle_timeout,
     )
     anyio.run(daemon.serve)
 

@@ -315,3 +315,22 @@ def test_a_line_break_in_saved_credentials_is_refused_not_injected(
     credentials.save(profile, Credentials(username="CONTOSO\\jo", password=" p=w "))
     saved = credentials.load_saved(profile)
     assert saved is not None and (saved.username, saved.domain) == ("CONTOSO\\jo", None)
+
+
+def test_a_modem_left_to_the_user_matters_only_when_the_connection_dials(tmp_path: Path) -> None:
+    """``ModemDevice=ask`` (a kit without [dialup]): direct connections work; a dialing one
+    names the key to set, until the user's .cmp has it."""
+    from opencm.profile.usersettings import UserSettings
+
+    profile, _ = build_profile(tmp_path, opencm=["ModemDevice=ask"], servers=("Main",))
+    text = profile.cms_path.read_bytes().replace(b"ModemDevice=/dev/ttyS9\r\n", b"")
+    profile.cms_path.write_bytes(text)
+    config = session_config(load_profile(profile.cmp_path))  # type: ignore[arg-type]
+    config.check_type(ConnectionType.DIRECT)
+    with pytest.raises(InputError, match="leaves ModemDevice to you") as error:
+        config.check_type(ConnectionType.DOUBLE)
+    assert error.value.field == "[opencm] ModemDevice"
+    UserSettings(profile).save({"ModemDevice": "/dev/ttyUSB0"})
+    config = session_config(load_profile(profile.cmp_path))  # type: ignore[arg-type]
+    config.check_type(ConnectionType.DOUBLE)
+    assert config.entries_for("dial")[0].settings["device"] == "/dev/ttyUSB0"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +20,6 @@ from tests.session.daemons import DaemonProcess
 from tests.session.users import request_as
 
 ROOT = Path(__file__).parents[2]
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path)
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.process.kill()
-        process.process.wait(10)
 
 
 def _link_pid(daemon: DaemonProcess) -> int:
@@ -298,3 +289,19 @@ def test_kill_9_while_the_link_is_still_coming_up_then_restart_ends_its_process(
         assert list((daemon.state / "journal").glob("*.json")) == []
     finally:
         daemon.stop()
+
+
+def test_a_client_that_never_finishes_its_line_is_closed(tmp_path: Path) -> None:
+    """Half a request held open (slowloris) costs a connection for the idle bound, no longer."""
+    daemon = DaemonProcess(tmp_path, extra=("--idle-timeout", "0.5"))
+    daemon.start()
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(60)  # generous: the daemon closes it after 0.5 s
+            sock.connect(str(daemon.socket))
+            sock.sendall(b'{"op": "hel')
+            assert sock.recv(4096) == b"", "the daemon closed the half-sent request"
+        with Client(daemon.socket) as client:
+            assert client.request({"op": "hello"})["ok"]
+    finally:
+        assert daemon.stop() == 0

@@ -186,6 +186,24 @@ def test_a_private_key_the_user_cannot_read_still_serves_their_session(machine: 
     assert machine.daemon.stop() == 0
 
 
+def test_a_failed_session_names_the_installed_profile_not_the_daemons_copy(
+    machine: Machine,
+) -> None:
+    _profile, _record = build_profile(
+        machine.allusers, extra_actions={"pre-connect": [r"1=CONTOSO\missing.sh", "1&Flags=0x30"]}
+    )
+    for path in [machine.allusers, *machine.allusers.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() or path.name == "record.py" else 0o644)
+    machine.daemon.start()
+    answer = machine.as_nobody(
+        {"op": "connect", "profile": str(machine.allusers / "CONTOSO.cmp"), "unattended": True}
+    )
+    message = answer["session"]["error"]["message"]
+    assert "missing.sh" in message and str(machine.allusers / "CONTOSO") in message, message
+    assert str(machine.daemon.state) not in message
+    assert machine.daemon.stop() == 0
+
+
 def test_only_root_owned_profiles_under_the_all_users_folder_are_connected_for_a_user(
     machine: Machine,
 ) -> None:

@@ -197,7 +197,7 @@ def test_a_pre_dial_action_changes_the_number_dialed(tmp_path: Path) -> None:
     telephone number". Here it is opencm's own CLI writing the user's .cmp (``%Profile%``);
     the session reads the number after the pre-dial actions have run."""
     change = (
-        f'{{point="pre-dial", program="{sys.executable}", interactive=false, '
+        f'{{point="pre-dial", program="{sys.executable}", interactive=false, wait=60, '
         'parameters="-m opencm profile set %Profile% opencm PhoneNumber 555-7777"}'
     )
     with Lab() as lab:

@@ -6,26 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from opencm.session.protocol import Client, ProtocolError
 from tests.session.conftest import build_profile, points_of, recorded
 from tests.session.daemons import DaemonProcess
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path)
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.process.kill()
-        process.process.wait(10)
 
 
 def _events(socket: Path, session_id: str, out: list[dict[str, Any]]) -> None:
@@ -210,3 +201,92 @@ def test_the_stay_online_question_is_answered_from_the_command_line(
         for r in recorded(tmp_path / "profile" / "record.jsonl")
         if r["point"] == "disconnect"
     ] == ["monitored-apps-exited"]
+
+
+def test_the_scriptable_client_commands_run_without_click(
+    tmp_path: Path, daemon: DaemonProcess
+) -> None:
+    """``opencm connect … --unattended`` and ``opencm status`` take the lean path (no click
+    import) and behave as the click commands do; anything else still goes to click."""
+    build_profile(tmp_path / "profile")
+    daemon.start()
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('CLICK' if 'click' in sys.modules else 'LEAN', "
+        "file=sys.stderr))\n"
+        "from opencm.cli.lean import main\n"
+        "main(sys.argv[1:])\n"
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", probe, *args, "--socket", str(daemon.socket)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+
+    connected = run("connect", str(tmp_path / "profile"), "--unattended", "--json")
+    assert connected.returncode == 0, connected.stderr
+    assert json.loads(connected.stdout)["state"] == "connected"
+    assert "opencm: tunnelling" in connected.stderr
+    assert connected.stderr.rstrip().endswith("LEAN")
+    shown = run("status")
+    assert shown.returncode == 0 and "Contoso VPN" in shown.stdout
+    assert shown.stderr.strip() == "LEAN"
+    again = run("connect", str(tmp_path / "profile"), "--unattended")
+    assert again.returncode == 3 and "already has session" in again.stderr
+    helped = run("status", "--help")  # not the lean path's: click answers
+    assert helped.returncode == 0 and "Show the sessions" in helped.stdout
+    assert helped.stderr.strip() == "CLICK"
+    missing = run("connect", str(tmp_path / "nope"), "--unattended")
+    assert missing.returncode == 2 and "no such profile" in missing.stderr
+    assert daemon.cli("disconnect").returncode == 0
+
+
+def test_foreground_connect_at_a_terminal_asks_the_password_after_pre_init(
+    tmp_path: Path,
+) -> None:
+    """``opencm connect --foreground`` at a terminal: pre-init runs first, then the logon
+    prompt; the typed user name reaches the pre-connect actions."""
+    import os
+    import pty
+    import signal
+
+    _profile, record = build_profile(tmp_path / "profile", opencm=["Credentials=password"])
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opencm", "connect", str(tmp_path / "profile"), "--foreground"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(terminal)
+    seen = b""
+
+    def read_until(text: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 30
+        while text not in seen:
+            assert time.monotonic() < deadline, seen
+            seen += os.read(controller, 4096)
+
+    try:
+        read_until(b"User name")
+        assert points_of(record) == ["pre-init"]  # the logon prompt comes after pre-init
+        os.write(controller, b"jo\n")
+        read_until(b"Password")
+        os.write(controller, b"s3cret\n")
+        deadline = time.monotonic() + 30
+        while "pre-connect" not in points_of(record):
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+        assert recorded(record)[1]["UserName"] == "jo"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        os.close(controller)

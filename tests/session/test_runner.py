@@ -241,15 +241,16 @@ async def test_a_failing_pre_tunnel_library_action_ends_the_attempt_and_on_error
     assert error["LastErrorSource"] == "Custom Action check the server certificate"
 
 
-async def test_a_failing_executable_at_pre_connect_ends_the_attempt_with_its_exit_status(
+async def test_a_waited_for_executable_failing_at_pre_connect_ends_the_attempt(
     tmp_path: Path, host: LibraryHost
 ) -> None:
+    """With opencm's N&Wait the exit status counts at a fatal point."""
     script = tmp_path / "CONTOSO" / "refuse.sh"
     h = Harness(
         tmp_path,
         host,
         points=["on-error", "disconnect"],
-        extra_actions={"pre-connect": [r"0=CONTOSO\refuse.sh", "0&Flags=16"]},
+        extra_actions={"pre-connect": [r"0=CONTOSO\refuse.sh", "0&Flags=16", "0&Wait=60"]},
     )
     script.write_text("#!/bin/sh\nexit 3\n")
     script.chmod(0o755)
@@ -257,6 +258,28 @@ async def test_a_failing_executable_at_pre_connect_ends_the_attempt_with_its_exi
     assert h.outcome is Outcome.FAILED
     assert h.points() == ["on-error"]
     assert h.rows("on-error")[0]["ErrorCode"] == "3"
+
+
+async def test_an_executable_is_started_and_its_exit_status_does_not_count(
+    tmp_path: Path, host: LibraryHost
+) -> None:
+    """Microsoft's "Custom Actions": an executable "is run asynchronously, which means that
+    Connection Manager starts the executable … and continues without waiting"."""
+    script = tmp_path / "CONTOSO" / "refuse.sh"
+    h = Harness(
+        tmp_path,
+        host,
+        points=["on-error", "post-connect", "disconnect"],
+        extra_actions={"pre-connect": [r"0=CONTOSO\refuse.sh", "0&Flags=16"]},
+    )
+    script.write_text("#!/bin/sh\nexit 3\n")
+    script.chmod(0o755)
+    async with anyio.create_task_group() as group:
+        group.start_soon(h.run)
+        await wait_state(h.session, State.CONNECTED)
+        h.session.disconnect()
+    assert h.outcome is Outcome.DISCONNECTED
+    assert h.points() == ["post-connect", "disconnect"]
 
 
 async def test_a_drop_runs_the_disconnect_actions_with_the_reason(

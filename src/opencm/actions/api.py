@@ -127,6 +127,8 @@ class ActionResult:
     duration: float = 0.0
     #: Executables, documents and monitored applications are started, not awaited.
     process: subprocess.Popen[bytes] | None = None
+    #: ``N&Wait`` *(opencm)*: how long the session waits for ``process`` (None: not at all).
+    wait: int | None = None
 
 
 @dataclass

@@ -7,7 +7,8 @@
   library host, with ``context.timeout``; they block the point;
 - Python actions are called in-process; they block the point;
 - executables and documents are started (``Popen`` with an argv list, never a shell) and
-  returned unawaited in ``ActionResult.process``.
+  returned unawaited in ``ActionResult.process``: Microsoft's "Custom Actions" runs them
+  asynchronously; a caller that honours ``N&Wait`` (``ActionResult.wait``) waits for them.
 
 A failure reads ``Custom Action <Description> failed <value>`` (a return value) or
 ``Custom Action <Description> failed: <reason>``; at a fatal point (pre-init … post-connect) the
@@ -16,6 +17,7 @@ first failure ends the point, the rest are reported as not run.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -229,6 +231,11 @@ class ActionEngine:
         self, planned: PlannedAction, context: RunContext, result: ActionResult
     ) -> None:
         argv = list(planned.argv)
+        # A relative program path was resolved against the caller's folder (a profile given as
+        # build/X/X.cmp); the process starts in the profile folder, so it needs the full path.
+        index = 1 if planned.kind is ActionKind.DOCUMENT else 0
+        if os.sep in argv[index] and not os.path.isabs(argv[index]):
+            argv[index] = os.path.abspath(argv[index])
         if planned.kind is ActionKind.DOCUMENT:
             opener = shutil.which("xdg-open")
             if opener is None:
@@ -270,6 +277,7 @@ def _result(planned: PlannedAction, *, ran: bool) -> ActionResult:
         command_line=planned.command_line,
         flags=planned.flags,
         ran=ran,
+        wait=planned.wait,
     )
 
 

@@ -1,8 +1,9 @@
 """Reading one action section (``[Connect Actions]`` …) into numbered action lines.
 
 A section holds three kinds of keys ("Custom actions keys"): ``N`` (the action line), ``N&Flags``
-and ``N&Description``. Actions run in order 0, 1, 2, … and, like CM's read loop, opencm stops at the
-first missing number: actions after a gap never run (the plan says "follows a gap at N").
+and ``N&Description``; opencm adds ``N&Wait`` (docs/actions.md). Actions run in order 0, 1, 2,
+… and, like CM's read loop, opencm stops at the first missing number: actions after a gap never
+run (the plan says "follows a gap at N").
 An empty ``N=`` counts as missing, because Windows' profile API cannot tell the two apart.
 
 The action line itself (``docs/actions.md`` has the full grammar)::
@@ -30,7 +31,9 @@ _LIBRARY_SUFFIX = re.compile(r"\.(?:dll|so(?:\.[0-9]+)*)$", re.IGNORECASE)
 #: An unquoted library line whose path contains spaces: ``C:\Program Files\x.dll,Entry …``.
 _LIBRARY_WITH_COMMA = re.compile(r"(.+?\.(?:dll|so(?:\.[0-9]+)*)),(.*)", re.IGNORECASE | re.DOTALL)
 #: CM reads key "1", never "01": leading zeros make a key that is never read.
-_SUFFIXES = {"flags": "flags", "description": "description"}
+_SUFFIXES = {"flags": "flags", "description": "description", "wait": "wait"}
+#: ``N&Wait`` *(opencm)*: the longest wait, in seconds, for an executable or a document.
+MAX_WAIT = 3600
 
 
 def _index(text: str) -> int | None:
@@ -73,6 +76,9 @@ class ActionLine:
     flags: int = 0
     #: ``N&Description``, or None when absent or empty.
     description: str | None = None
+    #: ``N&Wait`` *(opencm)*: wait up to this many seconds for an executable or document to
+    #: exit (its exit status then counts); None: start it and go on (Microsoft's default).
+    wait: int | None = None
     notes: tuple[str, ...] = ()
     #: The parameters split into arguments (before macro expansion; see macros.py).
     tokens: tuple[str, ...] = ()
@@ -164,6 +170,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
     programs: dict[int, EntryLike] = {}
     flags: dict[int, EntryLike] = {}
     descriptions: dict[int, EntryLike] = {}
+    waits: dict[int, EntryLike] = {}
     empty: dict[int, EntryLike] = {}
     for entry in entries:
         key = entry.key.strip()
@@ -174,8 +181,8 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
             problems.append(
                 _problem(
                     entry.line,
-                    f"key {key!r} is never read: [{section}] holds N, N&Flags and N&Description"
-                    " with N written without leading zeros",
+                    f"key {key!r} is never read: [{section}] holds N, N&Flags, N&Description"
+                    " and N&Wait with N written without leading zeros",
                     "numbering",
                 )
             )
@@ -190,7 +197,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
                     )
                 continue
         else:
-            target = flags if kind == "flags" else descriptions
+            target = {"flags": flags, "description": descriptions, "wait": waits}[kind]
         if index in target:
             problems.append(
                 _problem(
@@ -202,7 +209,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
             continue
         target[index] = entry
 
-    for table in (flags, descriptions):
+    for table in (flags, descriptions, waits):
         for index, entry in table.items():
             if index not in programs:
                 problems.append(
@@ -256,6 +263,20 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
             elif parsed.warning:
                 problems.append(_problem(flags[index].line, f"{index}&Flags: {parsed.warning}"))
                 notes.append(f"{index}&Flags: {parsed.warning}")
+        wait: int | None = None
+        wait_entry = waits.get(index)
+        if wait_entry is not None:
+            text_value = wait_entry.value.strip()
+            if text_value.isdigit() and text_value.isascii() and int(text_value) <= MAX_WAIT:
+                wait = int(text_value)
+            else:
+                problems.append(
+                    _problem(
+                        wait_entry.line,
+                        f"{index}&Wait {text_value!r} is not a number of seconds from 0 to"
+                        f" {MAX_WAIT}; the program is not waited for",
+                    )
+                )
         description_entry = descriptions.get(index)
         description = description_entry.value.strip() if description_entry is not None else ""
         tokens = tokenize(parameters)
@@ -271,6 +292,7 @@ def parse_section(section: str, entries: Sequence[EntryLike]) -> ParsedSection:
                 parameters=parameters,
                 flags=flag_value,
                 description=description or None,
+                wait=wait,
                 notes=tuple(notes),
                 tokens=tokens.words,
             )

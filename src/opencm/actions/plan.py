@@ -62,6 +62,17 @@ class PlannedAction:
     #: At a fatal point, the earlier action whose certain failure stops this one.
     blocked_by: int | None = None
     notes: tuple[str, ...] = ()
+    #: ``N&Wait`` for an executable or document: seconds the session waits for it to exit
+    #: (then its exit status counts); None: started, not waited for. Libraries and Python
+    #: actions always run to their end.
+    wait: int | None = None
+
+    @property
+    def waits(self) -> str:
+        """How the session treats the action's end: "returns", "waits N s" or "started"."""
+        if self.kind in (ActionKind.LIBRARY, ActionKind.PYTHON):
+            return "returns"
+        return "started" if self.wait is None else f"waits {self.wait} s"
 
     @property
     def runs(self) -> bool:
@@ -95,6 +106,9 @@ class PlannedAction:
             "command_line": self.command_line,
             "flags": self.flags,
             "description": self.description,
+            "wait": self.wait,
+            "synchronous": self.kind in (ActionKind.LIBRARY, ActionKind.PYTHON)
+            or self.wait is not None,
             "runs": self.runs,
             "skip_reason": self.reason,
         }
@@ -176,6 +190,7 @@ def plan_section(
             command_line=command_line(args),
             flags=action.flags,
             description=action.description or action.program_name,
+            wait=action.wait if kind in (ActionKind.EXECUTABLE, ActionKind.DOCUMENT) else None,
             skip_reason=skip,
             failure=failure,
             blocked_by=stopped_by if skip is None else None,

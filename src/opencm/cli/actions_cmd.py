@@ -180,10 +180,20 @@ def _echo_planned(action: PlannedAction) -> None:
         label = "command line" if action.kind.value in ("library", "python") else "arguments"
         click.echo(f"        {label}: {action.command_line}")
     click.echo(f"        flags {action.flags:#x}: {', '.join(flagbits.describe(action.flags))}")
+    click.echo(f"        {_timing(action)}")
     if action.reason:
         click.echo(f"        why not: {action.reason}")
     for note in action.notes:
         click.echo(f"        note: {note}")
+
+
+def _timing(action: PlannedAction) -> str:
+    """How the session treats the action's end (docs/actions.md, "Synchronous or not")."""
+    if action.waits == "returns":
+        return "synchronous: the point waits for it to return"
+    if action.wait is None:
+        return "asynchronous: started, not waited for; its exit status does not count"
+    return f"waited for up to {action.wait} s (N&Wait); its exit status counts"
 
 
 @actions.command()

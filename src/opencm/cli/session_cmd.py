@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from opencm.cli.output import emit_json
+from opencm.cli.client import (
+    OUTCOME_EXIT,
+    credentials_json,
+    emit_json,
+    final_line,
+    finish,
+    follow_request,
+    show_status,
+    status_lines,
+    wants_inet,
+)
 from opencm.session.locate import resolve_profile
 from opencm.session.protocol import (
     KEEP_ENDED,
     Client,
-    check,
     default_socket_path,
     default_state_dir,
 )
@@ -31,16 +41,6 @@ if TYPE_CHECKING:
 # protocol and, for credentials, the profile model: anyio, the session runner, the action engine
 # and the dialers are imported where a session runs (``--foreground``, ``opencm daemon``). A
 # ``opencm connect`` through the daemon then starts in about half the time (benchmarks/connect.py).
-
-EXIT_CANCELLED = 4
-#: Exit code per session outcome (``opencm.session.runner.Outcome`` values).
-OUTCOME_EXIT: dict[str, int] = {
-    "disconnected": 0,
-    "closed": EXIT_CANCELLED,
-    "cancelled": EXIT_CANCELLED,
-    "failed": 1,
-    "dropped": 1,
-}
 
 socket_option = click.option(
     "--socket",
@@ -88,25 +88,6 @@ def gather_credentials(
     return gathered.credentials
 
 
-def _wants_inet(profile_path: Path, kind: str | None) -> bool:
-    from opencm.profile.model import ConnectionType, load_profile
-    from opencm.session.credentials import needs_inet_credentials
-
-    profile = load_profile(profile_path)
-    connection_type = ConnectionType.from_name(kind) if kind else profile.default_connection_type()
-    return needs_inet_credentials(profile, connection_type)
-
-
-def _credentials_json(credentials: Credentials | None) -> dict[str, str | None] | None:
-    if credentials is None:
-        return None
-    return {
-        "username": credentials.username,
-        "password": credentials.password,
-        "domain": credentials.domain,
-    }
-
-
 @click.command("connect")
 @click.argument("profile")
 @click.option("--unattended", is_flag=True, help="Nobody at the screen: no prompts.")
@@ -150,27 +131,30 @@ def connect(
     path = resolve_profile(profile)
     # A logon/boot run has nobody at the screen by definition.
     interactive = not unattended and not logon and sys.stdin.isatty()
-    wants_inet = inet_credentials_file is not None or _wants_inet(path, kind)
+    inet_wanted = inet_credentials_file is not None or wants_inet(path, kind)
 
     def inet() -> Credentials | None:
-        if not wants_inet:
+        if not inet_wanted:
             return None
         return gather_credentials(
             path, inet_credentials_file, interactive, save_credentials, kind="inet"
         )
 
     if foreground:
-        credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
-        inet_credentials = inet()
         import anyio
 
+        def ask() -> tuple[Credentials, Credentials | None]:
+            creds = gather_credentials(path, credentials_file, interactive, save_credentials)
+            return creds, inet()
+
+        # At a terminal the password is asked after pre-init, as at the logon screen.
         return anyio.run(
             _foreground,
             path,
             kind,
             entry,
-            credentials,
-            inet_credentials,
+            ask,
+            interactive and credentials_file is None,
             interactive,
             logon,
             log_dir,
@@ -189,81 +173,24 @@ def connect(
             # session is opened (pre-init runs in the daemon) before the password is asked.
             opened = follow_request(client, {"op": "open", **target})
             if opened["state"] != "ready":
-                return _finish(opened, as_json)
+                return finish(opened, as_json)
             credentials = gather_credentials(path, None, interactive, save_credentials)
             request: dict[str, Any] = {"op": "connect", "session": opened["session"]}
         else:
             credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
             request = {"op": "connect", **target}
-        request["credentials"] = _credentials_json(credentials)
-        request["inet_credentials"] = _credentials_json(inet())
+        request["credentials"] = credentials_json(credentials)
+        request["inet_credentials"] = credentials_json(inet())
         status = follow_request(client, request)
-    return _finish(status, as_json)
-
-
-def follow_request(client: Client, request: dict[str, Any]) -> dict[str, Any]:
-    """Send ``request``, print each event's words as it comes, return the final status."""
-    client.send(request)
-    for answer in client.lines():
-        if "event" not in answer:
-            result: dict[str, Any] = check(answer)["session"]
-            return result
-        line = event_line(answer)
-        if line:
-            click.echo(f"opencm: {line}", err=True)
-    raise AssertionError("unreachable: lines() raises when the daemon closes")  # pragma: no cover
-
-
-def event_line(event: dict[str, Any]) -> str | None:
-    """One event as the CLI prints it: the state, or the event's words (None: not shown)."""
-    kind = event.get("event")
-    if kind == "state":
-        return str(event.get("state"))
-    if kind in ("action-running", "missed"):
-        return None  # the action's result line follows; "missed" only concerns watchers
-    text = event.get("text")
-    return str(text) if text else None
-
-
-def _finish(status: dict[str, Any], as_json: bool) -> int:
-    if as_json:
-        emit_json(status)
-    else:
-        _print_final(status)
-    if status["state"] == "connected":
-        return 0
-    return OUTCOME_EXIT.get(str(status.get("outcome")), 1)
-
-
-def _print_final(status: dict[str, Any]) -> None:
-    if status["state"] == "connected":
-        click.echo(
-            f"{status['service']}: connected (session {status['session']}"
-            + (f", address {status['client_ip']}" if status.get("client_ip") else "")
-            + ")",
-            err=True,
-        )
-    elif status.get("error"):
-        error = status["error"]
-        click.echo(
-            f"{status['service']}: {status['state']}: {error['message']} "
-            f"(error {error['code']} from {error['source']})",
-            err=True,
-        )
-    else:
-        reason = status.get("disconnect_reason")
-        click.echo(
-            f"{status['service']}: {status['state']}" + (f" ({reason})" if reason else ""),
-            err=True,
-        )
+    return finish(status, as_json)
 
 
 async def _foreground(
     path: Path,
     kind: str | None,
     entry: str | None,
-    credentials: Credentials,
-    inet_credentials: Credentials | None,
+    ask: Callable[[], tuple[Credentials, Credentials | None]],
+    ask_after_pre_init: bool,
     interactive: bool,
     logon: bool,
     log_dir: Path | None,
@@ -273,11 +200,13 @@ async def _foreground(
 
     import anyio
 
+    from opencm.links.api import Credentials
     from opencm.profile.model import ConnectionType
     from opencm.session.factory import open_session
     from opencm.session.options import ConnectOptions, SessionDeps
     from opencm.session.prompt import TtyPrompt
 
+    credentials, inet_credentials = (Credentials(), None) if ask_after_pre_init else ask()
     session, engine = open_session(
         path,
         ConnectOptions(
@@ -295,7 +224,7 @@ async def _foreground(
     def show(row: Any) -> None:
         click.echo(f"opencm: {row.target}", err=True)
         if str(row.target) == "connected":
-            _print_final(session.status())
+            click.echo(final_line(session.status()), err=True)
 
     session.machine.subscribe(show)
     try:
@@ -306,8 +235,22 @@ async def _foreground(
                     async for _ in signals:
                         session.disconnect("user-disconnect")
 
+            async def at_the_logon_screen() -> None:
+                while session.state.value == "pre-init":
+                    await session.changed.wait()
+                if session.state.value != "ready":
+                    return
+                try:
+                    answers = await anyio.to_thread.run_sync(ask, abandon_on_cancel=True)
+                except BaseException:
+                    session.cancel()  # closes the session: no on-cancel actions
+                    raise
+                session.submit_logon(*answers)
+
             group.start_soon(on_signals)
-            outcome = await session.run()
+            if ask_after_pre_init:
+                group.start_soon(at_the_logon_screen)
+            outcome = await session.run(hold_at_logon=ask_after_pre_init)
             group.cancel_scope.cancel()
     finally:
         engine.close()
@@ -315,7 +258,7 @@ async def _foreground(
     if as_json:
         emit_json(status)
     else:
-        _print_final(status)
+        click.echo(final_line(status), err=True)
     return OUTCOME_EXIT[outcome]
 
 
@@ -337,7 +280,7 @@ def cancel(profile: str | None, session_id: str | None, socket_path: Path | None
     """Cancel a connection attempt in progress (its on-cancel actions run)."""
     with Client(socket_path, timeout=None) as client:
         answer = client.request({"op": "cancel", **_target(profile, session_id)})
-    _print_final(answer["session"])
+    click.echo(final_line(answer["session"]), err=True)
     return 0
 
 
@@ -349,30 +292,8 @@ def disconnect(profile: str | None, session_id: str | None, socket_path: Path | 
     """Disconnect (disconnect actions run first); PROFILE may be omitted if only one is up."""
     with Client(socket_path, timeout=None) as client:
         answer = client.request({"op": "disconnect", **_target(profile, session_id)})
-    _print_final(answer["session"])
+    click.echo(final_line(answer["session"]), err=True)
     return 0
-
-
-def _table(sessions: list[dict[str, Any]]) -> None:
-    if not sessions:
-        click.echo("no sessions")
-        return
-    for s in sessions:
-        note = ""
-        if s.get("prompt"):
-            note = "  (asking: stay online? answer with: opencm answer stay|disconnect)"
-        elif s.get("ended"):
-            error = s.get("error")
-            note = f"  (ended: {s.get('outcome')}"
-            if s.get("outcome") in ("failed", "dropped") and error:
-                note += f": {error['message']} (error {error['code']} from {error['source']})"
-            elif s.get("disconnect_reason"):
-                note += f": {s['disconnect_reason']}"
-            note += ")"
-        click.echo(
-            f"{s['service']:<24} {s['state']:<13} {s['connection_type']:<7} "
-            f"{s.get('client_ip') or '-':<16} {s['session']}{note}"
-        )
 
 
 @click.command("answer")
@@ -412,13 +333,7 @@ def dismiss(profile: str | None, session_id: str | None, socket_path: Path | Non
 def status(as_json: bool, watch: bool, socket_path: Path | None) -> int:
     """Show the sessions you may see (root: all)."""
     if not watch:
-        with Client(socket_path) as client:
-            sessions = client.request({"op": "status"})["sessions"]
-        if as_json:
-            emit_json({"sessions": sessions})
-        else:
-            _table(sessions)
-        return 0
+        return show_status(socket_path, as_json)
     with Client(socket_path, timeout=None) as client:
         client.send({"op": "watch"})
         try:
@@ -426,8 +341,7 @@ def status(as_json: bool, watch: bool, socket_path: Path | None) -> int:
                 if as_json:
                     click.echo(json.dumps({"sessions": answer.get("sessions", [])}))
                 else:
-                    _table(answer.get("sessions", []))
-                    click.echo("")
+                    click.echo("\n".join([*status_lines(answer.get("sessions", [])), ""]))
         except KeyboardInterrupt:
             return 0
     return 0
@@ -492,7 +406,5 @@ __all__ = [
     "daemon",
     "disconnect",
     "dismiss",
-    "event_line",
-    "follow_request",
     "status",
 ]

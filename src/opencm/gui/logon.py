@@ -184,17 +184,16 @@ class LogonDialog(QDialog):
         self.cancel_button.clicked.connect(self.reject)
         self.properties_button.clicked.connect(self.show_properties)
         self.help_button.clicked.connect(self.show_help)
-        order: list[QWidget] = [
+        #: What is enabled only at the logon screen (not while pre-init or an attempt runs).
+        self._inputs: list[QWidget] = [
             self.user,
             self.password,
             self.domain,
             self.save_password,
             self.connect_automatically,
             self.connect_button,
-            self.cancel_button,
-            self.properties_button,
-            self.help_button,
         ]
+        order = [*self._inputs, self.cancel_button, self.properties_button, self.help_button]
         for first, second in itertools.pairwise(order):
             QWidget.setTabOrder(first, second)
         self._set_fields_enabled(False)
@@ -212,15 +211,7 @@ class LogonDialog(QDialog):
         self.connect_automatically.setChecked(facts.connect_automatically)
 
     def _set_fields_enabled(self, enabled: bool) -> None:
-        for widget in (
-            self.user,
-            self.password,
-            self.domain,
-            self.save_password,
-            self.connect_automatically,
-            self.connect_button,
-            self.properties_button,
-        ):
+        for widget in (*self._inputs, self.properties_button):
             widget.setEnabled(enabled)
 
     # -- the session ------------------------------------------------------------------------

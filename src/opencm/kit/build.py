@@ -168,6 +168,8 @@ def desired_cms(spec: KitSpec, files: _Files) -> Desired:
             if action.flags:
                 pairs.append((f"{index}&Flags", str(action.flags)))
             pairs.append((f"{index}&Description", action.description or _program_name(action)))
+            if action.wait is not None:
+                pairs.append((f"{index}&Wait", str(action.wait)))
         cms.section(point.section, *pairs)
     cms.section(EMPTY_SECTIONS[2])
 

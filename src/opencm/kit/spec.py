@@ -96,6 +96,8 @@ class Action:
     #: "Program interacts with the user" (selected by default in CMAK).
     interactive: bool = True
     run_for: str = "all"
+    #: opencm's ``N&Wait``: wait up to this many seconds for the program (None: start it).
+    wait: int | None = None
 
     @property
     def flags(self) -> int:
@@ -414,7 +416,10 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
             include=include,
             interactive=entry.boolean("interactive", True),
             run_for=entry.choice("run_for", RUN_FOR, "all"),
+            wait=entry._get("wait", int, "a number of seconds (0-3600)", False),
         )
+        if action.wait is not None and not 0 <= action.wait <= 3600:
+            raise entry._error("wait", f"expected 0 to 3600 seconds, got {action.wait}")
         for key, text in (("program", action.program), ("parameters", action.parameters)):
             if "\n" in text or "\r" in text:
                 raise entry._error(key, "expected one line")
@@ -641,6 +646,7 @@ def render_spec(spec: KitSpec) -> str:
                 "include": action.include,
                 "interactive": action.interactive,
                 "run_for": action.run_for,
+                "wait": action.wait,
             },
         )
     files = {

@@ -153,14 +153,8 @@ def _unknown_book(book: str) -> Answer:
     return answer
 
 
-def choose(
-    tables: Mapping[str, BookTable],
-    method: str,
-    path: str,
-    query: bytes,
-    if_none_match: bytes | None,
-) -> Answer:
-    """The answer to one request (``if_none_match``: the first such header, if any)."""
+def select(tables: Mapping[str, BookTable], method: str, path: str, query: bytes) -> Answer:
+    """The answer to a request before ``If-None-Match`` is considered."""
     if not is_endpoint(path):
         return NOT_A_PBS_PATH
     if method != "GET" and method != "HEAD":
@@ -171,7 +165,23 @@ def choose(
     table = tables.get(parsed.key)
     if table is None:
         return _unknown_book(parsed.book)
-    answer = table.decide(parsed.pbver)
-    if if_none_match is not None and etag_matches(answer.etag, if_none_match):
-        return answer.not_modified or answer
+    return table.decide(parsed.pbver)
+
+
+def revalidate(answer: Answer, if_none_match: bytes | None) -> Answer:
+    """``304`` when ``If-None-Match`` (its first header, if any) matches the answer's ETag."""
+    not_modified = answer.not_modified
+    if if_none_match is not None and not_modified is not None:
+        return not_modified if etag_matches(answer.etag, if_none_match) else answer
     return answer
+
+
+def choose(
+    tables: Mapping[str, BookTable],
+    method: str,
+    path: str,
+    query: bytes,
+    if_none_match: bytes | None,
+) -> Answer:
+    """The answer to one request (``if_none_match``: the first such header, if any)."""
+    return revalidate(select(tables, method, path, query), if_none_match)

@@ -247,9 +247,13 @@ class PbsApp:
             if existing.upper() == book.upper() and existing != book:
                 raise InputError(f"the store spells this book {existing!r}", field="book")
         files = upload.unpack_release(body)
-        upload.check_signed_for(files, book, version)
+        offered_key = files.pop(upload.KEY_FILE, None)
         store.build_manifest(book, version, files)  # refuse before any folder is made
+        current = store.current_version(self.data_dir, book)
+        new_key = upload.check_release(self.data_dir, book, version, files, current, offered_key)
         release = store.publish_release(self.data_dir, book, version, files)
+        if new_key is not None:
+            upload.register_key(self.data_dir, book, new_key)
         self.catalog.refresh()
         return release
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
-from opencm.pbs.answers import Answer, choose, text_answer, upload_too_large
+from opencm.pbs.answers import Answer, choose, revalidate, select, text_answer, upload_too_large
+from opencm.pbs.stats import ERROR
 
 if TYPE_CHECKING:
     from opencm.pbs.app import Message, PbsApp
@@ -44,6 +45,7 @@ log = logging.getLogger("opencm.pbs.server")
 #: bytes; the query limit (2,048) and ordinary headers fit many times over.
 MAX_HEAD_BYTES = 16 * 1024
 _CRLF2 = b"\r\n\r\n"
+_CACHED_TARGETS = 16384
 _BUSY = text_answer(503, b"Service Unavailable: too many connections\n", kind=None)
 _BAD = text_answer(400, b"Bad Request: malformed HTTP request\n", kind=None)
 _HEADERS_TOO_LARGE = text_answer(431, b"Request Header Fields Too Large\n", kind=None)
@@ -82,6 +84,23 @@ class PbsServer:
         self.limits = limits
         self.connections = 0
         self.clock = _Clock()
+        # Answers by request target (GET and HEAD), for the catalog they were chosen from.
+        self._answers: dict[bytes, Answer] = {}
+        self._answers_for: object = None
+
+    def cached(self, target: bytes) -> Answer | None:
+        tables = self.app.catalog.tables
+        if self._answers_for is not tables:  # a release came or went: choose again
+            self._answers.clear()
+            self._answers_for = tables
+            return None
+        return self._answers.get(target)
+
+    def remember(self, target: bytes, answer: Answer) -> None:
+        if len(target) <= 512:
+            if len(self._answers) >= _CACHED_TARGETS:
+                self._answers.clear()  # bounded; the working set refills in microseconds
+            self._answers[target] = answer
 
     def protocol(self) -> HttpConnection:
         return HttpConnection(self)
@@ -139,7 +158,7 @@ class HttpConnection(asyncio.Protocol):
             return
         now = self.loop.time()
         if now >= self.deadline and self.upload is None:
-            transport.abort()  # a half-sent request or an idle keep-alive: let it go
+            transport.abort()  # a half-sent request, an idle keep-alive, a lingering close
             return
         self.timer = self.loop.call_at(max(self.deadline, now + 0.5), self._check_deadline)
 
@@ -151,27 +170,28 @@ class HttpConnection(asyncio.Protocol):
             self.buffer += data  # the upload's body, or requests handled after it
             self.body_arrived.set()
             return
-        if self.buffer:
+        continuing = bool(self.buffer)
+        if continuing:
             data = self.buffer + data
             self.buffer = b""
-        elif data:
-            # First bytes of a new request: the whole head must follow in time.
-            self.deadline = self.loop.time() + self.server.limits.header_timeout
-        self._process(data)
+        self._process(data, continuing)
 
-    def _process(self, data: bytes) -> None:
+    def _process(self, data: bytes, continuing: bool = False) -> None:
         while data and not self.closing and self.upload is None:
             end = data.find(_CRLF2)
             if end < 0:
                 if len(data) > MAX_HEAD_BYTES:
                     self._overlong(data)
                     return
+                if not continuing:  # a request's first bytes: its whole head must follow in time
+                    self.deadline = self.loop.time() + self.server.limits.header_timeout
                 self.buffer = data
                 return
             if end > MAX_HEAD_BYTES:
                 self._overlong(data[:end])
                 return
             data = self._request(data, end)
+            continuing = False
         if not self.closing and self.upload is None:
             self.deadline = self.loop.time() + self.server.limits.idle_timeout
 
@@ -224,15 +244,23 @@ class HttpConnection(asyncio.Protocol):
                     self._send(_BAD, head_request=False, close=True)
                     return b""
                 has_body = length > 0
-        method = method_b.decode("latin-1")
-        path_b, _, query = target.partition(b"?")
-        path = _path(path_b)
-        if self.app.is_admin_route(path):
-            return self._admin(method, path, query, head, rest, close)
-        answer = choose(self.app.catalog.tables, method, path, query, if_none_match)
-        head_request = method == "HEAD"
+        head_request = method_b == b"HEAD"
+        cacheable = head_request or method_b == b"GET"
+        answer = self.server.cached(target) if cacheable else None
+        if answer is None:
+            method = method_b.decode("latin-1")
+            path_b, _, query = target.partition(b"?")
+            path = _path(path_b)
+            if self.app.is_admin_route(path):
+                return self._admin(method, path, query, head, rest, close)
+            answer = select(self.app.catalog.tables, method, path, query)
+            if cacheable:
+                self.server.remember(target, answer)
+        if if_none_match is not None:
+            answer = revalidate(answer, if_none_match)
         self._send(answer, head_request, close or has_body)
-        self.app.account(answer, head_request)
+        if answer.kind is not None and (not head_request or answer.kind == ERROR):
+            self.app.counters.hit(answer.book, answer.kind)
         return b"" if has_body else rest
 
     def _send(self, answer: Answer, head_request: bool, close: bool) -> None:
@@ -246,8 +274,23 @@ class HttpConnection(asyncio.Protocol):
         else:
             transport.writelines((answer.head, self.server.clock.date_line(), tail, body))
         if close:
-            self.closing = True
+            self._linger(transport)
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Close after the answer without losing it: stop sending, read and drop what the client
+        still sends (closing with unread data would reset the connection, and the client would
+        never see its answer), and close when it is done or the header timeout passes."""
+        self.closing = True
+        if not transport.can_write_eof():
             transport.close()
+            return
+        transport.write_eof()
+        self.deadline = self.loop.time() + min(self.server.limits.header_timeout, 5.0)
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._check_deadline)
+
+    def eof_received(self) -> bool:
+        return False  # the client is done sending: close once our answer is out
 
     # ---- the rare routes, through the ASGI handlers ------------------------------------------
     def _admin(

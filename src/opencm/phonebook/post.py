@@ -26,10 +26,13 @@ from urllib.parse import urlsplit
 import httpx2
 
 from opencm.errors import InputError, OpencmError, RefusedError
+from opencm.phonebook.keys import key_paths
 from opencm.phonebook.store import publish_release
 from opencm.phonebook.workspace import Workspace
 
 TAR_TYPE = "application/x-tar"
+#: The PBA's public key travels in the upload under this name.
+PBA_KEY_MEMBER = "pba.pub"
 
 
 def normalize_target(target: str) -> str:
@@ -160,6 +163,11 @@ def post_latest(
     workspace.set_post_target(name, chosen, force=force, check_only=True)
     files = workspace.release_files(name, book.version)
     if is_url(chosen):
+        public = key_paths(workspace.path.parent).public
+        if public.is_file():
+            # The service registers the key with the book's first upload and checks every
+            # later one against it (docs/pbs-protocol.md, "Publishing: the upload").
+            files = {**files, PBA_KEY_MEMBER: public.read_bytes()}
         secret = token()
         if chosen.startswith("http://") and not is_loopback_url(chosen):
             warn("posting over plain HTTP: the token and the release travel unencrypted")

@@ -134,6 +134,9 @@ class Managed:
     def status(self) -> dict[str, Any]:
         data = self.session.status()
         data["profile"] = self.origin or data["profile"]
+        error = data.get("error")
+        if self.snapshot is not None and isinstance(error, dict) and error.get("message"):
+            data["error"] = {**error, "message": self.snapshot.shown(str(error["message"]))}
         data["prompt"] = self.prompt.asking
         data["ended"] = not self.live
         if self.outcome is not None:
@@ -162,9 +165,11 @@ class Daemon:
         log_dir: Path | None = None,
         keep_ended: float = KEEP_ENDED,
         profile_roots: list[Path] | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.socket_path = socket_path
         self.keep_ended = keep_ended
+        self.idle_timeout = idle_timeout
         self.state_dir = state_dir
         self.lookup = dialer_lookup
         self.clock: Clock = clock or RealClock()
@@ -330,7 +335,7 @@ class Daemon:
     ) -> None:
         while True:
             try:
-                with anyio.fail_after(IDLE_TIMEOUT):
+                with anyio.fail_after(self.idle_timeout):
                     line = await buffered.receive_until(b"\n", MAX_LINE)
             except (
                 TimeoutError,

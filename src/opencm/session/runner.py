@@ -24,6 +24,7 @@ import anyio
 from opencm.actions.api import (
     FATAL_POINTS,
     ActionPoint,
+    ActionResult,
     ActionRunner,
     PointResult,
     RunContext,
@@ -118,10 +119,12 @@ class Session:
        the session ends (:attr:`Outcome.DISCONNECTED` or :attr:`Outcome.DROPPED`).
 
     The transition table in :mod:`opencm.session.machine` decides every move; this class only
-    fires its events and does the work each state stands for. Executables started at a point
-    are awaited before the session moves on (so points never overlap); at a fatal point a
-    non-zero exit status is a failure *(opencm)*. Every timer goes through the injectable
-    :class:`~opencm.clock.Clock`.
+    fires its events and does the work each state stands for. Executables and documents started
+    at a point run asynchronously, as Microsoft's "Custom Actions" says: the session goes on
+    without waiting and their exit status does not count; an action with opencm's ``N&Wait``
+    is waited for up to that many seconds, and then, at a fatal point, a non-zero exit status
+    or still running is a failure. Libraries and Python actions always run to their end. Every
+    timer goes through the injectable :class:`~opencm.clock.Clock`.
 
     From outside (CLI, daemon, front ends): :meth:`cancel`, :meth:`disconnect`, :meth:`status`
     or :meth:`snapshot`, :attr:`state`, and :attr:`changed` (an event set on every state change).
@@ -687,14 +690,14 @@ class Session:
         """Run one point (in a worker thread: libraries block) and wait for what it started."""
         result = await anyio.to_thread.run_sync(self.actions.run_point, point, self._context(extra))
         for action in result.results:
-            if action.process is not None:
-                self._started.add(action.process)
-                action.return_value = await wait_for_exit(action.process)
-                if action.return_value != 0 and point in FATAL_POINTS and action.ok:
-                    action.ok = False
-                    action.message = (
-                        f"Custom Action {action.description} failed {action.return_value}"
-                    )
+            if action.process is None:
+                continue
+            self._started.add(action.process)
+            # Microsoft's "Custom Actions": an executable (or document) is started and CM
+            # "continues without waiting for the process to exit". With opencm's N&Wait the
+            # session waits up to that long, and then the exit status counts.
+            if action.wait is not None:
+                await self._wait_action(point, action)
         self._log_point(result)
         failed = result.failed
         if failed is not None and point in FATAL_POINTS:
@@ -707,6 +710,25 @@ class Session:
                 retryable=False,
             )
 
+    async def _wait_action(self, point: ActionPoint, action: ActionResult) -> None:
+        assert action.process is not None and action.wait is not None
+        code = None
+        # Real time, like the library host's timeout: it bounds a real process, not one of the
+        # session's own timers (which a test's fake clock drives).
+        with anyio.move_on_after(action.wait):
+            code = await wait_for_exit(action.process)
+        action.return_value = code
+        if point not in FATAL_POINTS or not action.ok:
+            return
+        if code is None:
+            action.ok = False
+            action.message = (
+                f"Custom Action {action.description} failed: still running after {action.wait} s"
+            )
+        elif code != 0:
+            action.ok = False
+            action.message = f"Custom Action {action.description} failed {code}"
+
     def _log_point(self, result: PointResult) -> None:
         for action in result.results:
             self.log.write(
@@ -718,6 +740,8 @@ class Session:
                 ran=action.ran,
                 ok=action.ok,
                 exit_code=action.return_value,
+                pid=action.process.pid if action.process is not None else None,
+                waited=action.wait,
                 duration=round(action.duration, 4),
                 message=action.message,
                 skipped=action.skip_reason,

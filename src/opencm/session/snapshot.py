@@ -58,6 +58,10 @@ class Snapshot:
         depth = len(self.target.relative_to(self.root).parts)
         return self.origin.parents[depth - 1] / copied.relative_to(self.root)
 
+    def shown(self, text: str) -> str:
+        """``text`` with paths inside the copy told as the installed profile's."""
+        return text.replace(str(self.root), str(self.installed(self.root)))
+
     def install_book_back(self, profile: ServiceProfile) -> None:
         """The session's post-connect update changed the copy's phone book: install it where
         the administrator installed the profile, so every user's next session has it.

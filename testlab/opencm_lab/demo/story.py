@@ -70,6 +70,7 @@ def kit_toml(log: Path, stop_file: Path, *, pbs_url: str | None, vpn_address: st
             description = "record {point.value}"
             include = true
             interactive = false
+            {"" if point is ActionPoint.MONITORED else "wait = 30"}
             """
         )
         for point in ActionPoint
