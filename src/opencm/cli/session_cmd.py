@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,17 +148,20 @@ def connect(
         )
 
     if foreground:
-        credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
-        inet_credentials = inet()
         import anyio
 
+        def ask() -> tuple[Credentials, Credentials | None]:
+            creds = gather_credentials(path, credentials_file, interactive, save_credentials)
+            return creds, inet()
+
+        # At a terminal the password is asked after pre-init, as at the logon screen.
         return anyio.run(
             _foreground,
             path,
             kind,
             entry,
-            credentials,
-            inet_credentials,
+            ask,
+            interactive and credentials_file is None,
             interactive,
             logon,
             log_dir,
@@ -192,8 +196,8 @@ async def _foreground(
     path: Path,
     kind: str | None,
     entry: str | None,
-    credentials: Credentials,
-    inet_credentials: Credentials | None,
+    ask: Callable[[], tuple[Credentials, Credentials | None]],
+    ask_after_pre_init: bool,
     interactive: bool,
     logon: bool,
     log_dir: Path | None,
@@ -203,11 +207,13 @@ async def _foreground(
 
     import anyio
 
+    from opencm.links.api import Credentials
     from opencm.profile.model import ConnectionType
     from opencm.session.factory import open_session
     from opencm.session.options import ConnectOptions, SessionDeps
     from opencm.session.prompt import TtyPrompt
 
+    credentials, inet_credentials = (Credentials(), None) if ask_after_pre_init else ask()
     session, engine = open_session(
         path,
         ConnectOptions(
@@ -236,8 +242,22 @@ async def _foreground(
                     async for _ in signals:
                         session.disconnect("user-disconnect")
 
+            async def at_the_logon_screen() -> None:
+                while session.state.value == "pre-init":
+                    await session.changed.wait()
+                if session.state.value != "ready":
+                    return
+                try:
+                    answers = await anyio.to_thread.run_sync(ask, abandon_on_cancel=True)
+                except BaseException:
+                    session.cancel()  # closes the session: no on-cancel actions
+                    raise
+                session.submit_logon(*answers)
+
             group.start_soon(on_signals)
-            outcome = await session.run()
+            if ask_after_pre_init:
+                group.start_soon(at_the_logon_screen)
+            outcome = await session.run(hold_at_logon=ask_after_pre_init)
             group.cancel_scope.cancel()
     finally:
         engine.close()
