@@ -46,13 +46,13 @@ import ipaddress
 import json
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from opencm.clock import Clock, RealClock
 from opencm.errors import InputError
-from opencm.links import codes, proc
+from opencm.links import codes
 from opencm.links.api import (
     Credentials,
     DialEntry,
@@ -63,7 +63,7 @@ from opencm.links.api import (
     LinkInfo,
     ProfileKeys,
 )
-from opencm.links.base import NoDialogDialer
+from opencm.links.base import LinkDialer
 from opencm.links.charon import (
     CharonInstance,
     CharonTuning,
@@ -72,13 +72,14 @@ from opencm.links.charon import (
     stop_charon,
 )
 from opencm.links.settings import (
-    check_netns,
     check_seconds,
-    check_settings,
-    config_file,
+    config_settings,
     existing_netns,
+    link_config_choice,
+    link_config_files,
+    read_link_config,
 )
-from opencm.links.tasks import TaskSet, close_once, report_down
+from opencm.links.tasks import LinkState
 
 SETTINGS = ("config", "netns", "dead_peer_after", "timeout")
 CONFIG_KEYS = ("server", "remote_id", "auth", "ca", "cert", "key", "local_id", "remote_ts")
@@ -102,41 +103,12 @@ class IkeConfig:
 
 def parse_ike_config(path: Path) -> IkeConfig:
     """Read the link's config; raises InputError naming the file, line and what was expected."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the IKEv2 config: {error}", path=path) from None
-    values: dict[str, str] = {}
-    for number, raw in enumerate(lines, 1):
-        text = raw.split("#", 1)[0].strip()
-        if not text:
-            continue
-        key, equals, value = (part.strip() for part in text.partition("="))
-        if not equals or key.lower() not in CONFIG_KEYS:
-            raise InputError(
-                f"expected `key = value` with key one of {', '.join(CONFIG_KEYS)}",
-                path=path,
-                line=number,
-            )
-        if key.lower() in values:
-            raise InputError(f"{key} is given twice", path=path, line=number)
-        values[key.lower()] = value
+    values = read_link_config(path, CONFIG_KEYS, what="IKEv2")
     for required in ("server", "ca"):
         if not values.get(required):
             raise InputError(f"{required} is missing", path=path, field=required)
-    auth = values.get("auth", "pubkey").lower()
-    if auth not in AUTH_METHODS:
-        raise InputError(
-            f"expected auth one of {', '.join(AUTH_METHODS)}, got {auth!r}", path=path, field="auth"
-        )
-    files: dict[str, Path] = {}
-    for key in _FILE_KEYS:
-        if values.get(key):
-            file = Path(values[key])
-            file = file if file.is_absolute() else path.parent / file
-            if not file.is_file():
-                raise InputError(f"no such file {file}", path=path, field=key)
-            files[key] = file
+    auth = link_config_choice(path, values, "auth", AUTH_METHODS, "pubkey")
+    files = link_config_files(path, values, _FILE_KEYS)
     if auth in ("pubkey", "eap-tls") and not ("cert" in files and "key" in files):
         raise InputError(f"auth {auth} needs cert and key", path=path, field="cert")
     remote_ts: tuple[str, ...] = ("0.0.0.0/0",)
@@ -272,18 +244,12 @@ def _dns_servers(instance: CharonInstance) -> list[str]:
 
 
 @dataclass(eq=False)
-class _Link:
+class _Link(LinkState):
     entry: DialEntry
     instance: CharonInstance
-    on_down: LinkDownCallback
-    up: bool = False
-    closing: bool = False
-    down_reported: bool = False
-    tasks: TaskSet = field(default_factory=TaskSet)
-    teardown: asyncio.Task[None] | None = None
 
 
-class IKEv2Dialer(NoDialogDialer):
+class IKEv2Dialer(LinkDialer[_Link]):
     """The ``ikev2`` built-in dialer (see the module documentation).
 
     No dialog of its own: the session asks for the user name and password that
@@ -292,11 +258,13 @@ class IKEv2Dialer(NoDialogDialer):
 
     name = "ikev2"
     profile_keys = ProfileKeys(required=("Config",), netns=True)
+    helper = "charon"
+    rundir_prefix = RUNDIR_PREFIX
 
     def __init__(self, *, poll_interval: float = 0.5, clock: Clock | None = None) -> None:
+        super().__init__()
         self._poll = poll_interval
         self._clock = clock or RealClock()
-        self._links: dict[str, _Link] = {}
 
     async def dial(
         self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
@@ -326,7 +294,7 @@ class IKEv2Dialer(NoDialogDialer):
             raise DialError(
                 f"{entry.name}: charon did not start: {error}", code=codes.VPN_FAILED
             ) from None
-        link = _Link(entry, instance, on_down)
+        link = _Link(entry, instance, on_down=on_down)
         self._links[instance.rundir.name] = link
         try:
             conn = connection_dict(config, dpd, credentials)
@@ -375,24 +343,14 @@ class IKEv2Dialer(NoDialogDialer):
             },
         )
 
-    async def hang_up(self, link: LinkInfo) -> None:
-        state = self._links.get(link.handle.get("id", ""))
-        if state is not None:
-            await self._close(state)
-            return
-        # Not ours in this process (the daemon restarted): end charon by its PID.
-        await proc.end_orphan(link.handle, "charon", rundir_prefix=RUNDIR_PREFIX)
-
     def edit_entry(self, entry: DialEntry) -> DialEntry:
-        settings = check_settings(entry, SETTINGS)
-        path = config_file(
+        settings = config_settings(
             entry,
+            SETTINGS,
             needs="an IKEv2 entry needs 'config' (the link's config file)",
             no_such="no such IKEv2 config",
+            check=parse_ike_config,
         )
-        parse_ike_config(path)
-        settings["config"] = str(path)
-        check_netns(entry, settings)
         check_seconds(entry, settings, ["dead_peer_after", "timeout"])
         return replace(entry, settings=settings)
 
@@ -409,25 +367,20 @@ class IKEv2Dialer(NoDialogDialer):
             if state is None or state.get("state") != "ESTABLISHED":
                 self._report_down(
                     link,
-                    DownReason.PEER_GONE,
-                    "the IKEv2 gateway stopped answering (dead-peer detection closed the SA)",
+                    LinkDown(
+                        DownReason.PEER_GONE,
+                        "the IKEv2 gateway stopped answering (dead-peer detection closed the SA)",
+                    ),
                 )
                 return
 
     async def _watch_process(self, link: _Link) -> None:
         status = await link.instance.process.wait()
-        self._report_down(link, DownReason.PROCESS_EXITED, f"charon exited with status {status}")
+        down = LinkDown(DownReason.PROCESS_EXITED, f"charon exited with status {status}")
+        self._report_down(link, down)
 
-    def _report_down(self, link: _Link, reason: DownReason, detail: str) -> None:
-        report_down(link, LinkDown(reason, detail), lambda: self._close(link))
-
-    async def _close(self, link: _Link) -> None:
-        await close_once(link, lambda: self._teardown(link))
-
-    async def _teardown(self, link: _Link) -> None:
+    async def _stop(self, link: _Link) -> None:
         await stop_charon(link.instance)
-        link.tasks.cancel_all(keep=link.teardown)
-        self._links.pop(link.instance.rundir.name, None)
 
 
 __all__ = ["IKEv2Dialer", "IkeConfig", "connection_dict", "parse_ike_config"]

@@ -29,7 +29,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from opencm.errors import InputError
@@ -44,16 +44,17 @@ from opencm.links.api import (
     LinkInfo,
     ProfileKeys,
 )
-from opencm.links.base import NoDialogDialer
+from opencm.links.base import LinkDialer
 from opencm.links.modem import ppp_available
 from opencm.links.settings import (
-    check_netns,
     check_seconds,
-    check_settings,
-    config_file,
+    config_settings,
     existing_netns,
+    link_config_choice,
+    link_config_files,
+    read_link_config,
 )
-from opencm.links.tasks import TaskSet, close_once, report_down
+from opencm.links.tasks import LinkState
 from opencm.process import end_async_child
 
 SETTINGS = ("config", "netns", "timeout")
@@ -74,39 +75,12 @@ class SstpConfig:
 
 def parse_sstp_config(path: Path) -> SstpConfig:
     """Read the link's config; InputError names the file, line or key and what was expected."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the SSTP config: {error}", path=path) from None
-    values: dict[str, str] = {}
-    for number, raw in enumerate(lines, 1):
-        text = raw.split("#", 1)[0].strip()
-        if not text:
-            continue
-        key, equals, value = (part.strip() for part in text.partition("="))
-        if not equals or key.lower() not in CONFIG_KEYS or key.lower() in values:
-            raise InputError(
-                f"expected `key = value` once per key, key one of {', '.join(CONFIG_KEYS)}",
-                path=path,
-                line=number,
-            )
-        values[key.lower()] = value
+    values = read_link_config(path, CONFIG_KEYS, what="SSTP")
     server = values.get("server", "")
     if not server or any(c.isspace() for c in server) or server.startswith("-"):
         raise InputError("server is missing or not a host name", path=path, field="server")
-    auth = values.get("auth", "mschapv2").lower()
-    if auth not in AUTH_METHODS:
-        raise InputError(
-            f"expected auth one of {', '.join(AUTH_METHODS)}, got {auth!r}", path=path, field="auth"
-        )
-    files: dict[str, Path] = {}
-    for key in ("ca", "cert", "key"):
-        if values.get(key):
-            file = Path(values[key])
-            file = file if file.is_absolute() else path.parent / file
-            if not file.is_file():
-                raise InputError(f"no such file {file}", path=path, field=key)
-            files[key] = file
+    auth = link_config_choice(path, values, "auth", AUTH_METHODS, "mschapv2")
+    files = link_config_files(path, values, ("ca", "cert", "key"))
     if auth == "eap-tls" and not ("cert" in files and "key" in files):
         raise InputError("auth eap-tls needs cert and key", path=path, field="cert")
     return SstpConfig(server, auth, files.get("ca"), files.get("cert"), files.get("key"))
@@ -170,19 +144,13 @@ def _ppp_interface(netns: str | None) -> tuple[str, str] | None:
 
 
 @dataclass(eq=False)
-class _Link:
+class _Link(LinkState):
     entry: DialEntry
     process: asyncio.subprocess.Process
     rundir: Path
-    on_down: LinkDownCallback
-    up: bool = False
-    closing: bool = False
-    down_reported: bool = False
-    tasks: TaskSet = field(default_factory=TaskSet)
-    teardown: asyncio.Task[None] | None = None
 
 
-class SSTPDialer(NoDialogDialer):
+class SSTPDialer(LinkDialer[_Link]):
     """The ``sstp`` built-in dialer (see the module documentation).
 
     No dialog of its own: the session asks for the user name and password; nothing is stored
@@ -191,9 +159,8 @@ class SSTPDialer(NoDialogDialer):
 
     name = "sstp"
     profile_keys = ProfileKeys(required=("Config",), netns=True)
-
-    def __init__(self) -> None:
-        self._links: dict[str, _Link] = {}
+    helper = "sstpc"
+    rundir_prefix = RUNDIR_PREFIX
 
     async def dial(
         self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
@@ -230,7 +197,7 @@ class SSTPDialer(NoDialogDialer):
             proc.netns_argv(netns, sstpc_argv(config, options, socket_name)),
             log_path=rundir / "sstpc.log",
         )
-        link = _Link(entry, process, rundir, on_down)
+        link = _Link(entry, process, rundir, on_down=on_down)
         self._links[rundir.name] = link
         timeout = float(entry.settings.get("timeout") or 30)
         try:
@@ -266,38 +233,24 @@ class SSTPDialer(NoDialogDialer):
             },
         )
 
-    async def hang_up(self, link: LinkInfo) -> None:
-        state = self._links.get(link.handle.get("id", ""))
-        if state is not None:
-            await self._close(state)
-            return
-        await proc.end_orphan(link.handle, "sstpc", rundir_prefix=RUNDIR_PREFIX)
-
     def edit_entry(self, entry: DialEntry) -> DialEntry:
-        settings = check_settings(entry, SETTINGS)
-        path = config_file(
+        settings = config_settings(
             entry,
+            SETTINGS,
             needs="an SSTP entry needs 'config' (the link's config file)",
             no_such="no such SSTP config",
+            check=parse_sstp_config,
         )
-        parse_sstp_config(path)
-        settings["config"] = str(path)
-        check_netns(entry, settings)
         check_seconds(entry, settings, ["timeout"])
         return replace(entry, settings=settings)
 
     async def _watch_process(self, link: _Link) -> None:
         status = await link.process.wait()
         down = LinkDown(DownReason.PROCESS_EXITED, f"sstpc exited ({status})")
-        report_down(link, down, lambda: self._close(link))
+        self._report_down(link, down)
 
-    async def _close(self, link: _Link) -> None:
-        await close_once(link, lambda: self._teardown(link))
-
-    async def _teardown(self, link: _Link) -> None:
+    async def _stop(self, link: _Link) -> None:
         await end_async_child(link.process)
-        link.tasks.cancel_all(keep=link.teardown)
-        self._links.pop(link.rundir.name, None)
         shutil.rmtree(link.rundir, ignore_errors=True)
 
 
