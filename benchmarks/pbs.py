@@ -386,17 +386,20 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def rss_mb(pid: int) -> tuple[float, int]:
-    total = 0
+def rss_mb(pid: int) -> tuple[float, float, int]:
+    """RSS and PSS (shared pages split between the processes mapping them) of a process tree."""
+    rss = pss = 0
     pids = process_tree(pid)
     for member in pids:
         try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
         except OSError:
             continue
-    return total / 1024, len(pids)
+    return rss / 1024, pss / 1024, len(pids)
 
 
 def _alive(pid: int) -> bool:
@@ -504,11 +507,11 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> None:
                     runs.setdefault((mode, target.name), []).append(run)
         report(scenario.title, args, runs, measured)
         for server in opencm:
-            megabytes, count = rss_mb(server.process.pid)
-            idle = idle_cpu_percent(server.process.pid, 3.0)
+            rss, pss, count = rss_mb(server.process.pid)
+            idle = idle_cpu_percent(server.process.pid, 5.0)
             print(
-                f"RSS {server.name}: {megabytes:.0f} MB in {count} process(es), "
-                f"idle CPU {idle:.2f}% of a core ({scenario.books} books)"
+                f"memory {server.name}: RSS {rss:.0f} MB, PSS {pss:.0f} MB in {count} process(es); "
+                f"idle CPU {idle:.2f}% of a core over 5 s ({scenario.books} books)"
             )
         if scenario.latency:
             rate = statistics.median(r.result["rps"] for r in runs[("keep-alive", "nginx")]) / 2
