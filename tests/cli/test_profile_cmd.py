@@ -121,3 +121,33 @@ def test_show_of_a_profile_with_100000_sections_is_linear(tmp_path: Path) -> Non
     sections = json.loads(result.stdout)["sections"]
     assert len(sections) == 100_000
     assert sections[-1]["entries"] == [{"key": "K", "value": "v99999", "line": 200_000}]
+
+
+def test_get_and_set_on_a_cmp_reach_its_cms_and_name_the_file(tmp_path: Path) -> None:
+    cmp = install_contoso(tmp_path)
+    cms = tmp_path / "contoso" / "Contoso.cms"
+    got = run("profile", "get", str(cmp), "Connection Manager", "RedialDelay", "--json")
+    assert got.returncode == 0, got.stderr
+    document = json.loads(got.stdout)
+    assert (document["value"], document["file"]) == ("5", str(cms))
+    plain = run("profile", "get", str(cmp), "Connection Manager", "RedialDelay")
+    assert plain.stdout == "5\n" and f"(from {cms})" in plain.stderr
+    cmp_before = cmp.read_bytes()
+    changed = run("profile", "set", str(cmp), "Connection Manager", "RedialDelay", "30")
+    assert changed.returncode == 0 and f"in {cms}" in changed.stderr
+    assert cmp.read_bytes() == cmp_before  # the key lives in the .cms, and was set there
+    assert b"RedialDelay=30\r\n" in cms.read_bytes()
+    # A key of the .cmp itself, and a new key, go to the .cmp.
+    added = run("profile", "set", str(cmp), "opencm", "PhoneNumber", "5557777")
+    assert added.returncode == 0 and f"in {cmp}" in added.stderr
+    assert run("profile", "get", str(cmp), "opencm", "PhoneNumber").stdout == "5557777\n"
+
+
+def test_inf_values_keep_their_quotes_through_get_and_set(tmp_path: Path) -> None:
+    inf = tmp_path / "x.inf"
+    original = b'[Strings]\r\nServiceName="Contoso VPN"\r\nShortSvcName="CONTOSO"\r\n'
+    inf.write_bytes(original)
+    value = run("profile", "get", str(inf), "Strings", "ServiceName").stdout.strip()
+    assert value == '"Contoso VPN"'
+    assert run("profile", "set", str(inf), "Strings", "ServiceName", value).returncode == 0
+    assert inf.read_bytes() == original

@@ -429,3 +429,21 @@ def test_private_keys_stay_0600_through_build_package_and_install(
     assert (installed / "client.key").stat().st_mode & 0o777 == 0o600
     assert (installed / "tc.key").stat().st_mode & 0o777 == 0o600
     assert (installed / "ca.crt").stat().st_mode & 0o777 == 0o644
+
+
+def test_connect_as_root_finds_a_per_user_install_with_user_and_says_where_it_looked(
+    kit_dir: Path, keys: Keys, roots: Roots, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("root looks up all-users installs only; a user always sees their own")
+    install_package(package_of(kit_dir, keys, 2), roots.user, trusted_keys=[keys.public])
+    code, _, err = run_cli(capsys, "connect", "CONTOSO", "--foreground", "--unattended")
+    assert code == 2
+    assert str(roots.all_users.profiles_dir) in err and "add --user" in err
+    # With --user the short name resolves to root's own install; the connection then stops
+    # at a type the profile does not offer, naming the installed profile it found.
+    code, _, err = run_cli(
+        capsys, "connect", "CONTOSO", "--user", "--foreground", "--unattended", "--type", "dialup"
+    )
+    assert code == 2
+    assert str(roots.user.profiles_dir / "CONTOSO") in err and "does not offer dialup" in err

@@ -143,6 +143,10 @@ def test_kill_9_while_connected_then_restart_runs_disconnect_actions_exactly_onc
     rows = [row for row in recorded(record) if row["point"] == "disconnect"]
     assert [row["DisconnectReason"] for row in rows] == ["opencm-restarted"]
     assert rows[0]["TunnelRasEntry"] == "Main" and rows[0]["ClientIPAddress"] == "10.9.0.2"
+    # The recovery logs beside the rest of that session's log, in the daemon's --log-dir.
+    logged = [json.loads(line) for line in (daemon.logs / "CONTOSO.log").read_text().splitlines()]
+    assert [e["recovery"] for e in logged if e.get("recovery")] == ["opencm-restarted"]
+    assert len({e["session"] for e in logged}) == 1
     assert not link.still_ours()
     assert list((daemon.state / "journal").glob("*.json")) == []
     assert daemon.stop() == 0

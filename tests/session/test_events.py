@@ -243,3 +243,50 @@ def test_the_scriptable_client_commands_run_without_click(
     missing = run("connect", str(tmp_path / "nope"), "--unattended")
     assert missing.returncode == 2 and "no such profile" in missing.stderr
     assert daemon.cli("disconnect").returncode == 0
+
+
+def test_foreground_connect_at_a_terminal_asks_the_password_after_pre_init(
+    tmp_path: Path,
+) -> None:
+    """``opencm connect --foreground`` at a terminal: pre-init runs first, then the logon
+    prompt; the typed user name reaches the pre-connect actions."""
+    import os
+    import pty
+    import signal
+
+    _profile, record = build_profile(tmp_path / "profile", opencm=["Credentials=password"])
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opencm", "connect", str(tmp_path / "profile"), "--foreground"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(terminal)
+    seen = b""
+
+    def read_until(text: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 30
+        while text not in seen:
+            assert time.monotonic() < deadline, seen
+            seen += os.read(controller, 4096)
+
+    try:
+        read_until(b"User name")
+        assert points_of(record) == ["pre-init"]  # the logon prompt comes after pre-init
+        os.write(controller, b"jo\n")
+        read_until(b"Password")
+        os.write(controller, b"s3cret\n")
+        deadline = time.monotonic() + 30
+        while "pre-connect" not in points_of(record):
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+        assert recorded(record)[1]["UserName"] == "jo"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        os.close(controller)

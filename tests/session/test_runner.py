@@ -96,6 +96,10 @@ async def test_direct_connection_runs_the_points_in_order_with_the_links_macros(
     assert (post["ClientIPAddress"], post["ServerIPAddress"]) == ("10.8.0.6", "10.8.0.1")
     assert post["DialRasEntry"] == "Contoso Dial"  # the profile's DUN, not dialed
     assert h.rows("disconnect")[0]["DisconnectReason"] == "user-disconnect"
+    # Outside the disconnect point it has no value: NULL, like every undefined macro.
+    assert {row["DisconnectReason"] for row in h.rows("post-connect") + h.rows("pre-init")} == {
+        "NULL"
+    }
     assert h.openvpn.dialed == ["Main"] and h.openvpn.hung_up == ["Main"]
     assert h.modem.dialed == []
 

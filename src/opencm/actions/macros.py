@@ -49,6 +49,9 @@ KNOWN_MACROS: tuple[str, ...] = (
     "ClientIPAddress",
     "ServerIPAddress",
     "Interactive",
+    # opencm's own: set at the disconnect point only, NULL everywhere else like any macro
+    # without a value (docs/session.md).
+    "DisconnectReason",
 )
 _KNOWN_LOWER = frozenset(name.lower() for name in KNOWN_MACROS)
 

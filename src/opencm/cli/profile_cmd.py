@@ -109,6 +109,31 @@ def _ini_for(path: Path) -> IniFile:
     return IniFile.load(path)
 
 
+def _chain(path: Path) -> list[IniFile]:
+    """The files a key of PATH may live in: the file itself, and for a ``.cmp`` its ``.cms``
+    (a ``.cmp`` "contains user-related information", the ``.cms`` the rest: "How Connection
+    Manager Works")."""
+    first = _ini_for(path)
+    if path.is_file() and path.suffix.casefold() == ".cmp":
+        return [first, load_profile(path).cms]
+    return [first]
+
+
+def _is_inf(ini: IniFile) -> bool:
+    return ini.path is not None and Path(ini.path).suffix.casefold() == ".inf"
+
+
+def _read(ini: IniFile, section: str, key: str) -> str | None:
+    """The value as Windows reads it; an ``.inf`` value as written, quotes and all (the quotes
+    are part of an INF string, and a get/set round trip must keep them)."""
+    if not _is_inf(ini):
+        return ini.get(section, key)
+    line = ini.line_of(section, key)
+    if line is None:
+        return None
+    return next(entry.raw_value for entry in ini.entries(section) if entry.line == line)
+
+
 @profile.command()
 @click.argument("path", type=PATH)
 @click.argument("section")
@@ -116,17 +141,35 @@ def _ini_for(path: Path) -> IniFile:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def get(ctx: click.Context, path: Path, section: str, key: str, as_json: bool) -> None:
-    """Print KEY of SECTION as Windows would read it (exit 1 when absent)."""
-    ini = _ini_for(path)
-    value = ini.get(section, key)
+    """Print KEY of SECTION as Windows would read it (exit 1 when absent).
+
+    On a .cmp, a key the .cmp does not have is read from its .cms; the file is named on stderr
+    (and as "file" with --json). An .inf value is printed with its quotes.
+    """
+    files = _chain(path)
+    ini, value = files[0], None
+    for candidate in files:
+        value = _read(candidate, section, key)
+        if value is not None:
+            ini = candidate
+            break
     if as_json:
         emit_json(
-            {"section": section, "key": key, "value": value, "line": ini.line_of(section, key)}
+            {
+                "section": section,
+                "key": key,
+                "value": value,
+                "line": ini.line_of(section, key),
+                "file": str(ini.path) if value is not None else None,
+            }
         )
     elif value is not None:
         click.echo(value)
+        if ini is not files[0]:
+            click.echo(f"(from {ini.path})", err=True)
     else:
-        click.echo(f"{ini.path}: [{section}] {key} is not set", err=True)
+        where = " or ".join(str(f.path) for f in files)
+        click.echo(f"{where}: [{section}] {key} is not set", err=True)
     ctx.exit(EXIT_OK if value is not None else EXIT_PROBLEMS)
 
 
@@ -136,7 +179,13 @@ def get(ctx: click.Context, path: Path, section: str, key: str, as_json: bool) -
 @click.argument("key")
 @click.argument("value")
 def set_(path: Path, section: str, key: str, value: str) -> None:
-    """Set KEY of SECTION to VALUE, changing only that line (atomic write)."""
-    ini = _ini_for(path)
+    """Set KEY of SECTION to VALUE, changing only that line (atomic write).
+
+    On a .cmp, a key that lives in its .cms (and not in the .cmp) is set there; a new key goes
+    into the file named. The file written is named on stderr.
+    """
+    files = _chain(path)
+    ini = next((f for f in files if f.line_of(section, key) is not None), files[0])
     ini.set(section, key, value)
     ini.save()
+    click.echo(f"set [{section}] {key} in {ini.path}", err=True)

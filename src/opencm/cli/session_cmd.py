@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from opencm.cli.client import (
     status_lines,
     wants_inet,
 )
-from opencm.session.locate import resolve_profile
+from opencm.session.locate import default_scopes, resolve_profile
 from opencm.session.protocol import (
     KEEP_ENDED,
     Client,
@@ -109,6 +110,12 @@ def gather_credentials(
 )
 @click.option("--save-credentials", is_flag=True, help="Remember them, if the profile allows.")
 @click.option("--logon", is_flag=True, help="Boot/logon run: only allow-listed actions run.")
+@click.option(
+    "--user",
+    "own_installs",
+    is_flag=True,
+    help="Look a short name up in your own installs only (as root: root's per-user installs).",
+)
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
 @socket_option
@@ -122,12 +129,13 @@ def connect(
     inet_credentials_file: Path | None,
     save_credentials: bool,
     logon: bool,
+    own_installs: bool,
     log_dir: Path | None,
     as_json: bool,
     socket_path: Path | None,
 ) -> int:
     """Connect PROFILE (a .cmp, .cms, profile folder or installed short name)."""
-    path = resolve_profile(profile)
+    path = resolve_profile(profile, default_scopes(user=True) if own_installs else None)
     # A logon/boot run has nobody at the screen by definition.
     interactive = not unattended and not logon and sys.stdin.isatty()
     inet_wanted = inet_credentials_file is not None or wants_inet(path, kind)
@@ -140,17 +148,20 @@ def connect(
         )
 
     if foreground:
-        credentials = gather_credentials(path, credentials_file, interactive, save_credentials)
-        inet_credentials = inet()
         import anyio
 
+        def ask() -> tuple[Credentials, Credentials | None]:
+            creds = gather_credentials(path, credentials_file, interactive, save_credentials)
+            return creds, inet()
+
+        # At a terminal the password is asked after pre-init, as at the logon screen.
         return anyio.run(
             _foreground,
             path,
             kind,
             entry,
-            credentials,
-            inet_credentials,
+            ask,
+            interactive and credentials_file is None,
             interactive,
             logon,
             log_dir,
@@ -185,8 +196,8 @@ async def _foreground(
     path: Path,
     kind: str | None,
     entry: str | None,
-    credentials: Credentials,
-    inet_credentials: Credentials | None,
+    ask: Callable[[], tuple[Credentials, Credentials | None]],
+    ask_after_pre_init: bool,
     interactive: bool,
     logon: bool,
     log_dir: Path | None,
@@ -196,11 +207,13 @@ async def _foreground(
 
     import anyio
 
+    from opencm.links.api import Credentials
     from opencm.profile.model import ConnectionType
     from opencm.session.factory import open_session
     from opencm.session.options import ConnectOptions, SessionDeps
     from opencm.session.prompt import TtyPrompt
 
+    credentials, inet_credentials = (Credentials(), None) if ask_after_pre_init else ask()
     session, engine = open_session(
         path,
         ConnectOptions(
@@ -229,8 +242,22 @@ async def _foreground(
                     async for _ in signals:
                         session.disconnect("user-disconnect")
 
+            async def at_the_logon_screen() -> None:
+                while session.state.value == "pre-init":
+                    await session.changed.wait()
+                if session.state.value != "ready":
+                    return
+                try:
+                    answers = await anyio.to_thread.run_sync(ask, abandon_on_cancel=True)
+                except BaseException:
+                    session.cancel()  # closes the session: no on-cancel actions
+                    raise
+                session.submit_logon(*answers)
+
             group.start_soon(on_signals)
-            outcome = await session.run()
+            if ask_after_pre_init:
+                group.start_soon(at_the_logon_screen)
+            outcome = await session.run(hold_at_logon=ask_after_pre_init)
             group.cancel_scope.cancel()
     finally:
         engine.close()

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from opencm.clock import Clock, RealClock
 from opencm.errors import InputError
 from opencm.links import codes, proc
 from opencm.links.api import (
@@ -292,8 +293,9 @@ class IKEv2Dialer(NoDialogDialer):
     name = "ikev2"
     profile_keys = ProfileKeys(required=("Config",), netns=True)
 
-    def __init__(self, *, poll_interval: float = 0.5) -> None:
+    def __init__(self, *, poll_interval: float = 0.5, clock: Clock | None = None) -> None:
         self._poll = poll_interval
+        self._clock = clock or RealClock()
         self._links: dict[str, _Link] = {}
 
     async def dial(
@@ -399,7 +401,7 @@ class IKEv2Dialer(NoDialogDialer):
     async def _watch(self, link: _Link) -> None:
         """Poll the IKE SA: charon deletes it when dead-peer detection gives up."""
         while not link.closing:
-            await asyncio.sleep(self._poll)
+            await self._clock.sleep(self._poll)
             try:
                 state = await asyncio.to_thread(_vici_ike_state, link.instance)
             except OSError:

@@ -338,7 +338,10 @@ class WireGuardDialer(NoDialogDialer):
 
     async def _configure(self, link: _Link, config: WireGuardConfig) -> None:
         socket = UAPI_DIR / f"{link.interface}.sock"
-        while not socket.exists():
+        # The socket file appears when wireguard-go binds it, a moment before it listens; `wg`
+        # connecting in between is refused and falls back to the kernel module ("Protocol not
+        # supported"), so wait until a connection is accepted, not just for the file.
+        while not await _uapi_accepts(socket):
             if link.process.returncode is not None:
                 log = (link.rundir / "wireguard-go.log").read_text(errors="replace")
                 raise DialError(
@@ -402,6 +405,17 @@ class WireGuardDialer(NoDialogDialer):
         link.tasks.cancel_all(keep=link.teardown)
         self._links.pop(link.rundir.name, None)
         shutil.rmtree(link.rundir, ignore_errors=True)
+
+
+async def _uapi_accepts(path: Path) -> bool:
+    """True once something accepts connections on the UAPI socket ``path``."""
+    try:
+        _, writer = await asyncio.open_unix_connection(str(path))
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
 
 
 async def _uapi_in_use(interface: str) -> bool:

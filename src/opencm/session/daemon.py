@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import pwd
 import resource
@@ -208,7 +209,10 @@ class Daemon:
         self._lock()
         try:
             reports = await recover(
-                self.journal, RESTART_REASON, run_journaled_disconnect, self._hang_up_leftover
+                self.journal,
+                RESTART_REASON,
+                functools.partial(run_journaled_disconnect, log_dir=self.log_dir),
+                self._hang_up_leftover,
             )
             for report in reports:
                 print(

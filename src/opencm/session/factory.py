@@ -74,7 +74,7 @@ def open_session(
     return session, engine
 
 
-def _run_disconnect_sync(entry: JournalEntry, reason: str) -> None:
+def _run_disconnect_sync(entry: JournalEntry, reason: str, log_dir: Path | None) -> None:
     profile = load_profile(entry.data["profile"])
     context = RunContext(
         macros={**entry.data.get("macros", {}), "DisconnectReason": reason},
@@ -82,8 +82,9 @@ def _run_disconnect_sync(entry: JournalEntry, reason: str) -> None:
         interactive=False,  # nobody is watching a recovery
         profile_dir=profile.profile_dir,
     )
+    # The same log as the session's own: the profile's LogDir, else the daemon's --log-dir.
     log = SessionLog.for_profile(
-        profile.short_name, profile_log_dir(profile), str(entry.data.get("session", ""))
+        profile.short_name, profile_log_dir(profile) or log_dir, str(entry.data.get("session", ""))
     )
     with ActionEngine(profile.cms) as engine:
         result = engine.run_point(ActionPoint.DISCONNECT, context)
@@ -110,9 +111,12 @@ def _run_disconnect_sync(entry: JournalEntry, reason: str) -> None:
     log.close()
 
 
-async def run_journaled_disconnect(entry: JournalEntry, reason: str) -> None:
-    """The disconnect actions of a session a dead daemon left behind (journal recovery)."""
-    await anyio.to_thread.run_sync(_run_disconnect_sync, entry, reason)
+async def run_journaled_disconnect(
+    entry: JournalEntry, reason: str, log_dir: Path | None = None
+) -> None:
+    """The disconnect actions of a session a dead daemon left behind (journal recovery),
+    logged where that session logged (``log_dir``: the daemon's ``--log-dir``)."""
+    await anyio.to_thread.run_sync(_run_disconnect_sync, entry, reason, log_dir)
 
 
 __all__ = ["Prepared", "open_session", "prepare", "run_journaled_disconnect"]

@@ -22,10 +22,15 @@ if TYPE_CHECKING:
     from opencm.kit.roots import Scope
 
 
-def default_scopes() -> list[Scope]:
-    """Where a short name is looked up, in order: as root all users only, else user first."""
+def default_scopes(*, user: bool = False) -> list[Scope]:
+    """Where a short name is looked up, in order: as root all users only, else user first.
+
+    ``user``: the caller's own installs only (``opencm connect NAME --user``), which is how
+    root reaches a profile root installed for itself alone."""
     from opencm.kit.roots import all_users_scope, user_scope
 
+    if user:
+        return [user_scope()]
     return [all_users_scope()] if os.geteuid() == 0 else [user_scope(), all_users_scope()]
 
 
@@ -38,9 +43,20 @@ def resolve_profile(name: str, scopes: Sequence[Scope] | None = None) -> Path:
     if "/" not in name and not name.endswith((".cmp", ".cms")):
         from opencm.kit.install import find_installed_cmp
 
-        found = find_installed_cmp(name, default_scopes() if scopes is None else scopes)
+        looked = default_scopes() if scopes is None else list(scopes)
+        found = find_installed_cmp(name, looked)
         if found is not None:
             return found
+        where = ", ".join(f"{scope.profiles_dir} ({scope.name})" for scope in looked)
+        hint = ""
+        if scopes is None and os.geteuid() == 0:
+            hint = "; as root only profiles installed for all users are looked up: add --user"
+            hint += " for your own installs"
+        raise InputError(
+            f"no such profile file or folder, and no installed profile of that name "
+            f"(looked in {where}){hint}",
+            path=name,
+        )
     raise InputError("no such profile file, folder or installed profile", path=name)
 
 
