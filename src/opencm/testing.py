@@ -38,6 +38,7 @@ from opencm.links.api import (
     LinkDownCallback,
     LinkInfo,
 )
+from opencm.links.base import NoDialogDialer
 from opencm.process import end_child
 
 
@@ -77,8 +78,10 @@ def crash() -> Step:
 
 
 @dataclass
-class ScriptedDialer:
+class ScriptedDialer(NoDialogDialer):
     """A dialer double with all five entry points; ``dialed``, ``hung_up`` … record the calls.
+
+    ``dial_dialog`` is ``dial``, as for the built-in dialers that have nothing to ask.
 
     Without a script (or once it is used up) every dial brings the link up.
     """
@@ -129,11 +132,6 @@ class ScriptedDialer:
             tunnel_server=None,  # like a link that cannot tell: the profile's address is used
             handle=handle,
         )
-
-    async def dial_dialog(
-        self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
-    ) -> LinkInfo:
-        return await self.dial(entry, credentials, on_down)
 
     async def hang_up(self, link: LinkInfo) -> None:
         self.hung_up.append(link.entry)

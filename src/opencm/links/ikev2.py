@@ -46,13 +46,13 @@ import ipaddress
 import json
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from opencm.clock import Clock, RealClock
 from opencm.errors import InputError
-from opencm.links import codes, proc
+from opencm.links import codes
 from opencm.links.api import (
     Credentials,
     DialEntry,
@@ -63,7 +63,7 @@ from opencm.links.api import (
     LinkInfo,
     ProfileKeys,
 )
-from opencm.links.base import NoDialogDialer
+from opencm.links.base import LinkDialer
 from opencm.links.charon import (
     CharonInstance,
     CharonTuning,
@@ -78,7 +78,7 @@ from opencm.links.settings import (
     config_file,
     existing_netns,
 )
-from opencm.links.tasks import TaskSet, close_once, report_down
+from opencm.links.tasks import LinkState
 
 SETTINGS = ("config", "netns", "dead_peer_after", "timeout")
 CONFIG_KEYS = ("server", "remote_id", "auth", "ca", "cert", "key", "local_id", "remote_ts")
@@ -272,18 +272,12 @@ def _dns_servers(instance: CharonInstance) -> list[str]:
 
 
 @dataclass(eq=False)
-class _Link:
+class _Link(LinkState):
     entry: DialEntry
     instance: CharonInstance
-    on_down: LinkDownCallback
-    up: bool = False
-    closing: bool = False
-    down_reported: bool = False
-    tasks: TaskSet = field(default_factory=TaskSet)
-    teardown: asyncio.Task[None] | None = None
 
 
-class IKEv2Dialer(NoDialogDialer):
+class IKEv2Dialer(LinkDialer[_Link]):
     """The ``ikev2`` built-in dialer (see the module documentation).
 
     No dialog of its own: the session asks for the user name and password that
@@ -292,11 +286,13 @@ class IKEv2Dialer(NoDialogDialer):
 
     name = "ikev2"
     profile_keys = ProfileKeys(required=("Config",), netns=True)
+    helper = "charon"
+    rundir_prefix = RUNDIR_PREFIX
 
     def __init__(self, *, poll_interval: float = 0.5, clock: Clock | None = None) -> None:
+        super().__init__()
         self._poll = poll_interval
         self._clock = clock or RealClock()
-        self._links: dict[str, _Link] = {}
 
     async def dial(
         self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
@@ -326,7 +322,7 @@ class IKEv2Dialer(NoDialogDialer):
             raise DialError(
                 f"{entry.name}: charon did not start: {error}", code=codes.VPN_FAILED
             ) from None
-        link = _Link(entry, instance, on_down)
+        link = _Link(entry, instance, on_down=on_down)
         self._links[instance.rundir.name] = link
         try:
             conn = connection_dict(config, dpd, credentials)
@@ -375,14 +371,6 @@ class IKEv2Dialer(NoDialogDialer):
             },
         )
 
-    async def hang_up(self, link: LinkInfo) -> None:
-        state = self._links.get(link.handle.get("id", ""))
-        if state is not None:
-            await self._close(state)
-            return
-        # Not ours in this process (the daemon restarted): end charon by its PID.
-        await proc.end_orphan(link.handle, "charon", rundir_prefix=RUNDIR_PREFIX)
-
     def edit_entry(self, entry: DialEntry) -> DialEntry:
         settings = check_settings(entry, SETTINGS)
         path = config_file(
@@ -409,25 +397,20 @@ class IKEv2Dialer(NoDialogDialer):
             if state is None or state.get("state") != "ESTABLISHED":
                 self._report_down(
                     link,
-                    DownReason.PEER_GONE,
-                    "the IKEv2 gateway stopped answering (dead-peer detection closed the SA)",
+                    LinkDown(
+                        DownReason.PEER_GONE,
+                        "the IKEv2 gateway stopped answering (dead-peer detection closed the SA)",
+                    ),
                 )
                 return
 
     async def _watch_process(self, link: _Link) -> None:
         status = await link.instance.process.wait()
-        self._report_down(link, DownReason.PROCESS_EXITED, f"charon exited with status {status}")
+        down = LinkDown(DownReason.PROCESS_EXITED, f"charon exited with status {status}")
+        self._report_down(link, down)
 
-    def _report_down(self, link: _Link, reason: DownReason, detail: str) -> None:
-        report_down(link, LinkDown(reason, detail), lambda: self._close(link))
-
-    async def _close(self, link: _Link) -> None:
-        await close_once(link, lambda: self._teardown(link))
-
-    async def _teardown(self, link: _Link) -> None:
+    async def _stop(self, link: _Link) -> None:
         await stop_charon(link.instance)
-        link.tasks.cancel_all(keep=link.teardown)
-        self._links.pop(link.instance.rundir.name, None)
 
 
 __all__ = ["IKEv2Dialer", "IkeConfig", "connection_dict", "parse_ike_config"]

@@ -43,8 +43,8 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import serial  # pyserial
@@ -63,9 +63,9 @@ from opencm.links.api import (
     ProfileKeys,
     Stage,
 )
-from opencm.links.base import NoDialogDialer
+from opencm.links.base import LinkDialer
 from opencm.links.settings import check_netns, check_settings, existing_netns
-from opencm.links.tasks import TaskSet, close_once
+from opencm.links.tasks import LinkState
 from opencm.process import end_async_child
 
 SETTINGS = (
@@ -261,20 +261,15 @@ def pppd_argv(
 
 
 @dataclass(eq=False)
-class _Link:
+class _Link(LinkState):
     entry: DialEntry
     line: SerialLine
     carrier: asyncio.subprocess.Process
-    on_down: LinkDownCallback
     guard: float
-    tasks: TaskSet = field(default_factory=TaskSet)
-    closing: bool = False
-    down_reported: bool = False
     carrier_lost: bool = False
-    teardown: asyncio.Task[None] | None = None
 
 
-class ModemDialer(NoDialogDialer):
+class ModemDialer(LinkDialer[_Link]):
     """The ``modem`` built-in dialer (see the module documentation for its settings).
 
     The modem dialogue needs nothing from the user (cancelling ``dial`` aborts the call), and
@@ -291,9 +286,9 @@ class ModemDialer(NoDialogDialer):
         clock: Clock | None = None,
         on_attempt: Callable[[hayes.Outcome], None] = lambda _: None,
     ) -> None:
+        super().__init__()
         self._clock = clock or RealClock()
         self._on_attempt = on_attempt
-        self._links: dict[str, _Link] = {}
 
     async def dial(
         self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
@@ -332,7 +327,8 @@ class ModemDialer(NoDialogDialer):
             await _abort_call(line)
             raise
         link_id = secrets.token_hex(6)
-        link = _Link(entry, line, carrier, on_down, float(settings.get("escape_guard") or 1.0))
+        guard = float(settings.get("escape_guard") or 1.0)
+        link = _Link(entry, line, carrier, guard, on_down=on_down, up=True)
         self._links[link_id] = link
         link.tasks.spawn(self._watch_carrier(link))
         return LinkInfo(
@@ -352,14 +348,10 @@ class ModemDialer(NoDialogDialer):
             },
         )
 
-    async def hang_up(self, link: LinkInfo) -> None:
-        state = self._links.get(link.handle.get("id", ""))
-        if state is not None:
-            await self._close(link.handle["id"], state)
-            return
+    async def _end_orphan(self, handle: Mapping[str, str]) -> None:
         # The daemon restarted: end the carrier by its PID; closing its port drops DTR.
-        carrier = "pppd" if link.handle.get("carrier") == "ppp" else "opencm.links.slip"
-        await proc.end_orphan(link.handle, carrier)
+        carrier = "pppd" if handle.get("carrier") == "ppp" else "opencm.links.slip"
+        await proc.end_orphan(handle, carrier)
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
         settings = check_settings(entry, SETTINGS)
@@ -480,7 +472,6 @@ class ModemDialer(NoDialogDialer):
         status = await link.carrier.wait()
         if link.closing or link.down_reported:
             return
-        link.down_reported = True
         if status == slip.EXIT_NO_CARRIER:
             down = LinkDown(DownReason.CARRIER_LOST, "the modem reported NO CARRIER")
             link.carrier_lost = True
@@ -491,21 +482,13 @@ class ModemDialer(NoDialogDialer):
             down = LinkDown(
                 DownReason.PROCESS_EXITED, f"the line's carrier process exited ({status})"
             )
-        link.tasks.notify(link.on_down, down)
-        for link_id, candidate in list(self._links.items()):
-            if candidate is link:
-                link.tasks.spawn(self._close(link_id, link))
+        self._report_down(link, down)
 
-    async def _close(self, link_id: str, link: _Link) -> None:
-        await close_once(link, lambda: self._teardown(link_id, link))
-
-    async def _teardown(self, link_id: str, link: _Link) -> None:
+    async def _stop(self, link: _Link) -> None:
         await end_async_child(link.carrier)
         if not link.carrier_lost:
             await _escape_and_hang_up(link.line, link.guard)
         link.line.close()  # closing the port drops DTR: the last word on any call
-        link.tasks.cancel_all(keep=link.teardown)
-        self._links.pop(link_id, None)
 
 
 _USER_PROMPTS = (b"login:", b"username:", b"user name:")

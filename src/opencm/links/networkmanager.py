@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dbus_fast import BusType, Message, MessageType, Variant
@@ -40,7 +40,7 @@ from opencm.links.api import (
 )
 from opencm.links.base import NoDialogDialer
 from opencm.links.settings import check_seconds, check_settings
-from opencm.links.tasks import TaskSet
+from opencm.links.tasks import LinkState
 
 SETTINGS = ("connection", "device", "timeout")
 NM = "org.freedesktop.NetworkManager"
@@ -81,14 +81,13 @@ class NMError(DialError):
 
 
 @dataclass(eq=False)
-class _Link:
+class _Link(LinkState):
+    """An active NM connection. NetworkManager tears it down itself: no teardown task here;
+    a drop is reported by :meth:`NetworkManagerDialer._monitor`, a hang-up deactivates it."""
+
     entry: DialEntry
     bus: MessageBus
     active: str
-    on_down: LinkDownCallback
-    tasks: TaskSet = field(default_factory=TaskSet)
-    closing: bool = False
-    down_reported: bool = False
 
 
 class NetworkManagerDialer(NoDialogDialer):
@@ -124,7 +123,7 @@ class NetworkManagerDialer(NoDialogDialer):
             active = await _call(
                 bus, NM_PATH, NM, "ActivateConnection", "ooo", [connection, device, "/"]
             )
-            link = _Link(entry, bus, active, on_down)
+            link = _Link(entry, bus, active, on_down=on_down)
             signals: asyncio.Queue[tuple[str, list[Any]]] = asyncio.Queue()
             await _watch(bus, active, signals)
             timeout = float(settings.get("timeout") or 60)
@@ -143,6 +142,7 @@ class NetworkManagerDialer(NoDialogDialer):
         except BaseException:
             bus.disconnect()
             raise
+        link.up = True
         self._links[active] = link
         link.tasks.spawn(self._monitor(link, signals))
         return info

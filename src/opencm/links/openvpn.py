@@ -48,7 +48,7 @@ from opencm.links.api import (
     LinkInfo,
     ProfileKeys,
 )
-from opencm.links.base import NoDialogDialer
+from opencm.links.base import LinkDialer
 from opencm.links.settings import (
     check_netns,
     check_seconds,
@@ -56,7 +56,7 @@ from opencm.links.settings import (
     config_file,
     existing_netns,
 )
-from opencm.links.tasks import TaskSet, close_once
+from opencm.links.tasks import LinkState
 from opencm.process import end_async_child
 
 SETTINGS = ("config", "netns", "remote", "timeout")
@@ -67,10 +67,9 @@ HOLD_WAIT_CAP = 1.0
 
 
 @dataclass(eq=False)
-class _Link:
+class _Link(LinkState):
     entry: DialEntry
     credentials: Credentials
-    on_down: LinkDownCallback
     process: asyncio.subprocess.Process
     rundir: Path
     remote_hint: str | None
@@ -82,11 +81,6 @@ class _Link:
     interface: str | None = None
     gateway: str | None = None
     counts: mgmt.ByteCount = field(default_factory=lambda: mgmt.ByteCount(0, 0))
-    up: bool = False
-    closing: bool = False
-    down_reported: bool = False
-    tasks: TaskSet = field(default_factory=TaskSet)
-    teardown: asyncio.Task[None] | None = None
 
     def send(self, command: str) -> None:
         if self.writer is not None and not self.writer.is_closing():
@@ -100,7 +94,7 @@ class _Link:
         return " | ".join(list(self.log)[-lines:])
 
 
-class OpenVPNDialer(NoDialogDialer):
+class OpenVPNDialer(LinkDialer[_Link]):
     """The ``openvpn`` built-in dialer (see the module documentation for its settings).
 
     It needs no dialog of its own (the session asks for credentials beforehand) and keeps no
@@ -109,11 +103,13 @@ class OpenVPNDialer(NoDialogDialer):
 
     name = "openvpn"
     profile_keys = ProfileKeys(required=("Config",), netns=True)
+    helper = "openvpn"
+    rundir_prefix = "ovpn-"
 
     def __init__(self, *, runtime_dir: Path | None = None, hold_wait_cap: float = HOLD_WAIT_CAP):
+        super().__init__()
         self._runtime_dir = runtime_dir
         self._hold_wait_cap = hold_wait_cap
-        self._links: dict[str, _Link] = {}
 
     # -- the five entry points -----------------------------------------------------------------
 
@@ -151,8 +147,8 @@ class OpenVPNDialer(NoDialogDialer):
         )
         loop = asyncio.get_running_loop()
         link = _Link(
-            entry, credentials, on_down, process, rundir,
-            remote.split()[0] if remote else None, loop.create_future(),
+            entry, credentials, process, rundir,
+            remote.split()[0] if remote else None, loop.create_future(), on_down=on_down,
         )  # fmt: skip
         link_id = rundir.name
         self._links[link_id] = link
@@ -162,18 +158,18 @@ class OpenVPNDialer(NoDialogDialer):
                 await self._attach(link, socket_path)
                 state = await link.connected
         except TimeoutError:
-            await self._close(link_id, link)
+            await self._close(link)
             raise DialError(
                 f"{entry.name}: no connection to the server within {timeout:g} s "
                 f"(last state {link.state or 'none'}; {link.log_tail()})",
                 code=codes.VPN_FAILED,
             ) from None
         except BaseException:
-            await self._close(link_id, link)
+            await self._close(link)
             raise
         link.up = True
         if process.returncode is not None:  # it died between CONNECTED and now
-            self._report_down(
+            self._drop(
                 link,
                 link.cause,
                 reason=DownReason.PROCESS_EXITED,
@@ -195,15 +191,6 @@ class OpenVPNDialer(NoDialogDialer):
                 "rundir": str(rundir),
             },
         )
-
-    async def hang_up(self, link: LinkInfo) -> None:
-        link_id = link.handle.get("id", "")
-        state = self._links.get(link_id)
-        if state is not None:
-            await self._close(link_id, state)
-            return
-        # Not ours in this process (the daemon restarted): end the client by its PID.
-        await proc.end_orphan(link.handle, "openvpn", rundir_prefix="ovpn-")
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
         settings = check_settings(entry, SETTINGS)
@@ -262,7 +249,7 @@ class OpenVPNDialer(NoDialogDialer):
             case mgmt.State(name=("RECONNECTING" | "EXITING") as name, description=cause):
                 link.state, link.cause = name, cause
                 if link.up:
-                    self._report_down(link, cause)
+                    self._drop(link, cause)
                 elif cause == "auth-failure":
                     link.fail(_auth_error(link))
             case mgmt.State(name=name):
@@ -317,7 +304,7 @@ class OpenVPNDialer(NoDialogDialer):
         else:
             cause = link.cause or f"exit status {status}"
             explanation = mgmt.RESTART_CAUSES.get(link.cause, "")
-            self._report_down(
+            self._drop(
                 link,
                 link.cause,
                 reason=DownReason.PROCESS_EXITED if not link.cause else None,
@@ -339,7 +326,7 @@ class OpenVPNDialer(NoDialogDialer):
             code=codes.VPN_FAILED,
         )
 
-    def _report_down(
+    def _drop(
         self,
         link: _Link,
         cause: str,
@@ -347,25 +334,18 @@ class OpenVPNDialer(NoDialogDialer):
         reason: DownReason | None = None,
         detail: str | None = None,
     ) -> None:
-        if link.down_reported or link.closing:
-            return
-        link.down_reported = True
+        """The link went down by OpenVPN's ``cause``: reported with its explanation and the
+        server, and the client ended, since reconnecting is the session's decision."""
         if reason is None:
             reason = DownReason.PEER_GONE if cause in mgmt.PEER_CAUSES else DownReason.ERROR
         if detail is None:
             explanation = mgmt.RESTART_CAUSES.get(cause, "openvpn restarted the connection")
             detail = f"{cause}: {explanation}"
         server = link.remote_hint or ""
-        down = LinkDown(reason, f"{detail}{f' (server {server})' if server else ''}")
-        # End the client now: reconnecting is the session's decision, not OpenVPN's.
-        link_id = link.rundir.name
-        link.tasks.spawn(self._close(link_id, link))
-        link.tasks.notify(link.on_down, down)
+        detail += f" (server {server})" if server else ""
+        self._report_down(link, LinkDown(reason, detail))
 
-    async def _close(self, link_id: str, link: _Link) -> None:
-        await close_once(link, lambda: self._teardown(link_id, link))
-
-    async def _teardown(self, link_id: str, link: _Link) -> None:
+    async def _stop(self, link: _Link) -> None:
         process = link.process
         if process.returncode is None:
             # Ask politely over the socket first: OpenVPN then runs its --down script and sends
@@ -377,8 +357,6 @@ class OpenVPNDialer(NoDialogDialer):
             await end_async_child(process)
         if link.writer is not None:
             link.writer.close()
-        link.tasks.cancel_all(keep=link.teardown)
-        self._links.pop(link_id, None)
         shutil.rmtree(link.rundir, ignore_errors=True)
 
 

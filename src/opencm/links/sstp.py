@@ -29,7 +29,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from opencm.errors import InputError
@@ -44,7 +44,7 @@ from opencm.links.api import (
     LinkInfo,
     ProfileKeys,
 )
-from opencm.links.base import NoDialogDialer
+from opencm.links.base import LinkDialer
 from opencm.links.modem import ppp_available
 from opencm.links.settings import (
     check_netns,
@@ -53,7 +53,7 @@ from opencm.links.settings import (
     config_file,
     existing_netns,
 )
-from opencm.links.tasks import TaskSet, close_once, report_down
+from opencm.links.tasks import LinkState
 from opencm.process import end_async_child
 
 SETTINGS = ("config", "netns", "timeout")
@@ -170,19 +170,13 @@ def _ppp_interface(netns: str | None) -> tuple[str, str] | None:
 
 
 @dataclass(eq=False)
-class _Link:
+class _Link(LinkState):
     entry: DialEntry
     process: asyncio.subprocess.Process
     rundir: Path
-    on_down: LinkDownCallback
-    up: bool = False
-    closing: bool = False
-    down_reported: bool = False
-    tasks: TaskSet = field(default_factory=TaskSet)
-    teardown: asyncio.Task[None] | None = None
 
 
-class SSTPDialer(NoDialogDialer):
+class SSTPDialer(LinkDialer[_Link]):
     """The ``sstp`` built-in dialer (see the module documentation).
 
     No dialog of its own: the session asks for the user name and password; nothing is stored
@@ -191,9 +185,8 @@ class SSTPDialer(NoDialogDialer):
 
     name = "sstp"
     profile_keys = ProfileKeys(required=("Config",), netns=True)
-
-    def __init__(self) -> None:
-        self._links: dict[str, _Link] = {}
+    helper = "sstpc"
+    rundir_prefix = RUNDIR_PREFIX
 
     async def dial(
         self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
@@ -230,7 +223,7 @@ class SSTPDialer(NoDialogDialer):
             proc.netns_argv(netns, sstpc_argv(config, options, socket_name)),
             log_path=rundir / "sstpc.log",
         )
-        link = _Link(entry, process, rundir, on_down)
+        link = _Link(entry, process, rundir, on_down=on_down)
         self._links[rundir.name] = link
         timeout = float(entry.settings.get("timeout") or 30)
         try:
@@ -266,13 +259,6 @@ class SSTPDialer(NoDialogDialer):
             },
         )
 
-    async def hang_up(self, link: LinkInfo) -> None:
-        state = self._links.get(link.handle.get("id", ""))
-        if state is not None:
-            await self._close(state)
-            return
-        await proc.end_orphan(link.handle, "sstpc", rundir_prefix=RUNDIR_PREFIX)
-
     def edit_entry(self, entry: DialEntry) -> DialEntry:
         settings = check_settings(entry, SETTINGS)
         path = config_file(
@@ -289,15 +275,10 @@ class SSTPDialer(NoDialogDialer):
     async def _watch_process(self, link: _Link) -> None:
         status = await link.process.wait()
         down = LinkDown(DownReason.PROCESS_EXITED, f"sstpc exited ({status})")
-        report_down(link, down, lambda: self._close(link))
+        self._report_down(link, down)
 
-    async def _close(self, link: _Link) -> None:
-        await close_once(link, lambda: self._teardown(link))
-
-    async def _teardown(self, link: _Link) -> None:
+    async def _stop(self, link: _Link) -> None:
         await end_async_child(link.process)
-        link.tasks.cancel_all(keep=link.teardown)
-        self._links.pop(link.rundir.name, None)
         shutil.rmtree(link.rundir, ignore_errors=True)
 
 

@@ -1,4 +1,5 @@
-"""Background tasks a link keeps while it is up, and calling the session's on_down callback."""
+"""A link's life once dialled: its background tasks, its state (:class:`LinkState`), closing it
+once and reporting it down once through the session's on_down callback."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 from opencm.links.api import LinkDown, LinkDownCallback
 
@@ -50,14 +52,25 @@ class TaskSet:
                 task.cancel()
 
 
-class Closable(Protocol):
-    """A link's state as :func:`close_once` needs it."""
+@dataclass(eq=False, kw_only=True)
+class LinkState:
+    """What every built-in link keeps about its own life, whatever else its dialer needs.
 
-    closing: bool
-    teardown: asyncio.Task[None] | None
+    A dialer's ``_Link`` adds its own fields (a process, a run folder, a bus …); these come last
+    in its constructor and are given by name.
+    """
+
+    on_down: LinkDownCallback
+    #: The dial finished: a drop from now on is reported to the session.
+    up: bool = False
+    #: A hang-up or teardown has begun: nothing is reported any more.
+    closing: bool = False
+    down_reported: bool = False
+    tasks: TaskSet = field(default_factory=TaskSet)
+    teardown: asyncio.Task[None] | None = None
 
 
-async def close_once(link: Closable, teardown: Callable[[], Coroutine[Any, Any, None]]) -> None:
+async def close_once(link: LinkState, teardown: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Mark ``link`` closing and run its teardown once, however many callers ask for it.
 
     Every caller waits for the same teardown; it is shielded so that a cancelled hang-up does not
@@ -69,23 +82,8 @@ async def close_once(link: Closable, teardown: Callable[[], Coroutine[Any, Any, 
     await asyncio.shield(link.teardown)
 
 
-class Droppable(Closable, Protocol):
-    """A link's state as :func:`report_down` needs it."""
-
-    down_reported: bool
-
-    @property
-    def up(self) -> bool: ...
-
-    @property
-    def tasks(self) -> TaskSet: ...
-
-    @property
-    def on_down(self) -> LinkDownCallback: ...
-
-
 def report_down(
-    link: Droppable, down: LinkDown, close: Callable[[], Coroutine[Any, Any, None]]
+    link: LinkState, down: LinkDown, close: Callable[[], Coroutine[Any, Any, None]]
 ) -> None:
     """A link that went down by itself: close it and tell the session, once, and not when a
     hang-up already began or the link never came up."""

@@ -36,7 +36,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from opencm.clock import Clock, RealClock
@@ -52,7 +52,7 @@ from opencm.links.api import (
     LinkInfo,
     ProfileKeys,
 )
-from opencm.links.base import NoDialogDialer
+from opencm.links.base import LinkDialer
 from opencm.links.settings import (
     check_netns,
     check_seconds,
@@ -60,7 +60,7 @@ from opencm.links.settings import (
     config_file,
     existing_netns,
 )
-from opencm.links.tasks import TaskSet, close_once, report_down
+from opencm.links.tasks import LinkState
 from opencm.process import end_async_child
 
 SETTINGS = ("config", "netns", "interface", "dead_peer_after", "timeout")
@@ -213,21 +213,15 @@ def totals(state: Mapping[str, list[str]]) -> tuple[int, int, int]:
 
 
 @dataclass(eq=False)
-class _Link:
+class _Link(LinkState):
     entry: DialEntry
     interface: str
     netns: str | None
     process: asyncio.subprocess.Process
     rundir: Path
-    on_down: LinkDownCallback
-    up: bool = False
-    closing: bool = False
-    down_reported: bool = False
-    tasks: TaskSet = field(default_factory=TaskSet)
-    teardown: asyncio.Task[None] | None = None
 
 
-class WireGuardDialer(NoDialogDialer):
+class WireGuardDialer(LinkDialer[_Link]):
     """The ``wireguard`` built-in dialer (see the module documentation for its settings).
 
     WireGuard authenticates with keys only, so there is nothing to ask the user; and nothing to
@@ -236,6 +230,8 @@ class WireGuardDialer(NoDialogDialer):
 
     name = "wireguard"
     profile_keys = ProfileKeys(required=("Config",), netns=True)
+    helper = "wireguard-go"
+    rundir_prefix = "wg-"
 
     def __init__(
         self,
@@ -243,9 +239,9 @@ class WireGuardDialer(NoDialogDialer):
         poll_interval: float = 0.5,
         clock: Clock | None = None,
     ) -> None:
+        super().__init__()
         self._poll = poll_interval
         self._clock = clock or RealClock()
-        self._links: dict[str, _Link] = {}
 
     async def dial(
         self, entry: DialEntry, credentials: Credentials, on_down: LinkDownCallback
@@ -270,7 +266,7 @@ class WireGuardDialer(NoDialogDialer):
             proc.netns_argv(netns, ["wireguard-go", "-f", interface]),
             log_path=rundir / "wireguard-go.log",
         )
-        link = _Link(entry, interface, netns, process, rundir, on_down)
+        link = _Link(entry, interface, netns, process, rundir, on_down=on_down)
         self._links[rundir.name] = link
         timeout = float(settings.get("timeout") or 10)
         try:
@@ -306,14 +302,6 @@ class WireGuardDialer(NoDialogDialer):
                 "rundir": str(rundir),
             },
         )
-
-    async def hang_up(self, link: LinkInfo) -> None:
-        state = self._links.get(link.handle.get("id", ""))
-        if state is not None:
-            await self._close(state)
-            return
-        # Not ours in this process (the daemon restarted): end wireguard-go by its PID.
-        await proc.end_orphan(link.handle, "wireguard-go", rundir_prefix="wg-")
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
         settings = check_settings(entry, SETTINGS)
@@ -378,32 +366,25 @@ class WireGuardDialer(NoDialogDialer):
             if detector.update(rx, tx):
                 self._report_down(
                     link,
-                    DownReason.PEER_GONE,
-                    f"no data from the WireGuard peer for {detector.silent_for():.1f} s "
-                    f"while still sending (rx stalled at {rx} bytes, tx {tx})",
+                    LinkDown(
+                        DownReason.PEER_GONE,
+                        f"no data from the WireGuard peer for {detector.silent_for():.1f} s "
+                        f"while still sending (rx stalled at {rx} bytes, tx {tx})",
+                    ),
                 )
                 return
             await self._clock.sleep(self._poll)
 
     async def _watch_process(self, link: _Link) -> None:
         status = await link.process.wait()
-        self._report_down(
-            link, DownReason.PROCESS_EXITED, f"wireguard-go exited with status {status}"
-        )
+        down = LinkDown(DownReason.PROCESS_EXITED, f"wireguard-go exited with status {status}")
+        self._report_down(link, down)
 
-    def _report_down(self, link: _Link, reason: DownReason, detail: str) -> None:
-        report_down(link, LinkDown(reason, detail), lambda: self._close(link))
-
-    async def _close(self, link: _Link) -> None:
-        await close_once(link, lambda: self._teardown(link))
-
-    async def _teardown(self, link: _Link) -> None:
+    async def _stop(self, link: _Link) -> None:
         await end_async_child(link.process)
         # wireguard-go removes its socket on SIGTERM, not when it was killed outright.
         with contextlib.suppress(OSError):
             (UAPI_DIR / f"{link.interface}.sock").unlink()
-        link.tasks.cancel_all(keep=link.teardown)
-        self._links.pop(link.rundir.name, None)
         shutil.rmtree(link.rundir, ignore_errors=True)
 
 
