@@ -105,3 +105,18 @@ def test_every_session_outcome_has_an_exit_code() -> None:
 
     assert set(OUTCOME_EXIT) == {str(outcome) for outcome in Outcome}
     assert OUTCOME_EXIT[Outcome.DISCONNECTED] == 0
+
+
+def test_a_usage_mistake_is_a_message_and_exit_2_not_a_traceback() -> None:
+    """An unknown option or a missing argument, typed at the real `opencm` entry point."""
+    for argv in (["disconnect", "CLIENT", "--json"], ["kit", "build"], ["nosuchcommand"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "opencm", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, (argv, done.stderr)
+        assert "Traceback" not in done.stderr, done.stderr
+        assert "Usage: opencm" in done.stderr, done.stderr

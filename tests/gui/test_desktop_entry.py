@@ -156,3 +156,22 @@ def wait_for(daemon: DaemonProcess, condition: object, limit: float = 30) -> dic
             return dict(shown[0])
         assert time.monotonic() < deadline, shown
         time.sleep(0.1)
+
+
+def test_opencm_gui_without_qt_says_what_to_install_not_a_traceback() -> None:
+    """The menu entry runs `opencm-gui`, which every install has; Qt is an optional extra."""
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="gui_scripts") if e.name == "opencm-gui"]
+    probe = (
+        "import sys\n"
+        "sys.modules['PySide6'] = None  # as on a machine without the gui extra\n"
+        f"from {script.module} import {script.attr} as main\n"
+        "sys.exit(main(['--profile', 'CONTOSO']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "opencm[gui]" in done.stderr and "opencm connect" in done.stderr

@@ -8,8 +8,6 @@ answers for 30 seconds of the dialog's fake clock) → the disconnect actions ra
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,20 +21,13 @@ from opencm.gui.app import DesktopClient
 from opencm.gui.prompt import StayOnlineDialog
 from opencm.gui.tray import TrayController
 from opencm.testing import FakeClock
-from opencm_lab.lab import Lab, LabError, OpenVPNServer, start_openvpn_server
+from opencm_lab.lab import Lab, OpenVPNServer
 from tests.gui.conftest import branded_profile
+from tests.openvpn_lab import OPENVPN_LAB, start_openvpn_lab
 from tests.session.conftest import SECTIONS, recorded
 from tests.session.daemons import REAL, DaemonProcess
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN"),
-    pytest.mark.skipif(
-        shutil.which("openvpn") is None or shutil.which("ip") is None,
-        reason="needs openvpn and ip (iproute2)",
-    ),
-]
+pytestmark = OPENVPN_LAB
 
 WAIT = 60_000
 #: A monitored program: runs until the test creates its stop file (the user closes it).
@@ -61,11 +52,7 @@ class Setup:
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[Setup]:
     with Lab() as lab:
-        try:
-            pair = lab.netns_pair()
-            server = start_openvpn_server(lab, pair, lab.pki())
-        except LabError as error:
-            pytest.skip(f"the OpenVPN lab cannot run here: {error}")
+        pair, server = start_openvpn_lab(lab)
         root = tmp_path / "profile"
         stop_file = tmp_path / "stop"
         monitor = root / "CONTOSO" / "monitor.py"

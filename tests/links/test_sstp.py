@@ -63,7 +63,7 @@ def test_eap_tls_options(tmp_path: Path) -> None:
         ("server = -oProxyCommand=x\n", "not a host name"),
         ("server = gw\nauth = pap\n", "expected auth one of"),
         ("server = gw\nauth = eap-tls\n", "needs cert and key"),
-        ("server = gw\nserver = gw2\n", "once per key"),
+        ("server = gw\nserver = gw2\n", "server is given twice"),
     ],
 )
 def test_config_errors(tmp_path: Path, text: str, message: str) -> None:

@@ -186,6 +186,10 @@ def test_cab_and_iexpress_exe(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         assert code == 0, err
         assert report["kind"] == kind
         check_ikev2_kit(kit, report)
+        # Members are named inside the archive, not in a scratch folder that is gone.
+        paths = {item["path"] for item in report["items"] if item["path"]}
+        assert f"{source}!routes.txt" in paths
+        assert all(p.startswith((f"{source}!", str(pki.directory))) for p in paths)
 
 
 def test_the_azure_sstp_profile_as_it_is_maps_to_the_sstp_link(

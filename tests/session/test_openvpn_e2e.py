@@ -9,8 +9,6 @@ interfaces or routes and every address is a 10.x inside those namespaces.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,18 +28,11 @@ from opencm_lab.lab import (
     start_modem_emulator,
     start_openvpn_server,
 )
+from tests.openvpn_lab import OPENVPN_LAB, start_openvpn_lab
 from tests.session.conftest import SECTIONS, build_profile, recorded
 from tests.session.daemons import REAL, ROOT, DaemonProcess
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN"),
-    pytest.mark.skipif(
-        shutil.which("openvpn") is None or shutil.which("ip") is None,
-        reason="needs openvpn and ip (iproute2)",
-    ),
-]
+pytestmark = OPENVPN_LAB
 
 #: A monitored application: records itself, then runs until the test creates the stop file.
 MONITOR = """#!{python}
@@ -90,11 +81,7 @@ class Setup:
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[Setup]:
     with Lab() as lab:
-        try:
-            pair = lab.netns_pair()
-            server = start_openvpn_server(lab, pair, lab.pki())
-        except LabError as error:
-            pytest.skip(f"the OpenVPN lab cannot run here: {error}")
+        pair, server = start_openvpn_lab(lab)
         profile_dir = tmp_path / "profile"
         stop_file = tmp_path / "stop"
         record = profile_dir / "record.jsonl"

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from opencm.cli.output import emit_json, warn
-from opencm.errors import RefusedError
+from opencm.errors import OpencmError, RefusedError
 from opencm.kit.install import install_package, list_installed, uninstall
-from opencm.kit.roots import all_users_scope, scope_for, user_scope
+from opencm.kit.roots import Scope, all_users_scope, scope_for, user_scope
 from opencm.signing import load_public_key
+
+if TYPE_CHECKING:
+    from opencm.session.entries import Notified
 
 _scope_options = [
     click.option(
@@ -92,6 +96,7 @@ def install(
 def uninstall_cmd(short_name: str, all_users: bool | None, as_json: bool) -> None:
     """Remove the profile SHORT_NAME: exactly the files its install added."""
     scope = scope_for(all_users)
+    notified = _notify_dialers(short_name, scope)
     try:
         result = uninstall(short_name, scope)
     except PermissionError as error:
@@ -103,12 +108,36 @@ def uninstall_cmd(short_name: str, all_users: bool | None, as_json: bool) -> Non
                 "scope": scope.name,
                 "removed": result.removed,
                 "left": result.left,
+                "dialers_notified": [
+                    {"entry": n.entry, "dialer": n.dialer, "problem": n.problem} for n in notified
+                ],
             }
         )
         return
     click.echo(f"Removed {result.record.service_name} ({result.record.short_name})")
     for folder in result.left:
         warn(f"{scope.profiles_dir / folder} holds files opencm did not install; left in place")
+
+
+def _notify_dialers(short_name: str, scope: Scope) -> list[Notified]:
+    """ "Custom Dialers": each entry's dialer hears that the entry is deleted
+    (RasCustomDeleteEntryNotify) before the profile's files go; problems are warnings."""
+    from opencm.kit.install import find_installed_cmp
+    from opencm.profile.model import load_profile
+    from opencm.session.entries import notify_entries_deleted
+
+    cmp = find_installed_cmp(short_name, [scope])
+    if cmp is None:
+        return []  # uninstall says what is wrong
+    try:
+        notified = notify_entries_deleted(load_profile(cmp))
+    except OpencmError as error:  # a profile too broken to read: nothing to tell
+        warn(f"the dialers were not told about the deleted entries: {error}")
+        return []
+    for item in notified:
+        if item.problem:
+            warn(f"dialer {item.dialer} was not told that {item.entry} is deleted: {item.problem}")
+    return notified
 
 
 @click.command("list")

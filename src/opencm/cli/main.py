@@ -81,7 +81,14 @@ def main(argv: list[str] | None = None) -> None:
     except OpencmError as error:
         click.echo(f"opencm: error: {error}", err=True)
         sys.exit(error.exit_code)
-    except Exception as error:
+    except click.exceptions.Abort:
+        click.echo("opencm: aborted", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except click.ClickException as error:
+        # A usage mistake (unknown option, missing argument): click's message, exit 2.
+        error.show()
+        sys.exit(error.exit_code)
+    except Exception as error:  # after click's own: those are Exceptions too
         # A full disk is the machine's state, not a bug: whatever write met it (SQLite, a
         # cabinet, a copy) left the old data in place, so say where and stop.
         if not is_disk_full(error):
@@ -89,12 +96,6 @@ def main(argv: list[str] | None = None) -> None:
         full = DiskFullError(getattr(error, "filename", None) or Path.cwd())
         click.echo(f"opencm: error: {full}", err=True)
         sys.exit(full.exit_code)
-    except click.exceptions.Abort:
-        click.echo("opencm: aborted", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 
 

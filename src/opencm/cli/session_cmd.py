@@ -223,6 +223,8 @@ async def _foreground(
             inet_credentials=inet_credentials,
             interactive=interactive,
             logon=logon,
+            # The terminal is this front end's screen: dialers show their dialogs there.
+            dial_dialog=interactive,
         ),
         SessionDeps(prompt=TtyPrompt() if interactive else None),
         log_dir=log_dir,

@@ -72,11 +72,12 @@ from opencm.links.charon import (
     stop_charon,
 )
 from opencm.links.settings import (
-    check_netns,
     check_seconds,
-    check_settings,
-    config_file,
+    config_settings,
     existing_netns,
+    link_config_choice,
+    link_config_files,
+    read_link_config,
 )
 from opencm.links.tasks import LinkState
 
@@ -102,41 +103,12 @@ class IkeConfig:
 
 def parse_ike_config(path: Path) -> IkeConfig:
     """Read the link's config; raises InputError naming the file, line and what was expected."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the IKEv2 config: {error}", path=path) from None
-    values: dict[str, str] = {}
-    for number, raw in enumerate(lines, 1):
-        text = raw.split("#", 1)[0].strip()
-        if not text:
-            continue
-        key, equals, value = (part.strip() for part in text.partition("="))
-        if not equals or key.lower() not in CONFIG_KEYS:
-            raise InputError(
-                f"expected `key = value` with key one of {', '.join(CONFIG_KEYS)}",
-                path=path,
-                line=number,
-            )
-        if key.lower() in values:
-            raise InputError(f"{key} is given twice", path=path, line=number)
-        values[key.lower()] = value
+    values = read_link_config(path, CONFIG_KEYS, what="IKEv2")
     for required in ("server", "ca"):
         if not values.get(required):
             raise InputError(f"{required} is missing", path=path, field=required)
-    auth = values.get("auth", "pubkey").lower()
-    if auth not in AUTH_METHODS:
-        raise InputError(
-            f"expected auth one of {', '.join(AUTH_METHODS)}, got {auth!r}", path=path, field="auth"
-        )
-    files: dict[str, Path] = {}
-    for key in _FILE_KEYS:
-        if values.get(key):
-            file = Path(values[key])
-            file = file if file.is_absolute() else path.parent / file
-            if not file.is_file():
-                raise InputError(f"no such file {file}", path=path, field=key)
-            files[key] = file
+    auth = link_config_choice(path, values, "auth", AUTH_METHODS, "pubkey")
+    files = link_config_files(path, values, _FILE_KEYS)
     if auth in ("pubkey", "eap-tls") and not ("cert" in files and "key" in files):
         raise InputError(f"auth {auth} needs cert and key", path=path, field="cert")
     remote_ts: tuple[str, ...] = ("0.0.0.0/0",)
@@ -372,15 +344,13 @@ class IKEv2Dialer(LinkDialer[_Link]):
         )
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
-        settings = check_settings(entry, SETTINGS)
-        path = config_file(
+        settings = config_settings(
             entry,
+            SETTINGS,
             needs="an IKEv2 entry needs 'config' (the link's config file)",
             no_such="no such IKEv2 config",
+            check=parse_ike_config,
         )
-        parse_ike_config(path)
-        settings["config"] = str(path)
-        check_netns(entry, settings)
         check_seconds(entry, settings, ["dead_peer_after", "timeout"])
         return replace(entry, settings=settings)
 

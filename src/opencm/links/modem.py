@@ -121,30 +121,39 @@ class SerialLine:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            readable: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(self.fileno(), _wake, readable)
-            try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
-                # arrives as the port becomes readable, and Cancel would then be lost until the
-                # answer timeout (seen: 60 s) instead of aborting the call at once.
-                async with asyncio.timeout(remaining):
-                    await readable
-            except TimeoutError:
+            data = await self.read_some(remaining)
+            if data is None:
                 return None
-            finally:
-                loop.remove_reader(self.fileno())
-            try:
-                data = os.read(self.fileno(), 4096)
-            except BlockingIOError:
-                continue
-            except OSError as error:
-                raise DialError(
-                    f"the serial line hung up: {error.strerror}", code=codes.PORT_DISCONNECTED
-                ) from None
-            if not data:
-                raise DialError("the serial line hung up", code=codes.PORT_DISCONNECTED)
             self._split(data)
         return self._lines.pop(0)
+
+    async def read_some(self, within: float) -> bytes | None:
+        """What the modem sends next: None when nothing comes within ``within`` seconds, ``b""``
+        when the port woke up with nothing to read; DialError when the line hung up."""
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(self.fileno(), _wake, readable)
+        try:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # arrives as the port becomes readable, and Cancel would then be lost until the
+            # answer timeout (seen: 60 s) instead of aborting the call at once.
+            async with asyncio.timeout(within):
+                await readable
+        except TimeoutError:
+            return None
+        finally:
+            loop.remove_reader(self.fileno())
+        try:
+            data = os.read(self.fileno(), 4096)
+        except BlockingIOError:
+            return b""
+        except OSError as error:
+            raise DialError(
+                f"the serial line hung up: {error.strerror}", code=codes.PORT_DISCONNECTED
+            ) from None
+        if not data:
+            raise DialError("the serial line hung up", code=codes.PORT_DISCONNECTED)
+        return data
 
     def _split(self, data: bytes) -> None:
         self._buffer += data.replace(b"\n", b"\r")
@@ -532,7 +541,7 @@ async def terminal_login(line: SerialLine, credentials: Credentials, within: flo
                     f"the access server did not answer at its login ({what})",
                     code=codes.NO_ANSWER,
                 )
-            seen += await _read_some(line, remaining)
+            seen += await line.read_some(remaining) or b""
 
     os.set_blocking(line.fileno(), False)
     await until(_USER_PROMPTS, "waiting for the user-name prompt")
@@ -540,30 +549,6 @@ async def terminal_login(line: SerialLine, credentials: Credentials, within: flo
     await until((b"password:",), "waiting for the password prompt")
     line.write(credentials.password.encode() + b"\r")
     await until(_GRANTED, "after the password")
-
-
-async def _read_some(line: SerialLine, within: float) -> bytes:
-    loop = asyncio.get_running_loop()
-    readable: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(line.fileno(), _wake, readable)
-    try:
-        async with asyncio.timeout(within):
-            await readable
-    except TimeoutError:
-        return b""
-    finally:
-        loop.remove_reader(line.fileno())
-    try:
-        data = os.read(line.fileno(), 4096)
-    except BlockingIOError:
-        return b""
-    except OSError as error:
-        raise DialError(
-            f"the serial line hung up: {error.strerror}", code=codes.PORT_DISCONNECTED
-        ) from None
-    if not data:
-        raise DialError("the serial line hung up", code=codes.PORT_DISCONNECTED)
-    return data
 
 
 async def _escape_and_hang_up(line: SerialLine, guard: float) -> None:

@@ -50,10 +50,8 @@ from opencm.links.api import (
 )
 from opencm.links.base import LinkDialer
 from opencm.links.settings import (
-    check_netns,
     check_seconds,
-    check_settings,
-    config_file,
+    config_settings,
     existing_netns,
 )
 from opencm.links.tasks import LinkState
@@ -193,15 +191,13 @@ class OpenVPNDialer(LinkDialer[_Link]):
         )
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
-        settings = check_settings(entry, SETTINGS)
-        path = config_file(
+        settings = config_settings(
             entry,
+            SETTINGS,
             needs="an OpenVPN entry needs 'config' (the .ovpn file)",
             no_such="no such OpenVPN config file",
+            check=check_config,
         )
-        check_config(path)
-        settings["config"] = str(path)
-        check_netns(entry, settings)
         if settings.get("remote"):
             _check_remote(settings["remote"], f"{entry.name}.remote")
         check_seconds(entry, settings, ["timeout"])

@@ -6,7 +6,7 @@ themselves live here once, so that every dialer refuses the same mistakes the sa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from opencm.errors import InputError
@@ -40,6 +40,26 @@ def config_file(entry: DialEntry, *, needs: str, no_such: str) -> Path:
     return path
 
 
+def config_settings(
+    entry: DialEntry,
+    known: Sequence[str],
+    *,
+    needs: str,
+    no_such: str,
+    check: Callable[[Path], object],
+) -> dict[str, str]:
+    """The settings of a link run from a config file, checked (its entry dialog, minus the
+    dialog): none but ``known``, ``config`` an existing file that ``check`` accepts (given back
+    as its absolute path), ``netns`` a namespace name. ``needs``/``no_such`` as for
+    :func:`config_file`."""
+    settings = check_settings(entry, known)
+    path = config_file(entry, needs=needs, no_such=no_such)
+    check(path)
+    settings["config"] = str(path)
+    check_netns(entry, settings)
+    return settings
+
+
 def check_netns(entry: DialEntry, settings: Mapping[str, str]) -> None:
     """A ``netns`` setting, when given, must be a name ``ip netns`` accepts."""
     if settings.get("netns"):
@@ -70,3 +90,56 @@ def existing_netns(entry: DialEntry) -> str | None:
             retryable=False,
         )
     return netns
+
+
+def read_link_config(path: Path, keys: Sequence[str], *, what: str) -> dict[str, str]:
+    """opencm's own config file for a link (SSTP, IKEv2): ``key = value`` lines, ``#`` comments,
+    each of ``keys`` (any case) at most once. The values by lower-case key; InputError names the
+    file and line of a mistake."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read the {what} config: {error}", path=path) from None
+    values: dict[str, str] = {}
+    for number, raw in enumerate(lines, 1):
+        text = raw.split("#", 1)[0].strip()
+        if not text:
+            continue
+        key, equals, value = (part.strip() for part in text.partition("="))
+        if not equals or key.lower() not in keys:
+            raise InputError(
+                f"expected `key = value` with key one of {', '.join(keys)}",
+                path=path,
+                line=number,
+            )
+        if key.lower() in values:
+            raise InputError(f"{key} is given twice", path=path, line=number)
+        values[key.lower()] = value
+    return values
+
+
+def link_config_choice(
+    path: Path, values: Mapping[str, str], key: str, choices: Sequence[str], default: str
+) -> str:
+    """The value of ``key`` in a link config (any case, lower-cased), one of ``choices``."""
+    value = values.get(key, default).lower()
+    if value not in choices:
+        raise InputError(
+            f"expected {key} one of {', '.join(choices)}, got {value!r}", path=path, field=key
+        )
+    return value
+
+
+def link_config_files(
+    path: Path, values: Mapping[str, str], keys: Iterable[str]
+) -> dict[str, Path]:
+    """The files that ``keys`` name in a link config, relative to its folder; each must exist."""
+    files: dict[str, Path] = {}
+    for key in keys:
+        if values.get(key):
+            file = Path(values[key])
+            file = file if file.is_absolute() else path.parent / file
+            if not file.is_file():
+                raise InputError(f"no such file {file}", path=path, field=key)
+            files[key] = file
+    return files

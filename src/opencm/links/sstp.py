@@ -47,11 +47,12 @@ from opencm.links.api import (
 from opencm.links.base import LinkDialer
 from opencm.links.modem import ppp_available
 from opencm.links.settings import (
-    check_netns,
     check_seconds,
-    check_settings,
-    config_file,
+    config_settings,
     existing_netns,
+    link_config_choice,
+    link_config_files,
+    read_link_config,
 )
 from opencm.links.tasks import LinkState
 from opencm.process import end_async_child
@@ -74,39 +75,12 @@ class SstpConfig:
 
 def parse_sstp_config(path: Path) -> SstpConfig:
     """Read the link's config; InputError names the file, line or key and what was expected."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the SSTP config: {error}", path=path) from None
-    values: dict[str, str] = {}
-    for number, raw in enumerate(lines, 1):
-        text = raw.split("#", 1)[0].strip()
-        if not text:
-            continue
-        key, equals, value = (part.strip() for part in text.partition("="))
-        if not equals or key.lower() not in CONFIG_KEYS or key.lower() in values:
-            raise InputError(
-                f"expected `key = value` once per key, key one of {', '.join(CONFIG_KEYS)}",
-                path=path,
-                line=number,
-            )
-        values[key.lower()] = value
+    values = read_link_config(path, CONFIG_KEYS, what="SSTP")
     server = values.get("server", "")
     if not server or any(c.isspace() for c in server) or server.startswith("-"):
         raise InputError("server is missing or not a host name", path=path, field="server")
-    auth = values.get("auth", "mschapv2").lower()
-    if auth not in AUTH_METHODS:
-        raise InputError(
-            f"expected auth one of {', '.join(AUTH_METHODS)}, got {auth!r}", path=path, field="auth"
-        )
-    files: dict[str, Path] = {}
-    for key in ("ca", "cert", "key"):
-        if values.get(key):
-            file = Path(values[key])
-            file = file if file.is_absolute() else path.parent / file
-            if not file.is_file():
-                raise InputError(f"no such file {file}", path=path, field=key)
-            files[key] = file
+    auth = link_config_choice(path, values, "auth", AUTH_METHODS, "mschapv2")
+    files = link_config_files(path, values, ("ca", "cert", "key"))
     if auth == "eap-tls" and not ("cert" in files and "key" in files):
         raise InputError("auth eap-tls needs cert and key", path=path, field="cert")
     return SstpConfig(server, auth, files.get("ca"), files.get("cert"), files.get("key"))
@@ -260,15 +234,13 @@ class SSTPDialer(LinkDialer[_Link]):
         )
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
-        settings = check_settings(entry, SETTINGS)
-        path = config_file(
+        settings = config_settings(
             entry,
+            SETTINGS,
             needs="an SSTP entry needs 'config' (the link's config file)",
             no_such="no such SSTP config",
+            check=parse_sstp_config,
         )
-        parse_sstp_config(path)
-        settings["config"] = str(path)
-        check_netns(entry, settings)
         check_seconds(entry, settings, ["timeout"])
         return replace(entry, settings=settings)
 

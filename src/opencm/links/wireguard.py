@@ -54,10 +54,8 @@ from opencm.links.api import (
 )
 from opencm.links.base import LinkDialer
 from opencm.links.settings import (
-    check_netns,
     check_seconds,
-    check_settings,
-    config_file,
+    config_settings,
     existing_netns,
 )
 from opencm.links.tasks import LinkState
@@ -304,15 +302,13 @@ class WireGuardDialer(LinkDialer[_Link]):
         )
 
     def edit_entry(self, entry: DialEntry) -> DialEntry:
-        settings = check_settings(entry, SETTINGS)
-        path = config_file(
+        settings = config_settings(
             entry,
+            SETTINGS,
             needs="a WireGuard entry needs 'config' (the .conf file)",
             no_such="no such WireGuard config",
+            check=parse_config,
         )
-        parse_config(path)
-        settings["config"] = str(path)
-        check_netns(entry, settings)
         name = settings.get("interface", "")
         if name and (len(name) > 15 or not name.replace("-", "").replace("_", "").isalnum()):
             raise InputError(

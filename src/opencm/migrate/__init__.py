@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from opencm.errors import InputError
+from opencm.errors import InputError, OpencmError
 from opencm.kit.spec import KitSpec, VpnServer
 from opencm.migrate.archives import extract_cab, extract_iexpress
 from opencm.migrate.draft import KitDraft, safe_name
@@ -161,21 +162,54 @@ def import_source(source: Path, report: Report, client: ClientFiles | None = Non
     report.kind = kind
     with tempfile.TemporaryDirectory(prefix="opencm-import-") as scratch_name:
         scratch = Path(scratch_name)
-        if kind == "windows-profile":
-            return import_windows_profile(source, scratch, report, client)
-        if kind == "windows-file":
-            return import_windows_profile(source.parent, scratch, report, client)
-        if kind == "cab":
-            extract_cab(source, scratch / "cab")
-            return import_windows_profile(scratch / "cab", scratch, report, client)
-        if kind == "iexpress":
-            extract_iexpress(source, source.read_bytes(), scratch / "cab")
-            return import_windows_profile(scratch / "cab", scratch, report, client)
-        if kind == "azure-zip":
-            return import_azure_zip(source, scratch, report, client)
-        if kind == "wireguard":
-            return import_wireguard(source, report)
-        return import_ovpn(source, report, client)
+        try:
+            return _import_kind(kind, source, scratch, report, client)
+        except OpencmError as error:
+            error.path = _inside_source(error.path, scratch, source)
+            raise
+        finally:
+            # Members of an archive are named inside it (``setup.exe!X/routes.txt``), not by
+            # the scratch folder they were unpacked into and that is gone afterwards.
+            report.items = [
+                replace(item, path=_inside_source(item.path, scratch, source))
+                for item in report.items
+            ]
+
+
+def _inside_source(path: str | Path | None, scratch: Path, source: Path) -> str | None:
+    """A path in the scratch folder as the archive member it came from (``p.cab!X.cms``)."""
+    if path is None:
+        return None
+    try:
+        relative = Path(path).relative_to(scratch)
+    except ValueError:
+        return str(path)
+    parts = relative.parts
+    if parts[:1] == ("profile",):
+        parts = parts[-1:]  # rearranged from the cabinet's flat members
+    elif parts[:1] in (("cab",), ("zip",), ("package",)):
+        parts = parts[1:]
+    return f"{source}!{'/'.join(parts)}"
+
+
+def _import_kind(
+    kind: str, source: Path, scratch: Path, report: Report, client: ClientFiles
+) -> KitDraft:
+    if kind == "windows-profile":
+        return import_windows_profile(source, scratch, report, client)
+    if kind == "windows-file":
+        return import_windows_profile(source.parent, scratch, report, client)
+    if kind == "cab":
+        extract_cab(source, scratch / "cab")
+        return import_windows_profile(scratch / "cab", scratch, report, client)
+    if kind == "iexpress":
+        extract_iexpress(source, source.read_bytes(), scratch / "cab")
+        return import_windows_profile(scratch / "cab", scratch, report, client)
+    if kind == "azure-zip":
+        return import_azure_zip(source, scratch, report, client)
+    if kind == "wireguard":
+        return import_wireguard(source, report)
+    return import_ovpn(source, report, client)
 
 
 def write_kit(draft: KitDraft, out: Path, report: Report) -> bool:

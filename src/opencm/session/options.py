@@ -44,6 +44,10 @@ class ConnectOptions:
     interactive: bool = True
     #: A boot/logon run: only actions the root-owned allow list names may run.
     logon: bool = False
+    #: A front end with a screen of its own asks the dialers for their dialogs ("Custom
+    #: Dialers": ``RasCustomDialDlg``, :meth:`Dialer.dial_dialog`) instead of the silent
+    #: ``dial``; only when someone is at the screen. Cancel closes the dialog (IDCANCEL).
+    dial_dialog: bool = False
     #: The user the session belongs to (who may see and end it); None: this process's user.
     owner_uid: int | None = None
     #: None: a new random id.

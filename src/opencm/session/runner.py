@@ -467,8 +467,15 @@ class Session:
         async with anyio.create_task_group() as group:
             group.start_soon(anyio.to_thread.run_sync, write_journal)
             try:
+                # "Custom Dialers": a front end with its own screen calls the dialer's dialog
+                # entry point (RasCustomDialDlg); a Cancel cancels it like any dial.
+                dial = (
+                    dialer.dial_dialog
+                    if self.options.dial_dialog and self.interactive
+                    else dialer.dial
+                )
                 with proc.watching_starts(starts.started):
-                    info = await dialer.dial(
+                    info = await dial(
                         entry,
                         self._stage_credentials.get(stage, self.credentials),
                         self._on_link_down,

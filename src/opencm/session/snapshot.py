@@ -216,6 +216,9 @@ def snapshot_profile(user_path: str, caller: Caller, roots: Sequence[Path], into
             target = _copy_from_cms(copier, folder, folder_path, name, dest)
         else:
             raise InputError("expected a .cmp or .cms file, or a profile folder", path=real)
+    except OSError as error:  # changed under us (only root can: every folder is root's alone)
+        shutil.rmtree(dest, ignore_errors=True)
+        raise InputError(f"cannot read the profile: {error.strerror}", path=real) from error
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
