@@ -15,6 +15,9 @@ APT_PACKAGES=(
     libstrongswan-standard-plugins libstrongswan-extra-plugins sstp-client
     dbus libdbus-1-dev libglib2.0-dev pkg-config
     systemd xdg-utils desktop-file-utils
+    # A real NetworkManager for the networkmanager link's tests (opencm_lab.nm runs it on a
+    # private bus inside a test namespace; it needs udev to manage devices).
+    network-manager network-manager-openvpn udev
     # The desktop client (opencm[gui], PySide6): Qt's X11/offscreen platform libraries, fonts,
     # and Xvfb + xdotool for its screenshots and the menu entry's end-to-end test.
     libegl1 libgl1 libfontconfig1 libxkbcommon0 libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0

@@ -21,10 +21,10 @@ from opencm.actions.engine import ActionEngine
 from opencm.actions.macros import KNOWN_MACROS
 from opencm.actions.plan import PlannedAction
 from opencm.cli.output import emit_json, warn_problem
+from opencm.cli.params import PATH, json_option
 from opencm.errors import EXIT_OK, EXIT_PROBLEMS, InputError
 from opencm.profile.model import ConnectionType, ServiceProfile, load_profile
 
-PATH = click.Path(path_type=Path)
 TYPES = click.Choice(["dialup", "direct", "double"])
 POINTS = click.Choice([point.value for point in ActionPoint])
 
@@ -85,7 +85,7 @@ def actions() -> None:
 
 def _common(function: Any) -> Any:
     options = [
-        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        json_option("Print the result as JSON."),
         click.option(
             "--set",
             "sets",

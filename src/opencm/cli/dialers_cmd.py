@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from opencm.cli.output import emit_json
+from opencm.cli.params import JSON
 from opencm.links import registry
 from opencm.links.api import ProfileKeys
 
@@ -27,7 +28,7 @@ def dialers() -> None:
 
 @dialers.command("list")
 @_ALLOW_LIST_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@JSON
 def list_cmd(allow_list: Path | None, as_json: bool) -> None:
     """List every registered dialer and whether opencm may load it."""
     allow_list = allow_list or registry.default_allow_list()
@@ -76,7 +77,7 @@ def _keys_text(keys: dict[str, Any]) -> str:
 @dialers.command("check")
 @click.argument("name")
 @_ALLOW_LIST_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@JSON
 def check_cmd(name: str, allow_list: Path | None, as_json: bool) -> None:
     """Load dialer NAME as a connection would: allow list, import, the five entry points.
 

@@ -7,11 +7,10 @@ from pathlib import Path
 import click
 
 from opencm.cli.output import emit_json
+from opencm.cli.params import FILE, json_option
 from opencm.errors import EXIT_PROBLEMS
 from opencm.migrate import ClientFiles, import_source, write_kit
 from opencm.migrate.report import Report
-
-FILE = click.Path(path_type=Path, dir_okay=False, exists=True)
 
 
 @click.command("import")
@@ -24,7 +23,7 @@ FILE = click.Path(path_type=Path, dir_okay=False, exists=True)
 @click.option("--ca", type=FILE, help="CA certificate of the VPN gateway (IKEv2).")
 @click.option("--client-cert", type=FILE, help="The user's certificate (EAP-TLS, Azure).")
 @click.option("--client-key", type=FILE, help="The private key of --client-cert.")
-@click.option("--json", "as_json", is_flag=True, help="Print the migration report as JSON.")
+@json_option("Print the migration report as JSON.")
 def import_cmd(
     source: Path,
     out: Path | None,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from opencm.cli.output import emit_json, warn
+from opencm.cli.params import FILE, json_option
 from opencm.errors import OpencmError, RefusedError
 from opencm.kit.install import install_package, list_installed, uninstall
 from opencm.kit.roots import Scope, all_users_scope, scope_for, user_scope
@@ -46,12 +47,12 @@ def scope_options(function: click.decorators.FC) -> click.decorators.FC:
     "--trust",
     "trust",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=FILE,
     help="Public key (minisign .pub) to check the package with, instead of the trusted-keys "
     "folders.",
 )
 @click.option("--force", is_flag=True, help="Install an older version over a newer one.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 def install(
     package: Path, all_users: bool | None, trust: tuple[Path, ...], force: bool, as_json: bool
 ) -> None:
@@ -92,7 +93,7 @@ def install(
 @click.command("uninstall")
 @click.argument("short_name")
 @scope_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 def uninstall_cmd(short_name: str, all_users: bool | None, as_json: bool) -> None:
     """Remove the profile SHORT_NAME: exactly the files its install added."""
     scope = scope_for(all_users)
@@ -142,7 +143,7 @@ def _notify_dialers(short_name: str, scope: Scope) -> list[Notified]:
 
 @click.command("list")
 @scope_options
-@click.option("--json", "as_json", is_flag=True, help="Print the profiles as JSON.")
+@json_option("Print the profiles as JSON.")
 def list_cmd(all_users: bool | None, as_json: bool) -> None:
     """List installed service profiles (this user's and all users')."""
     both = [user_scope(), all_users_scope()]

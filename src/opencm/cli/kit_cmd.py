@@ -11,6 +11,7 @@ import click
 from opencm.actions.api import ActionPoint
 from opencm.actions.check import check_profile
 from opencm.cli.output import emit_json, warn, warn_problem
+from opencm.cli.params import FILE, JSON, PATH, json_option
 from opencm.errors import EXIT_PROBLEMS, InputError
 from opencm.fsutil import atomic_write
 from opencm.kit.build import build_kit
@@ -36,8 +37,6 @@ from opencm.links import registry
 from opencm.profile.model import load_profile
 from opencm.signing import generate_keypair, load_public_key, load_secret_key
 
-PATH = click.Path(path_type=Path)
-FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 POINTS = [point.value for point in ActionPoint]
 
 
@@ -411,17 +410,17 @@ def _ask_dialup(spec: KitSpec) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=FILE,
     help="Administrator's minisign secret key: also make the signed package.",
 )
 @click.option("--out", type=PATH, help="Package file (default DIR/build/<SHORT>.cmpkg.pyz).")
 @click.option(
     "--with-wheel",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=FILE,
     help="Carry this opencm wheel for machines without opencm.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace hand-edited keys the kit controls.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 @click.pass_context
 def build(
     ctx: click.Context,
@@ -491,10 +490,10 @@ def build(
     "--trust",
     multiple=True,
     required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=FILE,
     help="Public key to check with.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@JSON
 def verify_cmd(package: Path, trust: tuple[Path, ...], as_json: bool) -> None:
     """Check a package's signature and hashes without installing it."""
     verified = read_package(package, [load_public_key(path) for path in trust])

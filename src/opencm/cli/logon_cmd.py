@@ -9,6 +9,7 @@ import click
 
 from opencm.actions.logon import allow_list_path, edit_allow_list, read_allow_list
 from opencm.cli.output import emit_json
+from opencm.cli.params import json_option
 from opencm.errors import RefusedError
 
 
@@ -59,7 +60,7 @@ def deny(profile: str, program: str, location: int | None) -> None:
 
 
 @logon.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@json_option("Print the entries as JSON.")
 def list_entries(as_json: bool) -> None:
     """Show the allow list (refused if its ownership or mode cannot be trusted)."""
     path = allow_list_path()

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from opencm.cli.output import emit_json
+from opencm.cli.params import JSON
 from opencm.errors import InputError
 
 DATA_OPTION = click.option(
@@ -137,7 +138,7 @@ def serve(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Count an exported tree's hits from this nginx access log (combined format) instead.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@JSON
 def stats(data: Path, from_log: Path | None, as_json: bool) -> None:
     """Hits per phone book (full, delta, none, error) over every worker and replica."""
     from opencm.pbs.stats import KINDS, read_totals
@@ -199,7 +200,7 @@ def stats(data: Path, from_log: Path | None, as_json: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="After the export, tell the nginx whose pid file this is to reload (SIGHUP).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@JSON
 def export_cmd(
     data: Path, out: Path, listen: str, keep: int, reload_pid: Path | None, as_json: bool
 ) -> None:
@@ -234,7 +235,7 @@ def token() -> None:
 @token.command("add")
 @DATA_OPTION
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@JSON
 def token_add(data: Path, name: str, as_json: bool) -> None:
     """Create a token called NAME and print it (once: only its hash is kept)."""
     from opencm.pbs.tokens import add_token
@@ -249,7 +250,7 @@ def token_add(data: Path, name: str, as_json: bool) -> None:
 
 @token.command("list")
 @DATA_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@JSON
 def token_list(data: Path, as_json: bool) -> None:
     """List tokens (id, name, created), never their secrets."""
     from opencm.pbs.tokens import list_tokens

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from opencm.cli.output import emit_json, warn
+from opencm.cli.params import FILE, JSON, PATH
 from opencm.errors import EXIT_PROBLEMS, InputError
 from opencm.phonebook.check import check_phonebook
 from opencm.phonebook.importer import import_file
@@ -27,11 +28,8 @@ from opencm.phonebook.workspace import (
     pop_as_json,
 )
 
-PATH = click.Path(path_type=Path)
-FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _F = TypeVar("_F", bound=Callable[..., Any])
 _T = TypeVar("_T")
-JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 @click.group()

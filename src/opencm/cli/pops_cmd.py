@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from opencm.cli.output import emit_json, warn_problem
+from opencm.cli.params import json_option
 from opencm.errors import InputError
 from opencm.phonebook.dialing import choose_numbers, read_rules, save_choice
 from opencm.phonebook.select import ordered_pops, read_offered, select
@@ -41,7 +42,7 @@ LISTS = {"a": "A", "b": "B", "all": "AB"}
 @click.option("--outside-line", help="Dialing rules: prefix for an outside line, e.g. '9,'.")
 @click.option("--calling-card", help="Dialing rules: calling-card prefix.")
 @click.option("--tone/--pulse", "tone", default=None, help="Dialing rules: tone or pulse dialing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the POPs as JSON.")
+@json_option("Print the POPs as JSON.")
 def pops(
     profile: Path,
     country: int | None,

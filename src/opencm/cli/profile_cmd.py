@@ -10,11 +10,10 @@ import click
 from opencm.actions.api import ActionPoint
 from opencm.actions.check import check_profile
 from opencm.cli.output import emit_json
+from opencm.cli.params import JSON, PATH, json_option
 from opencm.errors import EXIT_OK, EXIT_PROBLEMS, InputError
 from opencm.profile.ini import IniFile
 from opencm.profile.model import ServiceProfile, load_profile
-
-PATH = click.Path(path_type=Path)
 
 
 @click.group()
@@ -24,7 +23,7 @@ def profile() -> None:
 
 @profile.command()
 @click.argument("path", type=PATH)
-@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+@json_option("Print the problems as JSON.")
 @click.pass_context
 def check(ctx: click.Context, path: Path, as_json: bool) -> None:
     """Report what in a profile will not behave as its author expects.
@@ -83,7 +82,7 @@ def describe(loaded: ServiceProfile) -> dict[str, Any]:
 
 @profile.command()
 @click.argument("path", type=PATH)
-@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@json_option("Print everything as JSON.")
 def show(path: Path, as_json: bool) -> None:
     """Show a profile's files, service, connection types and actions."""
     info = describe(load_profile(path))
@@ -138,7 +137,7 @@ def _read(ini: IniFile, section: str, key: str) -> str | None:
 @click.argument("path", type=PATH)
 @click.argument("section")
 @click.argument("key")
-@click.option("--json", "as_json", is_flag=True)
+@JSON
 @click.pass_context
 def get(ctx: click.Context, path: Path, section: str, key: str, as_json: bool) -> None:
     """Print KEY of SECTION as Windows would read it (exit 1 when absent).

@@ -26,6 +26,7 @@ from opencm.cli.client import (
     status_lines,
     wants_inet,
 )
+from opencm.cli.params import json_option
 from opencm.session.locate import default_scopes, resolve_profile
 from opencm.session.protocol import (
     KEEP_ENDED,
@@ -117,7 +118,7 @@ def gather_credentials(
     help="Look a short name up in your own installs only (as root: root's per-user installs).",
 )
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
-@click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
+@json_option("Print the final status as JSON.")
 @socket_option
 def connect(
     profile: str,
@@ -334,7 +335,7 @@ def dismiss(profile: str | None, session_id: str | None, socket_path: Path | Non
 
 
 @click.command("status")
-@click.option("--json", "as_json", is_flag=True, help='JSON: {"sessions": [...]}.')
+@json_option('JSON: {"sessions": [...]}.')
 @click.option(
     "--watch", is_flag=True, help="Keep printing on every change (JSON lines with --json)."
 )

@@ -160,6 +160,7 @@ class NetworkManagerDialer(NoDialogDialer):
             if active:
                 with contextlib.suppress(DialError):  # already gone: nothing to undo
                     await _call(bus, NM_PATH, NM, "DeactivateConnection", "o", [active])
+                    await _wait_gone(bus, active)
         finally:
             bus.disconnect()
 
@@ -238,6 +239,22 @@ async def _call(
 async def _get(bus: MessageBus, path: str, interface: str, name: str) -> Any:
     value = await _call(bus, path, PROPERTIES, "Get", "ss", [interface, name])
     return value.value if isinstance(value, Variant) else value
+
+
+async def _wait_gone(bus: MessageBus, active: str, limit: float = 15.0) -> None:
+    """Wait until NetworkManager has finished deactivating ``active`` (a real NetworkManager
+    answers DeactivateConnection while the VPN is still ``deactivating``, its tunnel device
+    still there; a redial must not race it). Bounded: after ``limit`` seconds hang-up returns."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        try:
+            state = await _get(bus, active, ACTIVE_IFACE, "State")
+        except DialError:
+            return  # the active connection object is gone
+        if state == DEACTIVATED:
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _find_connection(bus: MessageBus, wanted: str) -> str:
