@@ -63,6 +63,15 @@ ERROR_NO_DIALER = 3  # the entry's dialer is unknown or not on the allow list
 ERROR_BAD_ENTRY = 4  # the dialer rejected the entry's settings
 ERROR_DIALER_FAILED = 5  # the dialer failed in a way it did not report (a bug in the dialer)
 
+#: The attempt's states that run the custom actions of one point, then fire ACTIONS_DONE.
+_ACTION_STATES = {
+    State.PRE_CONNECT: ActionPoint.PRE_CONNECT,
+    State.PRE_DIAL: ActionPoint.PRE_DIAL,
+    State.PRE_TUNNEL: ActionPoint.PRE_TUNNEL,
+}
+#: The attempt's states that bring up the link of one stage, then fire LINK_UP.
+_LINK_STATES = {State.DIALING: "dial", State.TUNNELLING: "tunnel"}
+
 
 class Outcome(enum.StrEnum):
     DISCONNECTED = "disconnected"  # connected, then an orderly disconnect
@@ -361,20 +370,11 @@ class Session:
 
     async def _step(self) -> None:
         state = self.state
-        if state is State.PRE_CONNECT:
-            await self._run_point(ActionPoint.PRE_CONNECT)
+        if (point := _ACTION_STATES.get(state)) is not None:
+            await self._run_point(point)
             self.machine.fire(Event.ACTIONS_DONE)
-        elif state is State.PRE_DIAL:
-            await self._run_point(ActionPoint.PRE_DIAL)
-            self.machine.fire(Event.ACTIONS_DONE)
-        elif state is State.DIALING:
-            await self._bring_up("dial")
-            self.machine.fire(Event.LINK_UP)
-        elif state is State.PRE_TUNNEL:
-            await self._run_point(ActionPoint.PRE_TUNNEL)
-            self.machine.fire(Event.ACTIONS_DONE)
-        elif state is State.TUNNELLING:
-            await self._bring_up("tunnel")
+        elif (stage := _LINK_STATES.get(state)) is not None:
+            await self._bring_up(stage)
             self.machine.fire(Event.LINK_UP)
         elif state is State.POST_CONNECT:
             await self._phonebook_update()
