@@ -11,6 +11,7 @@ Each scenario builds a publish store of signed books at version 10 (a ~60 KB ful
 * ``nginx-export``: ``opencm pbs export`` run by nginx with the configuration it writes;
 * ``opencm-1w``/``opencm-2w``: ``opencm pbs serve`` (opencm's own server), 1 and 2 processes;
 * ``granian-1w``, ``uvicorn-1w``: the same app under granian (RSGI) and uvicorn (ASGI);
+* ``socketify-1w``: the same answers on socketify (``pbs_socketify.py``), if it is installed;
 * with ``--full``, ``lb-2x-opencm``: nginx balancing two opencm replicas reading one store.
 
 It checks every server gives nginx's bytes, then per server ``wrk -t2 -c64`` with the 60/30/10
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import importlib.util
 import json
 import os
 import random
@@ -51,14 +53,24 @@ MIX = HERE / "pbs_mix.lua"
 CURRENT = 10
 BASES = (6, 7, 8, 9)
 QUERY = "/pbserver/pbserver.dll?osarch=0&ostype=0&osver=1&cmver=1&lcid=1033&pbver={v}&pb={b}"
-NGINX_CONF = """\
+#: The start of both nginx configurations here: 2 workers, foreground, everything under {run}.
+NGINX_HEAD = """\
 worker_processes 2;
 daemon off;
-pid {run}/nginx.pid;
-error_log {run}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
+pid {run}/{name}.pid;
+error_log {run}/{name}-error.log warn;
+events {{{{ worker_connections 4096; }}}}
+http {{{{
     access_log off;
+    client_body_temp_path {run}/{name}-body;
+    proxy_temp_path {run}/{name}-proxy;
+    fastcgi_temp_path {run}/{name}-fastcgi;
+    uwsgi_temp_path {run}/{name}-uwsgi;
+    scgi_temp_path {run}/{name}-scgi;
+"""
+NGINX_CONF = (
+    NGINX_HEAD.format(run="{run}", name="nginx")
+    + """\
     sendfile on;
     tcp_nopush on;
     tcp_nodelay on;
@@ -68,11 +80,6 @@ http {{
     open_file_cache_valid 60s;
     types {{ }}
     default_type application/vnd.ms-cab-compressed;
-    client_body_temp_path {run}/body;
-    proxy_temp_path {run}/proxy;
-    fastcgi_temp_path {run}/fastcgi;
-    uwsgi_temp_path {run}/uwsgi;
-    scgi_temp_path {run}/scgi;
     map $arg_pb    $pb_ok  {{ "~^[A-Za-z0-9_]{{1,8}}$" $arg_pb;    default ""; }}
     map $arg_pbver $ver_ok {{ "~^[0-9]{{1,9}}$"        $arg_pbver; default "x"; }}
     server {{
@@ -85,6 +92,7 @@ http {{
     }}
 }}
 """
+)
 
 
 @dataclass
@@ -158,6 +166,8 @@ def start_opencm(store: Path, server: str, workers: int, log_dir: Path) -> Start
     argv = [sys.executable, "-m", "opencm", "pbs", "serve", "--data", str(store),
             "--port", str(port), "--workers", str(workers), "--server", server,
             "--max-connections", "20000"]  # fmt: skip
+    if server == "socketify":
+        argv = [sys.executable, "-m", "benchmarks.pbs_socketify", str(store), str(port)]
     with open(log_dir / f"{server}-{workers}.log", "wb") as log:
         process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -179,19 +189,9 @@ def start_export(root: Path, store: Path) -> Started:
     return Started("nginx-export", process, port)
 
 
-LB_CONF = """\
-worker_processes 2;
-daemon off;
-pid {run}/lb.pid;
-error_log {run}/lb-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {run}/lb-body;
-    proxy_temp_path {run}/lb-proxy;
-    fastcgi_temp_path {run}/lb-fastcgi;
-    uwsgi_temp_path {run}/lb-uwsgi;
-    scgi_temp_path {run}/lb-scgi;
+LB_CONF = (
+    NGINX_HEAD.format(run="{run}", name="lb")
+    + """\
     upstream opencm_pbs {{
         server 127.0.0.1:{one};
         server 127.0.0.1:{two};
@@ -208,6 +208,7 @@ http {{
     }}
 }}
 """
+)
 
 
 def start_balanced(root: Path, store: Path) -> tuple[Started, list[Started]]:
@@ -385,17 +386,20 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def rss_mb(pid: int) -> tuple[float, int]:
-    total = 0
+def rss_mb(pid: int) -> tuple[float, float, int]:
+    """RSS and PSS (shared pages split between the processes mapping them) of a process tree."""
+    rss = pss = 0
     pids = process_tree(pid)
     for member in pids:
         try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
         except OSError:
             continue
-    return total / 1024, len(pids)
+    return rss / 1024, pss / 1024, len(pids)
 
 
 def _alive(pid: int) -> bool:
@@ -441,11 +445,18 @@ QUICK = [
         "100 books",
         100,
         60_000,
-        [("opencm", 1), ("opencm", 2), ("granian", 1), ("uvicorn", 1)],
+        [("opencm", 1), ("opencm", 2), ("granian", 1), ("uvicorn", 1), ("socketify", 1)],
         latency=True,
     )
 ]
-_EVERY = [("opencm", 1), ("opencm", 2), ("granian", 1), ("granian", 2), ("uvicorn", 1)]
+_EVERY = [
+    ("opencm", 1),
+    ("opencm", 2),
+    ("granian", 1),
+    ("granian", 2),
+    ("uvicorn", 1),
+    ("socketify", 1),
+]
 FULL = [
     Scenario("10 books", 10, 60_000, _EVERY, latency=True),
     Scenario("1,000 books", 1000, 60_000, [("opencm", 1), ("opencm", 2)], latency=True),
@@ -467,7 +478,14 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> None:
         if scenario.export:
             measured.append(start_export(root, store))
             started.append(measured[-1])
-        opencm = [start_opencm(store, name, workers, root) for name, workers in scenario.servers]
+        wanted = [
+            (name, workers)
+            for name, workers in scenario.servers
+            if name != "socketify" or importlib.util.find_spec("socketify") is not None
+        ]
+        if len(wanted) < len(scenario.servers):
+            print("socketify: not installed (pip install socketify), left out")
+        opencm = [start_opencm(store, name, workers, root) for name, workers in wanted]
         started += opencm
         measured += opencm
         if scenario.balanced:
@@ -489,11 +507,11 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> None:
                     runs.setdefault((mode, target.name), []).append(run)
         report(scenario.title, args, runs, measured)
         for server in opencm:
-            megabytes, count = rss_mb(server.process.pid)
-            idle = idle_cpu_percent(server.process.pid, 3.0)
+            rss, pss, count = rss_mb(server.process.pid)
+            idle = idle_cpu_percent(server.process.pid, 5.0)
             print(
-                f"RSS {server.name}: {megabytes:.0f} MB in {count} process(es), "
-                f"idle CPU {idle:.2f}% of a core ({scenario.books} books)"
+                f"memory {server.name}: RSS {rss:.0f} MB, PSS {pss:.0f} MB in {count} process(es); "
+                f"idle CPU {idle:.2f}% of a core over 5 s ({scenario.books} books)"
             )
         if scenario.latency:
             rate = statistics.median(r.result["rps"] for r in runs[("keep-alive", "nginx")]) / 2

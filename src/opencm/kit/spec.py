@@ -12,8 +12,8 @@ import ipaddress
 import json
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +236,15 @@ class _Fields:
         value: str | None = self._get(key, str, "a string", required)
         return value
 
+    def checked_text(self, key: str, check: Callable[[str], object]) -> str:
+        """A required string that ``check`` accepts; its refusal is reported on this field."""
+        value = self.text(key, required=True) or ""
+        try:
+            check(value)
+        except InputError as error:
+            raise self._error(key, error.message) from None
+        return value
+
     def text_or(self, key: str, default: str) -> str:
         return self.text(key) or default
 
@@ -321,11 +330,7 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
     if service_table is None:
         raise InputError("missing [service] table", path=path, field="service")
     service = _Fields(service_table, "service.", path)
-    short = service.text("short", required=True) or ""
-    try:
-        check_short_name(short)
-    except InputError as error:
-        raise InputError(error.message, path=path, field="service.short") from None
+    short = service.checked_text("short", check_short_name)
     name = service.text("name", required=True) or ""
     if not name.strip() or any(c in name for c in '[]"%') or not name.isprintable():
         raise InputError(
@@ -386,13 +391,8 @@ def spec_from_mapping(data: Mapping[str, Any], path: Path | None = None) -> KitS
     book_table = top.table_of("phonebook")
     if book_table is not None:
         book = _Fields(book_table, "phonebook.", path)
-        book_name = book.text("name", required=True) or ""
-        try:
-            check_book_name(book_name)
-        except InputError as error:
-            raise InputError(error.message, path=path, field="phonebook.name") from None
         spec.phonebook = PhoneBook(
-            name=book_name,
+            name=book.checked_text("name", check_book_name),
             dir=_kit_file(book, "dir"),
             pbs_url=book.text_or("pbs_url", ""),
             public_key=_kit_file(book, "public_key"),
@@ -557,6 +557,17 @@ def _table(lines: list[str], header: str, items: Mapping[str, object]) -> None:
             lines.append(f"{key} = {_toml_value(value)}")
 
 
+def _section(
+    item: Dialup | Dialing | VpnServer | PhoneBook | Action, **written: object
+) -> dict[str, object]:
+    """A table's keys are its dataclass's field names, in their order (docs/kit-spec.md, and
+    what :func:`spec_from_mapping` reads); ``written`` gives the values written otherwise."""
+    return {
+        key: written[key] if key in written else getattr(item, key)
+        for key in (each.name for each in fields(item))
+    }
+
+
 def render_spec(spec: KitSpec) -> str:
     """The spec as ``kit.toml`` text; ``spec_from_mapping(tomllib.loads(...))`` reads it back."""
     lines = ["# opencm kit spec: see docs/kit-spec.md. `opencm kit build` reads this file."]
@@ -581,74 +592,26 @@ def render_spec(spec: KitSpec) -> str:
         },
     )
     if spec.dialup is not None:
-        dialup = spec.dialup
-        _table(
-            lines,
-            "[dialup]",
-            {
-                "device": dialup.device,
-                "speed": dialup.speed if dialup.speed is not None else ASK,
-                "init": dialup.init,
-                "carrier": dialup.carrier,
-                "local_ip": dialup.local_ip,
-                "peer_ip": dialup.peer_ip,
-                "login": dialup.login,
-                "numbers": dialup.numbers,
-                "credentials": dialup.credentials,
-            },
-        )
+        speed = spec.dialup.speed
+        _table(lines, "[dialup]", _section(spec.dialup, speed=ASK if speed is None else speed))
     if spec.dialing is not None:
         rules = spec.dialing
         _table(
             lines,
             "[dialing]",
-            {
-                "country": rules.country,
-                "area_code": rules.area_code or None,
-                "outside_line": rules.outside_line or None,
-                "dial_mode": rules.dial_mode,
-                "calling_card": rules.calling_card or None,
-            },
+            _section(
+                rules,
+                area_code=rules.area_code or None,
+                outside_line=rules.outside_line or None,
+                calling_card=rules.calling_card or None,
+            ),
         )
     for server in spec.vpn:
-        _table(
-            lines,
-            "[[vpn]]",
-            {
-                "name": server.name,
-                "address": server.address,
-                "link": server.link,
-                "config": server.config,
-                "connection": server.connection,
-            },
-        )
+        _table(lines, "[[vpn]]", _section(server))
     if spec.phonebook is not None:
-        book = spec.phonebook
-        _table(
-            lines,
-            "[phonebook]",
-            {
-                "name": book.name,
-                "dir": book.dir,
-                "pbs_url": book.pbs_url,
-                "public_key": book.public_key,
-            },
-        )
+        _table(lines, "[phonebook]", _section(spec.phonebook))
     for action in spec.actions:
-        _table(
-            lines,
-            "[[action]]",
-            {
-                "point": action.point.value,
-                "program": action.program,
-                "parameters": action.parameters,
-                "description": action.description,
-                "include": action.include,
-                "interactive": action.interactive,
-                "run_for": action.run_for,
-                "wait": action.wait,
-            },
-        )
+        _table(lines, "[[action]]", _section(action, point=action.point.value))
     files = {
         "icon": spec.icon,
         "small_icon": spec.small_icon,
