@@ -22,6 +22,7 @@ import grp
 import os
 import pwd
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -170,23 +171,12 @@ class CheckedWalk:
     ) -> int:
         """Open folder ``name`` in ``parent``, checked; ``parent`` stays open. ``readable``:
         the caller must be able to list it too (their errors may name what is inside)."""
-        shown = os.path.join(parent_path, name)
-        try:
-            child = os.open(name, _WALK_DIR, dir_fd=parent)
-        except OSError as error:
-            raise _refusal(shown, error) from error
-        try:
-            self._check(
-                shown,
-                os.fstat(child),
-                inside=is_under(shown, self.trusted_root),
-                is_dir=True,
-                readable=readable,
-            )
-        except BaseException:
-            os.close(child)
-            raise
-        return child
+
+        def check(shown: str, info: os.stat_result) -> None:
+            inside = is_under(shown, self.trusted_root)
+            self._check(shown, info, inside=inside, is_dir=True, readable=readable)
+
+        return _open_checked(parent, parent_path, name, _WALK_DIR, check)
 
     def open_file(
         self, parent: int, parent_path: str, name: str, max_size: int, *, readable: bool = True
@@ -194,22 +184,37 @@ class CheckedWalk:
         """Open the regular file ``name`` in ``parent`` for reading, checked, at most
         ``max_size`` bytes long. ``parent`` stays open. ``readable``: the caller must be able to
         read it too (its text may be quoted to them in an error)."""
-        shown = os.path.join(parent_path, name)
-        try:
-            fd = os.open(name, _WALK_LEAF, dir_fd=parent)
-        except OSError as error:
-            raise _refusal(shown, error) from error
-        try:
-            info = os.fstat(fd)
+
+        def check(shown: str, info: os.stat_result) -> None:
             if not stat.S_ISREG(info.st_mode):
                 raise UnsafePath(f"{shown} is not a regular file")
             self._check(shown, info, inside=True, is_dir=False, readable=readable)
             if info.st_size > max_size:
                 raise UnsafePath(f"{shown} is larger than {max_size} bytes")
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+
+        return _open_checked(parent, parent_path, name, _WALK_LEAF, check)
+
+
+def _open_checked(
+    parent: int,
+    parent_path: str,
+    name: str,
+    flags: int,
+    check: Callable[[str, os.stat_result], None],
+) -> int:
+    """Open ``name`` in the folder ``parent`` with ``flags`` and ``check`` what was opened (its
+    fstat, never the path again); the fd is closed when the check refuses it."""
+    shown = os.path.join(parent_path, name)
+    try:
+        fd = os.open(name, flags, dir_fd=parent)
+    except OSError as error:
+        raise _refusal(shown, error) from error
+    try:
+        check(shown, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_fd(fd: int, limit: int, shown: str) -> bytes:

@@ -11,12 +11,8 @@ real daemon cannot be made to do here (test_networkmanager.py). Root only.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +25,7 @@ from opencm.links.networkmanager import NetworkManagerDialer
 from opencm_lab.lab import Lab, LabError, NetnsPair, start_openvpn_server
 from opencm_lab.nm import RealNM, missing, start_networkmanager
 from tests.links.conftest import DownRecorder, need_root_and
+from tests.session.foreground import ForegroundConnect
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 ROOT = Path(__file__).parents[2]
@@ -132,30 +129,14 @@ def test_connect_and_a_drop_run_the_disconnect_actions(setup: Setup, tmp_path: P
     cms = root / "CONTOSO" / "CONTOSO.cms"
     cms.write_bytes(cms.read_bytes().replace(b"Config&Main=CONTOSO\\main.ovpn\r\n", b""))
     env = {**setup.nm.env, "HOME": os.environ.get("HOME", "/root")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "opencm", "connect", str(root), "--foreground", "--unattended",
-         "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
-    )  # fmt: skip
-    lines: list[str] = []
-    assert process.stderr is not None
-    reader = threading.Thread(target=lambda: lines.extend(process.stderr or []), daemon=True)
-    reader.start()
+    run = ForegroundConnect(str(root), "--unattended", env=env)
     try:
-        deadline = time.monotonic() + 90
-        while "opencm: connected\n" not in lines:
-            assert process.poll() is None, lines
-            assert time.monotonic() < deadline, lines
-            time.sleep(0.05)
+        run.wait_connected()
         assert vpn_state(setup.nm) == "activated"
-        setup.nm.nmcli("connection", "down", "opencm-vpn")
-        out = process.communicate(timeout=90)[0]
+        setup.nm.nmcli("connection", "down", "opencm-vpn")  # behind opencm's back
+        status = run.finish()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    reader.join(10)
-    status = json.loads(out)
-    assert (status["outcome"], status["disconnect_reason"]) == ("dropped", "hangup"), lines
+        run.close()
+    assert (status["outcome"], status["disconnect_reason"]) == ("dropped", "hangup"), run.stderr
     assert [row["point"] for row in recorded(record)] == ["post-connect", "disconnect"]
     assert recorded(record)[1]["DisconnectReason"] == "hangup"

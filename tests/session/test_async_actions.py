@@ -9,8 +9,6 @@ processes, real OpenVPN between namespaces, the real daemon and CLI. Root only.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -20,18 +18,11 @@ from pathlib import Path
 import pytest
 
 from opencm_lab.lab import Lab, LabError, NetnsPair, start_openvpn_server
+from tests.openvpn_lab import OPENVPN_LAB
 from tests.session.conftest import build_profile, points_of
 from tests.session.daemons import REAL, DaemonProcess
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN"),
-    pytest.mark.skipif(
-        shutil.which("openvpn") is None or shutil.which("ip") is None,
-        reason="needs openvpn and ip (iproute2)",
-    ),
-]
+pytestmark = OPENVPN_LAB
 
 #: A slow program: says it started, runs until the test lets it go, then exits with status 7.
 SLOW = """#!{python}

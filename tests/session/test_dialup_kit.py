@@ -10,13 +10,9 @@ tunnel's own credentials. Root only (namespaces, TUN).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,17 +20,11 @@ import pytest
 
 from opencm_lab.lab import Lab, LabError, ModemLine, NetnsPair, start_modem_emulator
 from opencm_lab.lab import start_openvpn_server as start_server
+from tests.openvpn_lab import OPENVPN_LAB
 from tests.session.daemons import REAL, ROOT, DaemonProcess
+from tests.session.foreground import ForegroundConnect
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN"),
-    pytest.mark.skipif(
-        shutil.which("openvpn") is None or shutil.which("ip") is None,
-        reason="needs openvpn and ip (iproute2)",
-    ),
-]
+pytestmark = OPENVPN_LAB
 
 #: Seattle (country 1, area 425) and London (44, area 20); the user dials from Redmond, 425.
 PBK = "1,1,1,Seattle,425,555-0001,0,0,0,0,\r\n2,44,2,London Central,20,7946 0002,0,0,0,0,\r\n"
@@ -208,31 +198,15 @@ def test_a_pre_dial_action_changes_the_number_dialed(tmp_path: Path) -> None:
         cmp, record = make_kit(tmp_path, modem, "", kind="dialup", extra=["--action", change])
         set_netns(cmp, client_ns)
         creds = credentials_file(tmp_path / "c.cred", "x", "pw")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "opencm", "connect", str(cmp), "--foreground",
-             "--unattended", "--json", "--credentials", str(creds)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        )  # fmt: skip
-        lines: list[str] = []
-        assert process.stderr is not None
-        reader = threading.Thread(target=lambda: lines.extend(process.stderr or []), daemon=True)
-        reader.start()
+        run = ForegroundConnect(str(cmp), "--unattended", "--credentials", str(creds))
         try:
-            deadline = time.monotonic() + 60
-            while "opencm: connected\n" not in lines:
-                assert process.poll() is None, lines
-                assert time.monotonic() < deadline, "never connected"
-                time.sleep(0.05)
-            process.send_signal(signal.SIGTERM)  # the user's disconnect
-            out = process.communicate(timeout=60)[0]
+            run.wait_connected()
+            run.process.send_signal(signal.SIGTERM)  # the user's disconnect
+            status = run.finish()
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-        reader.join(10)
-        err = "".join(lines)
+            run.close()
         events = modem.events()
-    assert json.loads(out)["outcome"] == "disconnected", err
+    assert status["outcome"] == "disconnected", run.stderr
     assert "dial 5557777 (call 1) -> CONNECT 28800" in events, events
     assert "dial 95550001" not in events  # the POP's number was never dialed
     assert recorded(record)[0][-3:] == ["NULL", "ISP/", "Fidelity ISP"]  # no POP behind it

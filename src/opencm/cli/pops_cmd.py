@@ -10,8 +10,7 @@ from opencm.cli.output import emit_json, warn_problem
 from opencm.cli.params import json_option
 from opencm.errors import InputError
 from opencm.phonebook.dialing import choose_numbers, read_rules, save_choice
-from opencm.phonebook.select import ordered_pops, read_offered, select
-from opencm.profile.isp import read_isp_filters
+from opencm.phonebook.select import ordered_pops, read_offered
 from opencm.profile.model import load_profile
 from opencm.profile.usersettings import choice_updates
 
@@ -111,9 +110,7 @@ def pops(
         raise InputError("this profile has no phone book ([ISP] PBFile)", path=loaded.cms_path)
     for problem in view.problems:
         warn_problem(problem)
-    chosen = select(
-        view.pops,
-        read_isp_filters(loaded.cms),
+    chosen = view.select(
         country=country,
         region=region,
         service_type=service_type,

@@ -19,9 +19,10 @@ reported, and the earlier value kept. ``[Merge Profiles]`` in the ``.inf`` lists
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from opencm.kit.spec import KitSpec
 from opencm.profile.model import ServiceProfile, load_profile
@@ -30,6 +31,7 @@ from opencm.profile.rasbook import require_pop_book
 _ENTRY_SECTIONS = ("server&", "tcp/ip&", "networking&")
 _SERVER_INDEX = re.compile(r"VpnServer[0-9]+", re.IGNORECASE)
 _SERVER_KEYS = ("Address", "Link", "Config", "Connection")
+_K = TypeVar("_K")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,25 @@ class _Merger:
     def conflict(self, component: str, message: str) -> None:
         self.result.conflicts.append(MergeConflict(component, message))
 
+    def claim(
+        self,
+        claims: dict[_K, tuple[str, str]],
+        key: _K,
+        value: str,
+        component: str,
+        differs: Callable[[str, str], str],
+    ) -> bool:
+        """The first component to give ``key`` keeps its value: True when ``component`` is the
+        first (its value is recorded). A later, different value is a conflict that
+        ``differs(kept value, its component)`` describes."""
+        earlier = claims.get(key)
+        if earlier is None:
+            claims[key] = (value, component)
+            return True
+        if earlier[0] != value:
+            self.conflict(component, differs(*earlier))
+        return False
+
     def take_file(self, component: str, source: Path, what: str) -> str | None:
         name = source.name
         owner = self.file_owner.get(name.casefold())
@@ -86,21 +107,34 @@ class _Merger:
 
     def take_setting(self, component: str, section: str, key: str, value: str) -> None:
         slot = (section.casefold(), key.casefold())
-        earlier = self.settings.get(slot)
-        if earlier is not None:
-            if earlier[0] != value:
-                self.conflict(
-                    component,
-                    f"[{section}] {key}={value!r} differs from {earlier[1]}'s {earlier[0]!r}; "
-                    f"keeping {earlier[1]}'s",
-                )
+        if not self.claim(
+            self.settings,
+            slot,
+            value,
+            component,
+            lambda kept, owner: (
+                f"[{section}] {key}={value!r} differs from {owner}'s {kept!r}; keeping {owner}'s"
+            ),
+        ):
             return
-        self.settings[slot] = (value, component)
         for name, pairs in self.result.sections:
             if name.casefold() == section.casefold():
                 pairs.append((key, value))
                 return
         self.result.sections.append((section, [(key, value)]))
+
+    def take_server(self, component: str, name: str, address: str) -> bool:
+        """True when ``component`` is the first to name VPN server ``name`` (it is recorded)."""
+        return self.claim(
+            self.servers,
+            name.casefold(),
+            address,
+            component,
+            lambda kept, owner: (
+                f"VPN server {name!r} has address {address!r}, {owner}'s has {kept!r}; "
+                f"keeping {owner}'s"
+            ),
+        )
 
     def merge(self, profile: ServiceProfile) -> None:
         component = profile.short_name
@@ -128,16 +162,8 @@ class _Merger:
         names = [e.value for e in profile.cms.entries("opencm") if _SERVER_INDEX.fullmatch(e.key)]
         for name in names:
             address = profile.cms.get("opencm", f"Address&{name}") or ""
-            earlier = self.servers.get(name.casefold())
-            if earlier is not None:
-                if earlier[0] != address:
-                    self.conflict(
-                        component,
-                        f"VPN server {name!r} has address {address!r}, {earlier[1]}'s has "
-                        f"{earlier[0]!r}; keeping {earlier[1]}'s",
-                    )
+            if not self.take_server(component, name, address):
                 continue
-            self.servers[name.casefold()] = (address, component)
             keys = [(f"VpnServer{self.server_count}", name)]
             self.server_count += 1
             for kind in _SERVER_KEYS:

@@ -3,7 +3,8 @@ same way, and (:class:`LinkDialer`) how a dialer keeps, closes and hangs up its 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from opencm.links import proc
@@ -66,6 +67,17 @@ class LinkDialer(NoDialogDialer, Generic[L]):
 
     async def _end_orphan(self, handle: Mapping[str, str]) -> None:
         await proc.end_orphan(handle, self.helper, rundir_prefix=self.rundir_prefix)
+
+    @contextlib.asynccontextmanager
+    async def _coming_up(self, link_id: str, link: L) -> AsyncIterator[None]:
+        """Hold ``link`` under ``link_id`` while the dial brings it up; a dial that fails or is
+        cancelled closes it (which also forgets it) before its error goes on."""
+        self._links[link_id] = link
+        try:
+            yield
+        except BaseException:
+            await self._close(link)
+            raise
 
     def _report_down(self, link: L, down: LinkDown) -> None:
         report_down(link, down, lambda: self._close(link))

@@ -295,30 +295,25 @@ class IKEv2Dialer(LinkDialer[_Link]):
                 f"{entry.name}: charon did not start: {error}", code=codes.VPN_FAILED
             ) from None
         link = _Link(entry, instance, on_down=on_down)
-        self._links[instance.rundir.name] = link
-        try:
-            conn = connection_dict(config, dpd, credentials)
-            await asyncio.to_thread(_vici_load, instance, config, conn, credentials)
-            async with asyncio.timeout(timeout + 2):
-                await asyncio.to_thread(_vici_initiate, instance, timeout)
-            state = await asyncio.to_thread(_vici_ike_state, instance)
-        except _InitiateFailed as failed:
-            await self._close(link)
-            detail = "; ".join(line for line in failed.lines[-4:] if line) or str(failed)
-            auth = any("authentication" in line.lower() for line in failed.lines)
-            raise DialError(
-                f"{entry.name}: IKEv2 to {config.server} failed: {detail}",
-                code=codes.AUTHENTICATION_FAILURE if auth else codes.VPN_FAILED,
-            ) from None
-        except TimeoutError:
-            await self._close(link)
-            raise DialError(
-                f"{entry.name}: no IKEv2 answer from {config.server} within {timeout:g} s",
-                code=codes.VPN_FAILED,
-            ) from None
-        except BaseException:
-            await self._close(link)
-            raise
+        async with self._coming_up(instance.rundir.name, link):
+            try:
+                conn = connection_dict(config, dpd, credentials)
+                await asyncio.to_thread(_vici_load, instance, config, conn, credentials)
+                async with asyncio.timeout(timeout + 2):
+                    await asyncio.to_thread(_vici_initiate, instance, timeout)
+                state = await asyncio.to_thread(_vici_ike_state, instance)
+            except _InitiateFailed as failed:
+                detail = "; ".join(line for line in failed.lines[-4:] if line) or str(failed)
+                auth = any("authentication" in line.lower() for line in failed.lines)
+                raise DialError(
+                    f"{entry.name}: IKEv2 to {config.server} failed: {detail}",
+                    code=codes.AUTHENTICATION_FAILURE if auth else codes.VPN_FAILED,
+                ) from None
+            except TimeoutError:
+                raise DialError(
+                    f"{entry.name}: no IKEv2 answer from {config.server} within {timeout:g} s",
+                    code=codes.VPN_FAILED,
+                ) from None
         vips = (state or {}).get("local-vips") or []
         client_ip = str(vips[0]) if vips else None
         interface = (

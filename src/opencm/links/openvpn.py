@@ -149,22 +149,18 @@ class OpenVPNDialer(LinkDialer[_Link]):
             remote.split()[0] if remote else None, loop.create_future(), on_down=on_down,
         )  # fmt: skip
         link_id = rundir.name
-        self._links[link_id] = link
         timeout = float(settings.get("timeout") or DEFAULT_TIMEOUT)
-        try:
-            async with asyncio.timeout(timeout):
-                await self._attach(link, socket_path)
-                state = await link.connected
-        except TimeoutError:
-            await self._close(link)
-            raise DialError(
-                f"{entry.name}: no connection to the server within {timeout:g} s "
-                f"(last state {link.state or 'none'}; {link.log_tail()})",
-                code=codes.VPN_FAILED,
-            ) from None
-        except BaseException:
-            await self._close(link)
-            raise
+        async with self._coming_up(link_id, link):
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._attach(link, socket_path)
+                    state = await link.connected
+            except TimeoutError:
+                raise DialError(
+                    f"{entry.name}: no connection to the server within {timeout:g} s "
+                    f"(last state {link.state or 'none'}; {link.log_tail()})",
+                    code=codes.VPN_FAILED,
+                ) from None
         link.up = True
         if process.returncode is not None:  # it died between CONNECTED and now
             self._drop(

@@ -198,25 +198,21 @@ class SSTPDialer(LinkDialer[_Link]):
             log_path=rundir / "sstpc.log",
         )
         link = _Link(entry, process, rundir, on_down=on_down)
-        self._links[rundir.name] = link
         timeout = float(entry.settings.get("timeout") or 30)
-        try:
-            async with asyncio.timeout(timeout):
-                while (found := await asyncio.to_thread(_ppp_interface, netns)) is None:
-                    if process.returncode is not None:
-                        raise DialError(
-                            f"{entry.name}: sstpc exited ({process.returncode})",
-                            code=codes.VPN_FAILED,
-                        )
-                    await asyncio.sleep(0.1)
-        except TimeoutError:
-            await self._close(link)
-            raise DialError(
-                f"{entry.name}: no PPP link within {timeout:g} s", code=codes.VPN_FAILED
-            ) from None
-        except BaseException:
-            await self._close(link)
-            raise
+        async with self._coming_up(rundir.name, link):
+            try:
+                async with asyncio.timeout(timeout):
+                    while (found := await asyncio.to_thread(_ppp_interface, netns)) is None:
+                        if process.returncode is not None:
+                            raise DialError(
+                                f"{entry.name}: sstpc exited ({process.returncode})",
+                                code=codes.VPN_FAILED,
+                            )
+                        await asyncio.sleep(0.1)
+            except TimeoutError:
+                raise DialError(
+                    f"{entry.name}: no PPP link within {timeout:g} s", code=codes.VPN_FAILED
+                ) from None
         interface, address = found
         link.up = True
         link.tasks.spawn(self._watch_process(link))

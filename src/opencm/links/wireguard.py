@@ -265,22 +265,18 @@ class WireGuardDialer(LinkDialer[_Link]):
             log_path=rundir / "wireguard-go.log",
         )
         link = _Link(entry, interface, netns, process, rundir, on_down=on_down)
-        self._links[rundir.name] = link
         timeout = float(settings.get("timeout") or 10)
-        try:
-            async with asyncio.timeout(timeout):
-                await self._configure(link, config)
-                if config.keepalive:
-                    await self._wait_for_handshake(link)
-        except TimeoutError:
-            await self._close(link)
-            raise DialError(
-                f"{entry.name}: no handshake with the WireGuard peer within {timeout:g} s",
-                code=codes.VPN_FAILED,
-            ) from None
-        except BaseException:
-            await self._close(link)
-            raise
+        async with self._coming_up(rundir.name, link):
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._configure(link, config)
+                    if config.keepalive:
+                        await self._wait_for_handshake(link)
+            except TimeoutError:
+                raise DialError(
+                    f"{entry.name}: no handshake with the WireGuard peer within {timeout:g} s",
+                    code=codes.VPN_FAILED,
+                ) from None
         link.up = True
         window = float(settings.get("dead_peer_after") or 3)
         link.tasks.spawn(self._watch(link, window))

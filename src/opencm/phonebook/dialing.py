@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opencm.errors import InputError
-from opencm.phonebook.select import OfferedPop, ordered_pops, read_offered, select
-from opencm.profile.isp import read_isp_filters
+from opencm.phonebook.select import OfferedPop, ordered_pops, read_offered
 from opencm.profile.model import ServiceProfile
 from opencm.profile.usersettings import FAVORITE_KEYS, UserSettings
 
@@ -169,9 +168,7 @@ def choose_numbers(profile: ServiceProfile, user: UserSettings | None = None) ->
         view = read_offered(profile)
         country = _choice(user, profile, "PopCountry")
         index = _choice(user, profile, "PopIndex")
-        chosen = select(
-            view.pops,
-            read_isp_filters(profile.cms),
+        chosen = view.select(
             country=int(country) if country and country.isdigit() else None,
             region=_choice(user, profile, "PopRegion"),
             service_type=_choice(user, profile, "PopServiceType"),
@@ -218,9 +215,7 @@ def save_choice(
         updates["PhoneNumber"] = number
     elif any(value is not None for value in (country, region, service_type, index)):
         view = read_offered(profile)
-        chosen = select(
-            view.pops,
-            read_isp_filters(profile.cms),
+        chosen = view.select(
             country=country,
             region=region,
             service_type=service_type,

@@ -78,6 +78,26 @@ class PhoneBookView:
     pops: list[OfferedPop]
     problems: list[Problem]
     books: list[Path]
+    #: The profile's ``[ISP]`` filters the POPs were read through (they also judge service types).
+    filters: IspFilters
+
+    def select(
+        self,
+        *,
+        country: int | None = None,
+        region: str | None = None,
+        service_type: str | None = None,
+        lists: str = "A",
+    ) -> list[OfferedPop]:
+        """The POPs a user's choices leave (:func:`select` under this profile's filters)."""
+        return select(
+            self.pops,
+            self.filters,
+            country=country,
+            region=region,
+            service_type=service_type,
+            lists=lists,
+        )
 
 
 def profile_phonebooks(profile: ServiceProfile) -> list[tuple[Path, Path | None]]:
@@ -137,7 +157,7 @@ def read_offered(profile: ServiceProfile) -> PhoneBookView:
                 continue
             name = regions[pop.region - 1] if 0 < pop.region <= len(regions) else ""
             offered.append(OfferedPop(pbk_path.stem, pop, name, which))
-    return PhoneBookView(offered, problems, paths)
+    return PhoneBookView(offered, problems, paths, filters)
 
 
 def select(
