@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 # protocol and, for credentials, the profile model: anyio, the session runner, the action engine
 # and the dialers are imported where a session runs (``--foreground``, ``opencm daemon``). A
 # ``opencm connect`` through the daemon then starts in about half the time (benchmarks/connect.py).
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 socket_option = click.option(
     "--socket",
@@ -295,34 +297,41 @@ def _own_values(path: Path) -> dict[str, str]:
     return UserSettings(load_profile(path)).overlay_values()
 
 
+def _session_target(function: _F) -> _F:
+    """PROFILE (optional) and ``--session``: the session a command is about (:func:`_target`)."""
+    function = click.option("--session", "session_id", help="The session id (from opencm status).")(
+        function
+    )
+    return click.argument("profile", required=False)(function)
+
+
+def _end(op: str, profile: str | None, session_id: str | None, socket_path: Path | None) -> int:
+    """Ask the daemon to ``cancel`` or ``disconnect`` a session; say how it ended."""
+    with Client(socket_path, timeout=None) as client:
+        answer = client.request({"op": op, **_target(profile, session_id)})
+    click.echo(final_line(answer["session"]), err=True)
+    return 0
+
+
 @click.command("cancel")
-@click.argument("profile", required=False)
-@click.option("--session", "session_id", help="The session id (from opencm status).")
+@_session_target
 @socket_option
 def cancel(profile: str | None, session_id: str | None, socket_path: Path | None) -> int:
     """Cancel a connection attempt in progress (its on-cancel actions run)."""
-    with Client(socket_path, timeout=None) as client:
-        answer = client.request({"op": "cancel", **_target(profile, session_id)})
-    click.echo(final_line(answer["session"]), err=True)
-    return 0
+    return _end("cancel", profile, session_id, socket_path)
 
 
 @click.command("disconnect")
-@click.argument("profile", required=False)
-@click.option("--session", "session_id", help="The session id (from opencm status).")
+@_session_target
 @socket_option
 def disconnect(profile: str | None, session_id: str | None, socket_path: Path | None) -> int:
     """Disconnect (disconnect actions run first); PROFILE may be omitted if only one is up."""
-    with Client(socket_path, timeout=None) as client:
-        answer = client.request({"op": "disconnect", **_target(profile, session_id)})
-    click.echo(final_line(answer["session"]), err=True)
-    return 0
+    return _end("disconnect", profile, session_id, socket_path)
 
 
 @click.command("answer")
 @click.argument("choice", type=click.Choice(["stay", "disconnect"]))
-@click.argument("profile", required=False)
-@click.option("--session", "session_id", help="The session id (from opencm status).")
+@_session_target
 @socket_option
 def answer(
     choice: str, profile: str | None, session_id: str | None, socket_path: Path | None
@@ -336,8 +345,7 @@ def answer(
 
 
 @click.command("dismiss")
-@click.argument("profile", required=False)
-@click.option("--session", "session_id", help="The session id (from opencm status).")
+@_session_target
 @socket_option
 def dismiss(profile: str | None, session_id: str | None, socket_path: Path | None) -> int:
     """Forget ended sessions (all of yours, or the one named) so status no longer shows them."""
