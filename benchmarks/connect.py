@@ -3,11 +3,17 @@
 Run as root from the checkout: ``.venv/bin/python -m benchmarks.connect [--repetitions 15]
 [--json]``.
 
-Four ways to bring up the same tunnel (same client config, same OpenVPN 2.6 server, same pair of
+Ways to bring up the same tunnel (same client config, same OpenVPN 2.6 server, same pair of
 network namespaces), in one run, interleaved (each repetition rotates the order) so that load
 drifts on the shared machine hit all of them alike:
 
 - **bare** (the anchor): ``ip netns exec NS openvpn --config client.ovpn`` as a plain process;
+- **nm** (the second anchor): NetworkManager + nm-openvpn, what a Linux desktop does today:
+  ``nmcli connection up`` of the same ``.ovpn`` imported into a real NetworkManager, already
+  running (``opencm_lab.nm``: its own system bus, in a namespace pair of its own with an OpenVPN
+  server of the same configuration, because NetworkManager gives its client namespace a default
+  route; the probe pings through the tunnel device). Only where NetworkManager and nm-openvpn
+  are installed (``scripts/bootstrap.sh``), else left out with a note;
 - **dialer**: the ``openvpn`` dialer's ``dial()`` alone (management socket, hold release, state
   tracking);
 - **session**: a service profile loaded and its :class:`~opencm.session.runner.Session` run
@@ -22,10 +28,11 @@ drifts on the shared machine hit all of them alike:
   ``gui`` extra) is installed.
 
 Each clock starts when its process or coroutine is started and stops at the first ICMP echo reply
-from the server's tunnel address, probed the same way for all four: ``ping -c1 -W0.2`` in a tight
+from the server's tunnel address, probed the same way for all of them: ``ping -c1 -W0.2`` in a tight
 loop, in a thread of its own, that starts together with the connection (the probes compete for
 the CPU with the start-up, so every variant pays that alike). Targets (issue 5): median ratio
-≤ 1.1 and median added time ≤ 150 ms against the anchor.
+≤ 1.1 and median added time ≤ 150 ms against the anchor. Every variant's ratio and added time are
+printed against both anchors measured in the run.
 
 Before timing, the opencm package is byte-compiled (``compileall``), as ``pip install`` does for an
 installed package: the ``opencm`` command then loads ``.pyc`` files instead of compiling its
@@ -38,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import compileall
+import contextlib
 import json
 import os
 import shlex
@@ -61,13 +69,19 @@ from opencm.process import end_async_child
 from opencm.session.factory import open_session
 from opencm.session.journal import Journal
 from opencm.session.options import ConnectOptions, SessionDeps
-from opencm_lab.lab import Lab, OpenVPNServer, missing_tools, start_openvpn_server
+from opencm_lab.lab import Lab, LabError, OpenVPNServer, missing_tools, start_openvpn_server
+from opencm_lab.nm import RealNM, start_networkmanager
+from opencm_lab.nm import missing as nm_missing
 
 TARGET_RATIO = 1.1
 TARGET_ADDED_MS = 150.0
 ROOT = Path(__file__).parents[1]
+NM_CONNECTION = "opencm-bench"
+#: The device nm-openvpn's openvpn makes in NetworkManager's own namespace (the first TUN there).
+NM_DEVICE = "tun0"
 VARIANTS = {
     "bare": "bare openvpn (anchor)",
+    "nm": "NetworkManager+nm-openvpn",
     "dialer": "opencm openvpn dialer",
     "session": "opencm session in-process",
     "cli": "opencm connect via daemon",
@@ -76,13 +90,17 @@ VARIANTS = {
 }
 
 
-def first_reply(netns: str, address: str, started: float, limit: float = 20.0) -> float:
-    """Seconds from ``started`` to the first echo reply from ``address``.
+def first_reply(
+    netns: str, address: str, started: float, limit: float = 20.0, device: str | None = None
+) -> float:
+    """Seconds from ``started`` to the first echo reply from ``address`` (through ``device``
+    when given: fails until that device exists).
 
     Runs in a thread of its own (blocking ``subprocess.run``): probing from the event loop that
     runs the dialer or the session would slow them down, which a real daemon never suffers.
     """
-    argv = ["ip", "netns", "exec", netns, "ping", "-c1", "-W0.2", "-n", "-q", address]
+    through = ["-I", device] if device else []
+    argv = ["ip", "netns", "exec", netns, "ping", "-c1", "-W0.2", "-n", "-q", *through, address]
     while True:
         if subprocess.run(argv, capture_output=True, check=False).returncode == 0:
             return time.monotonic() - started
@@ -91,8 +109,8 @@ def first_reply(netns: str, address: str, started: float, limit: float = 20.0) -
         time.sleep(0.002)
 
 
-async def probe(netns: str, address: str, started: float) -> float:
-    return await anyio.to_thread.run_sync(first_reply, netns, address, started)
+async def probe(netns: str, address: str, started: float, device: str | None = None) -> float:
+    return await anyio.to_thread.run_sync(first_reply, netns, address, started, 20.0, device)
 
 
 async def bare_once(server: OpenVPNServer, netns: str) -> float:
@@ -105,6 +123,58 @@ async def bare_once(server: OpenVPNServer, netns: str) -> float:
         return await probe(netns, server.tunnel_ip, started)
     finally:
         await end_async_child(process, grace=2.0)
+
+
+async def nm_once(nm: RealNM, address: str) -> float:
+    """``nmcli connection up`` to the first reply through the tunnel, then down (nmcli waits
+    until NetworkManager has deactivated it, so the next round starts clean)."""
+    started = time.monotonic()
+    up = await asyncio.create_subprocess_exec(
+        "nmcli", "connection", "up", NM_CONNECTION, env=nm.env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        return await probe(nm.netns, address, started, NM_DEVICE)
+    finally:
+        if await up.wait() != 0:
+            raise RuntimeError("nmcli connection up failed")
+        down = await asyncio.create_subprocess_exec(
+            "nmcli", "connection", "down", NM_CONNECTION, env=nm.env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        await down.wait()
+        # nm-openvpn's openvpn may still be closing its device: the next round's must be tun0.
+        await anyio.to_thread.run_sync(no_tun_left, nm.netns)
+
+
+def no_tun_left(netns: str, limit: float = 20.0) -> None:
+    deadline = time.monotonic() + limit
+    argv = ["ip", "-n", netns, "-o", "link", "show", "type", "tun"]
+    while subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"a TUN device stayed in {netns} after nmcli connection down")
+        time.sleep(0.05)
+
+
+def nm_anchor(lab: Lab, stack: contextlib.ExitStack) -> tuple[RealNM, str] | None:
+    """A running NetworkManager with the bench connection imported, and its server's tunnel
+    address; None (and a note why) where it cannot run."""
+    absent = nm_missing()
+    if absent:
+        print(f"connect.py: no NetworkManager anchor: needs {', '.join(absent)}", file=sys.stderr)
+        return None
+    try:
+        pair = lab.netns_pair()
+        server = start_openvpn_server(lab, pair, lab.pki("nm-pki"), client_ping_restart=10)
+        nm = stack.enter_context(start_networkmanager(lab, pair.client_ns))
+        nm.base_connection(pair)
+        ovpn = lab.workdir / f"{NM_CONNECTION}.ovpn"
+        ovpn.write_text(server.client_config_text)
+        nm.import_openvpn(ovpn, NM_CONNECTION)
+    except LabError as error:
+        print(f"connect.py: no NetworkManager anchor: {error}", file=sys.stderr)
+        return None
+    return nm, server.tunnel_ip
 
 
 async def dialer_once(server: OpenVPNServer, netns: str) -> float:
@@ -266,6 +336,7 @@ def start_daemon(socket: Path, state: Path) -> subprocess.Popen[bytes]:
 
 def summarise(samples: dict[str, list[float]]) -> dict[str, dict[str, object]]:
     anchor = 1000 * statistics.median(samples["bare"])
+    nm_anchor_ms = 1000 * statistics.median(samples["nm"]) if "nm" in samples else None
     result: dict[str, dict[str, object]] = {}
     for which, values in samples.items():
         median = 1000 * statistics.median(values)
@@ -285,13 +356,20 @@ def summarise(samples: dict[str, list[float]]) -> dict[str, dict[str, object]]:
                 ratio_met=ratio <= TARGET_RATIO,
                 added_met=added <= TARGET_ADDED_MS,
             )
+        if nm_anchor_ms is not None and which != "nm":
+            row.update(
+                ratio_nm=round(median / nm_anchor_ms, 3),
+                added_nm_ms=round(median - nm_anchor_ms, 1),
+            )
         result[which] = row
     return result
 
 
-async def run(repetitions: int, compare_click: bool = False) -> dict[str, dict[str, object]]:
+async def run(
+    repetitions: int, compare_click: bool = False, with_nm: bool = True
+) -> dict[str, dict[str, object]]:
     scratch = Path(tempfile.mkdtemp(prefix="opencm-bench-"))
-    with Lab() as lab:
+    with Lab() as lab, contextlib.ExitStack() as stack:
         pair = lab.netns_pair()
         netns = pair.client_ns
         server = start_openvpn_server(lab, pair, lab.pki(), client_ping_restart=10)
@@ -305,6 +383,12 @@ async def run(repetitions: int, compare_click: bool = False) -> dict[str, dict[s
                 "session": lambda: session_once(profile, server, netns, scratch / "journal"),
                 "cli": lambda: cli_once(profile, server, netns, socket),
             }
+            networkmanager = nm_anchor(lab, stack) if with_nm else None
+            if networkmanager is not None:
+                nm, nm_address = networkmanager
+                runners = {"bare": runners["bare"], "nm": lambda: nm_once(nm, nm_address)} | {
+                    which: runner for which, runner in runners.items() if which != "bare"
+                }
             if qt_app() is not None:
 
                 async def gui() -> float:
@@ -331,17 +415,25 @@ async def run(repetitions: int, compare_click: bool = False) -> dict[str, dict[s
 
 
 def report(result: dict[str, dict[str, object]]) -> None:
-    print(f"{'':<27} {'median':>8} {'(q1–q3)':>15} {'ratio':>7} {'added':>9}")
+    nm = "nm" in result
+    header = f"{'':<27} {'median':>8} {'(q1–q3)':>15} {'vs bare':>8} {'added':>9}"
+    print(header + (f" {'vs NM':>7} {'added':>9}" if nm else ""))
     for which, row in result.items():
         spread = f"({row['q1_ms']:.0f}–{row['q3_ms']:.0f})"
         line = f"{row['label']!s:<27} {row['median_ms']:6.1f} ms {spread:>15}"
-        if which != "bare":
-            marks = (
-                f"ratio {'met' if row['ratio_met'] else 'NOT met'}, "
+        line += f" {row['ratio']:8.3f} {row['added_ms']:+7.1f} ms" if which != "bare" else " " * 21
+        if nm:
+            line += (
+                f" {row['ratio_nm']:7.3f} {row['added_nm_ms']:+7.1f} ms"
+                if which != "nm"
+                else " " * 20
+            )
+        if which not in ("bare", "nm"):
+            line += (
+                f"  ratio {'met' if row['ratio_met'] else 'NOT met'}, "
                 f"added {'met' if row['added_met'] else 'NOT met'}"
             )
-            line += f" {row['ratio']:7.3f} {row['added_ms']:+7.1f} ms  {marks}"
-        print(line)
+        print(line.rstrip())
     print(f"targets: ratio ≤ {TARGET_RATIO}, added ≤ {TARGET_ADDED_MS:.0f} ms (issue 5)")
 
 
@@ -357,6 +449,9 @@ def main() -> int:
         action="store_true",
         help="also time opencm connect through the click entry point (before the lean path)",
     )
+    parser.add_argument(
+        "--no-nm", action="store_true", help="leave out the NetworkManager + nm-openvpn anchor"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("connect.py: needs root (network namespaces, TUN devices)", file=sys.stderr)
@@ -369,7 +464,7 @@ def main() -> int:
         compileall.compile_dir(Path(opencm.__file__).parent, quiet=1)
     command = shlex.join(sys.orig_argv)
     started = time.time()
-    result = anyio.run(run, args.repetitions, args.compare_click)
+    result = anyio.run(run, args.repetitions, args.compare_click, not args.no_nm)
     context = {
         "command": command,
         "opencm_command": shlex.join(opencm_command()),

@@ -149,6 +149,10 @@ class PointResult:
 class ActionRunner(Protocol):
     """Runs the actions of one point, in order, for a connection."""
 
+    def has_actions(self, point: ActionPoint) -> bool:
+        """Whether ``point``'s section lists any action (else ``run_point`` does nothing)."""
+        ...
+
     def run_point(self, point: ActionPoint, context: RunContext) -> PointResult:
         """Run ``point``'s actions. Library and Python actions block (with ``context.timeout``);
         executables, documents and monitored applications are started and returned in

@@ -118,6 +118,9 @@ class ActionEngine:
             self._parsed[point] = parse_section(point.section, self.source.entries(point.section))
         return self._parsed[point]
 
+    def has_actions(self, point: ActionPoint) -> bool:
+        return bool(self.parsed(point).actions)
+
     def problems(self) -> list[tuple[ActionPoint, Problem]]:
         """Every problem of every action section, for warnings and ``profile check``."""
         return [

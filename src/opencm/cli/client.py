@@ -17,6 +17,7 @@ from opencm.session.protocol import Client, check
 
 if TYPE_CHECKING:
     from opencm.links.api import Credentials
+    from opencm.profile.model import ServiceProfile
 
 EXIT_CANCELLED = 4
 #: Exit code per session outcome (``opencm.session.runner.Outcome`` values).
@@ -100,26 +101,31 @@ def credentials_json(credentials: Credentials | None) -> dict[str, str | None] |
     }
 
 
-def wants_inet(profile_path: Path, kind: str | None) -> bool:
+def _loaded(profile: ServiceProfile | Path) -> ServiceProfile:
+    from opencm.profile.model import load_profile
+
+    return load_profile(profile) if isinstance(profile, Path) else profile
+
+
+def wants_inet(profile: ServiceProfile | Path, kind: str | None) -> bool:
     """Double dial with separate Internet credentials (``UseSameUserName=0``)."""
-    from opencm.profile.model import ConnectionType, load_profile
+    from opencm.profile.model import ConnectionType
     from opencm.session.credentials import needs_inet_credentials
 
-    profile = load_profile(profile_path)
+    profile = _loaded(profile)
     connection_type = ConnectionType.from_name(kind) if kind else profile.default_connection_type()
     return needs_inet_credentials(profile, connection_type)
 
 
 def unattended_credentials(
-    profile_path: Path, credentials_file: Path | None, kind: str = "logon"
+    profile: ServiceProfile | Path, credentials_file: Path | None, kind: str = "logon"
 ) -> Credentials:
     """Credentials with nobody to ask: the file, else the saved store (else an error naming
     ``--credentials`` when the profile needs them)."""
-    from opencm.profile.model import load_profile
     from opencm.session.credentials import credentials_for
 
     return credentials_for(
-        load_profile(profile_path), kind=kind, credentials_file=credentials_file, ask=None
+        _loaded(profile), kind=kind, credentials_file=credentials_file, ask=None
     ).credentials
 
 

@@ -67,18 +67,20 @@ def _connect(positional: list[str], options: dict[str, str | bool]) -> int | Non
         unattended_credentials,
         wants_inet,
     )
+    from opencm.profile.model import load_profile
     from opencm.session.locate import resolve_profile
     from opencm.session.protocol import Client
 
     path = resolve_profile(positional[0])
+    profile = load_profile(path)  # once, for both kinds of credentials
     kind_name = str(kind) if kind else None
     creds_file = options.get("--credentials")
-    credentials = unattended_credentials(path, Path(str(creds_file)) if creds_file else None)
+    credentials = unattended_credentials(profile, Path(str(creds_file)) if creds_file else None)
     inet_file = options.get("--inet-credentials")
     inet = None
-    if inet_file or wants_inet(path, kind_name):
+    if inet_file or wants_inet(profile, kind_name):
         inet = unattended_credentials(
-            path, Path(str(inet_file)) if inet_file else None, kind="inet"
+            profile, Path(str(inet_file)) if inet_file else None, kind="inet"
         )
     request = {
         "op": "connect",
