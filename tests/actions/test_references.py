@@ -96,6 +96,7 @@ def test_a_link_config_naming_files_the_kit_lacks_fails_the_build(
     kit = tmp_path / "kit"
     code, out, err = run_cli(capsys, "import", str(profile.cmp), "--out", str(kit))
     assert code == 1 and "needed" in out, (out, err)
+    assert f"Next: give what is needed, then opencm kit build {kit} --key ADMIN.key" in out
     code, out, err = run_cli(capsys, "kit", "build", str(kit))
     assert code == 1, (out, err)
     config = next((kit / "build").rglob("*.ikev2"))
