@@ -82,3 +82,29 @@ def test_shipped_config_with_an_absolute_path_and_a_readable_key(tmp_path: Path)
     config.chmod(0o600)
     assert len(messages(tmp_path / "CONTOSO.cmp")) == 1
     assert profile.cms_path.exists()
+
+
+def test_a_link_config_naming_files_the_kit_lacks_fails_the_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`opencm import` of an IKEv2 Windows profile without --ca/--client-cert writes a kit whose
+    link config names gateway-ca.crt, client.crt and client.key; building it as it is must not
+    say "Built" with exit 0: that profile could never connect."""
+    profile = write_windows_profile(
+        tmp_path / "win", book=ras_book("CONTOSO", strategy=7, device="WAN Miniport (IKEv2)")
+    )
+    kit = tmp_path / "kit"
+    code, out, err = run_cli(capsys, "import", str(profile.cmp), "--out", str(kit))
+    assert code == 1 and "needed" in out, (out, err)
+    assert f"Next: give what is needed, then opencm kit build {kit} --key ADMIN.key" in out
+    code, out, err = run_cli(capsys, "kit", "build", str(kit))
+    assert code == 1, (out, err)
+    config = next((kit / "build").rglob("*.ikev2"))
+    for key, name in (("ca", "gateway-ca.crt"), ("cert", "client.crt"), ("key", "client.key")):
+        assert f"{key} names {name}, which is not in the profile" in err + out
+    # With the files beside the config, the same profile is clean of these findings.
+    for name in ("gateway-ca.crt", "client.crt", "client.key"):
+        (config.parent / name).write_text("-\n")
+    (config.parent / "client.key").chmod(0o600)
+    built = next((kit / "build").glob("*/*.cmp"))
+    assert not [m for m in messages(built) if "is not in the profile (beside" in m]

@@ -102,6 +102,9 @@ def test_a_cmp_the_user_cannot_write_keeps_their_values_in_their_own_file(
     assert saved == overlay_path(profile) and (saved.stat().st_mode & 0o777) == 0o600
     assert profile.cmp_path.read_bytes() == cmp_before  # type: ignore[union-attr]
     assert choose_numbers(profile).numbers == ("5035550003",)
+    # What `opencm connect` sends the root daemon, which does not read the user's home.
+    assert UserSettings(profile).overlay_values() == {"PopRegion": "Oregon", "PopIndex": "3",
+                                                      "PopName": "Portland"}  # fmt: skip
 
 
 def test_pops_choose_through_the_cli(tmp_path: Path) -> None:

@@ -471,3 +471,30 @@ def test_the_systemd_unit_raises_the_file_limit() -> None:
     unit = (ROOT / "data" / "systemd" / "opencm.service").read_text()
     limits = [line for line in unit.splitlines() if line.startswith("LimitNOFILE=")]
     assert limits and int(limits[0].split("=")[1]) >= 4096
+
+
+def test_a_users_own_dial_up_values_reach_their_session_of_an_all_users_profile(
+    machine: Machine,
+) -> None:
+    """A user's values of an all-users profile live in their home (they cannot write its .cmp);
+    the root daemon does not read homes, so the request carries them (``user_settings``) into
+    the daemon's private copy. Only the keys a user sets are taken."""
+    machine.install_for_all_users()
+    machine.daemon.start()
+    cmp = str(machine.allusers / "CONTOSO.cmp")
+    refused = machine.as_nobody(
+        {"op": "connect", "profile": cmp, "type": "double", "unattended": True,
+         "user_settings": {"ModemDevice": "/dev/ttyS1", "CMSFile": "../../etc/shadow"}}
+    )  # fmt: skip
+    assert refused["exit_code"] == 2 and "'CMSFile'" in refused["error"]
+    answer = machine.as_nobody(
+        {"op": "connect", "profile": cmp, "type": "double", "unattended": True,
+         "user_settings": {"PhoneNumber": "555-7777"}}
+    )  # fmt: skip
+    assert answer["ok"], answer
+    dialed = [settings["numbers"] for settings in machine.dial_settings() if "numbers" in settings]
+    assert dialed == ["555-7777"]
+    # The installed profile is untouched; only the daemon's copy carries the user's value.
+    assert "PhoneNumber" not in (machine.allusers / "CONTOSO.cmp").read_text()
+    assert machine.as_nobody({"op": "disconnect", "session": answer["session"]["session"]})["ok"]
+    assert machine.daemon.stop() == 0

@@ -290,3 +290,39 @@ def test_foreground_connect_at_a_terminal_asks_the_password_after_pre_init(
         process.send_signal(signal.SIGTERM)
         process.wait(60)
         os.close(controller)
+
+
+def test_an_executable_not_waited_for_is_reported_started_not_done(
+    tmp_path: Path, daemon: DaemonProcess
+) -> None:
+    """Microsoft's "Incorporating Custom Actions": an executable runs asynchronously, so the
+    front end must not say it is done when the session only started it."""
+    build_profile(
+        tmp_path / "profile",
+        points=["pre-connect"],
+        extra_actions={
+            "pre-connect": ["1=CONTOSO\\record.py async", "1&Flags=16", "1&Description=Quick"]
+        },
+    )
+    daemon.start()
+    with Client(daemon.socket, timeout=60) as client:
+        client.send(
+            {
+                "op": "connect",
+                "profile": str(tmp_path / "profile" / "CONTOSO.cmp"),
+                "type": "direct",
+                "unattended": True,
+            }
+        )
+        lines = list(_until_answer(client))
+    texts = [e["text"] for e in lines if e.get("event") == "action"]
+    assert texts == [
+        f"Custom Action {_recorder_description(lines)} done",
+        "Custom Action Quick started (not waited for)",
+    ]
+    assert daemon.cli("disconnect").returncode == 0
+
+
+def _recorder_description(lines: list[dict[str, Any]]) -> str:
+    (waited,) = [e for e in lines if e.get("event") == "action" and e.get("index") == 0]
+    return str(waited["description"])

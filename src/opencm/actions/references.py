@@ -2,7 +2,8 @@
 names and cannot have.
 
 - a file it names that is not there (icons, help file, ``PBFile``, ``RegionFile``, a link's
-  config, an included action program, a ``cmroute`` route file), or a route file with a bad line;
+  config and the certificates and keys that config names beside it, an included action program,
+  a ``cmroute`` route file), or a route file with a bad line;
 - a RAS phone book where a POP book is expected (a profile that dials);
 - no link for its connection type: it tunnels but names no ``[opencm] VpnServer0`` (with what
   its RAS book offers and ``opencm import``), the same words ``connect`` uses;
@@ -143,12 +144,25 @@ class _Checker:
             if len(words) < 2:
                 continue
             directive = words[0].removeprefix("--").lower()
-            if directive in _FILE_DIRECTIVES | {"cert", "key", "ca"} and words[1].startswith("/"):
+            if directive not in _FILE_DIRECTIVES:
+                continue
+            if words[1].startswith("/"):
                 self.problems.append(
                     Problem(
                         f"{directive} names the absolute path {words[1]}: the profile works"
                         " only on a machine where it exists (`opencm import` carries the"
                         " file instead)",
+                        path,
+                        number,
+                    )
+                )
+            elif words[1] != "[inline]" and not (path.parent / words[1]).is_file():
+                # The links read these beside the config (OpenVPN runs in its folder, the
+                # IKEv2 link resolves them there): a kit built without them cannot connect.
+                self.problems.append(
+                    _error(
+                        f"{directive} names {words[1]}, which is not in the profile (beside"
+                        f" {path.name}): the link cannot start without it",
                         path,
                         number,
                     )

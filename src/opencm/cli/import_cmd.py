@@ -36,8 +36,8 @@ def import_cmd(
 
     SOURCE: a Windows Connection Manager profile (folder, .cmp, CMAK cabinet or IExpress .exe),
     Azure's VpnClientConfiguration.zip, an OpenVPN .ovpn or a WireGuard .conf. Build the kit
-    with `opencm kit build KIT --sign …`. Exit status 1 when the kit still needs something
-    (listed as "needed") before it can connect.
+    with `opencm kit build KIT --key ADMIN.key` (a key from `opencm kit keygen`). Exit status 1
+    when the kit still needs something (listed as "needed") before it can connect.
     """
     report = Report(str(source))
     draft = import_source(source, report, ClientFiles(ca, client_cert, client_key))
@@ -48,7 +48,11 @@ def import_cmd(
     else:
         for line in report.lines():
             click.echo(line)
-        if report.kit:
-            click.echo(f"Next: opencm kit build {report.kit}")
+        if report.kit and report.complete:
+            click.echo(f"Next: opencm kit build {report.kit} --key ADMIN.key")
+        elif report.kit:
+            click.echo(
+                f"Next: give what is needed, then opencm kit build {report.kit} --key ADMIN.key"
+            )
     if not report.complete:
         raise SystemExit(EXIT_PROBLEMS)

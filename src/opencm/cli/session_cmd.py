@@ -177,6 +177,9 @@ def connect(
         "unattended": not interactive,
         "logon": logon,
     }
+    mine = _own_values(path)
+    if mine:
+        target["user_settings"] = mine
     with Client(socket_path, timeout=None) as client:
         if interactive and credentials_file is None:
             # "How Connection Manager Works": pre-init runs before the logon screen, so the
@@ -282,6 +285,16 @@ def _target(profile: str | None, session_id: str | None) -> dict[str, Any]:
         path = Path(profile)
         target["profile"] = str(path.resolve()) if path.exists() else profile
     return target
+
+
+def _own_values(path: Path) -> dict[str, str]:
+    """The user's own values of a profile whose .cmp they cannot write (an all-users install),
+    kept in their home: the root daemon does not read users' homes, so the request carries them.
+    """
+    from opencm.profile.model import load_profile
+    from opencm.profile.usersettings import UserSettings
+
+    return UserSettings(load_profile(path)).overlay_values()
 
 
 def _session_target(function: _F) -> _F:

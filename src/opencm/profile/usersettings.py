@@ -99,6 +99,17 @@ class UserSettings:
                 found[key] = value
         return found
 
+    def overlay_values(self) -> dict[str, str]:
+        """The choices kept in the user's own file beside a ``.cmp`` they cannot write: what a
+        client sends the root daemon, which does not read users' homes."""
+        if self.overlay is None:
+            return {}
+        return {
+            key: value
+            for key in CHOICE_KEYS
+            if (value := (self.overlay.get(OPENCM, key) or "").strip())
+        }
+
     def favorites(self) -> list[str]:
         names: list[str] = []
         for ini in (self.cmp, self.overlay):

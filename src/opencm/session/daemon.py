@@ -40,7 +40,8 @@ from opencm.clock import Clock, RealClock
 from opencm.errors import EXIT_BAD_INPUT, EXIT_PROBLEMS, OpencmError, RefusedError
 from opencm.links.api import Credentials, LinkInfo
 from opencm.paths import system_config_dir
-from opencm.profile.model import ConnectionType
+from opencm.profile.model import ConnectionType, load_profile
+from opencm.profile.usersettings import UserSettings
 from opencm.safepath import Caller
 from opencm.session.factory import Prepared, open_session, prepare, run_journaled_disconnect
 from opencm.session.journal import Journal, recover
@@ -512,7 +513,9 @@ class Daemon:
         inet_credentials: Credentials | None,
         hold_at_logon: bool,
     ) -> Managed:
-        opened = await self._open_profile(str(request["profile"]), uid)
+        opened = await self._open_profile(
+            str(request["profile"]), uid, request.get("user_settings") or None
+        )
         try:
             return self._start(request, uid, credentials, inet_credentials, hold_at_logon, opened)
         except BaseException:
@@ -638,9 +641,16 @@ class Daemon:
                 flush=True,
             )
 
-    async def _open_profile(self, path: str, uid: int) -> Opened:
+    async def _open_profile(
+        self, path: str, uid: int, user_values: dict[str, str] | None = None
+    ) -> Opened:
         """Read the profile for ``uid`` in a worker thread, bounded in time: for a user of the
         root daemon from a checked private copy (opencm.session.snapshot), otherwise as is.
+
+        ``user_values`` (checked by the protocol: only the keys a user sets, one short line
+        each) are the user's own values of a profile installed for all users, which live in
+        their home where the root daemon does not read; they go into the private copy's
+        ``.cmp``, where the session reads a user's values (opencm.profile.usersettings).
         """
         crossing = os.geteuid() == 0 and uid != 0
 
@@ -653,6 +663,8 @@ class Daemon:
                 path, Caller.of(uid, _gid_of(uid)), self.profile_roots, self.state_dir / "profiles"
             )
             try:
+                if user_values:
+                    UserSettings(load_profile(snapshot.target)).save(user_values)
                 return Opened(prepare(snapshot.target), str(snapshot.origin), snapshot)
             except OpencmError as error:
                 snapshot.remove()

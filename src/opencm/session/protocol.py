@@ -20,6 +20,7 @@ from typing import Any
 
 from opencm.errors import EXIT_BAD_INPUT, EXIT_PROBLEMS, OpencmError
 from opencm.paths import runtime_dir, state_home, system_state_dir
+from opencm.profile.usersettings import CHOICE_KEYS
 
 PROTOCOL_VERSION = 1
 #: One request or answer line may not be longer than this (bytes).
@@ -168,6 +169,9 @@ _CREDENTIALS = {
     "password": Field(str, max_length=1024),
     "domain": Field(str, max_length=1024),
 }
+#: A user's own values of a profile installed for all users (opencm.profile.usersettings):
+#: only the keys a user sets, one line each.
+_USER_SETTINGS = {key: Field(str, max_length=256) for key in CHOICE_KEYS}
 _TARGET = {"session": Field(str, max_length=64), "profile": Field(str)}
 _OPEN = {
     "profile": Field(str),
@@ -178,6 +182,7 @@ _OPEN = {
     "wait": Field(bool),
     "credentials": Field(dict, members=_CREDENTIALS),
     "inet_credentials": Field(dict, members=_CREDENTIALS),
+    "user_settings": Field(dict, members=_USER_SETTINGS),
 }
 #: Every request the daemon understands and what each member must be (docs/daemon-protocol.md).
 REQUESTS: dict[str, dict[str, Field]] = {

@@ -216,6 +216,9 @@ def action_text(fields: dict[str, Any]) -> str:
         return str(fields.get("message") or f"Custom Action {description} failed")
     if fields.get("point") == "monitored":
         return f"Started {description}"
+    if fields.get("pid") is not None and fields.get("waited") is None:
+        # An executable runs asynchronously ("Incorporating Custom Actions"): it has only begun.
+        return f"Custom Action {description} started (not waited for)"
     return f"Custom Action {description} done"
 
 
