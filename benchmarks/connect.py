@@ -22,6 +22,10 @@ drifts on the shared machine hit all of them alike:
 - **cli**: ``opencm connect PROFILE --unattended`` as a new process talking to a running
   ``opencm daemon``: Python start-up, the client's imports and the daemon's work included (the
   lean entry point: no click on this path, ``opencm.cli.lean``);
+- **user**: the same command run by an unprivileged user (``nobody``) against the root daemon:
+  the daemon then copies and checks the profile (opencm.session.snapshot) before it connects,
+  as for every user of the all-users profiles (the benchmark's profile folder is the daemon's
+  ``--profile-root``);
 - **gui**: the desktop client, already running (Qt, offscreen): its logon dialog has opened the
   session (pre-init ran, untimed); the clock starts at Connect (``start_connect``) and the
   daemon's ``connect`` of the waiting session, as a user's click does. Only when PySide6 (the
@@ -59,6 +63,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -76,6 +81,9 @@ from opencm_lab.nm import missing as nm_missing
 TARGET_RATIO = 1.1
 TARGET_ADDED_MS = 150.0
 ROOT = Path(__file__).parents[1]
+#: The ``user`` variant's client runs as nobody (setpriv, util-linux: one exec more than the
+#: ``cli`` variant, a millisecond or two).
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 NM_CONNECTION = "opencm-bench"
 #: The device nm-openvpn's openvpn makes in NetworkManager's own namespace (the first TUN there).
 NM_DEVICE = "tun0"
@@ -85,6 +93,7 @@ VARIANTS = {
     "dialer": "opencm openvpn dialer",
     "session": "opencm session in-process",
     "cli": "opencm connect via daemon",
+    "user": "same, as a user (snapshot)",
     "gui": "desktop client Connect",
     "click": "opencm connect, click path",
 }
@@ -275,12 +284,17 @@ async def cli_once(
     netns: str,
     socket: Path,
     command: list[str] | None = None,
+    as_user: bool = False,
 ) -> float:
     opencm_argv = command or opencm_command()
+    user: dict[str, Any] = {}
+    if as_user:  # nobody, no supplementary groups, a home without saved credentials
+        opencm_argv = [*AS_NOBODY, *opencm_argv]
+        user = {"env": {**os.environ, "HOME": "/nonexistent"}}
     started = time.monotonic()
     client = await asyncio.create_subprocess_exec(
         *opencm_argv, "connect", str(profile), "--unattended", "--socket", str(socket),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=ROOT, **user,
     )  # fmt: skip
     try:
         return await probe(netns, server.tunnel_ip, started)
@@ -289,7 +303,7 @@ async def cli_once(
             raise RuntimeError("opencm connect failed")
         done = await asyncio.create_subprocess_exec(
             *opencm_argv, "disconnect", "--socket", str(socket),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=ROOT, **user,
         )  # fmt: skip
         await done.wait()
 
@@ -320,9 +334,13 @@ def write_profile(folder: Path, server: OpenVPNServer, netns: str) -> Path:
     return folder / "BENCH.cmp"
 
 
-def start_daemon(socket: Path, state: Path) -> subprocess.Popen[bytes]:
+def start_daemon(socket: Path, state: Path, profile_root: Path) -> subprocess.Popen[bytes]:
     daemon = subprocess.Popen(
-        [*opencm_command(), "daemon", "--socket", str(socket), "--state-dir", str(state)],
+        [
+            *opencm_command(),
+            *("daemon", "--socket", str(socket), "--state-dir", str(state)),
+            *("--profile-root", str(profile_root)),
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
     )
@@ -369,19 +387,21 @@ async def run(
     repetitions: int, compare_click: bool = False, with_nm: bool = True
 ) -> dict[str, dict[str, object]]:
     scratch = Path(tempfile.mkdtemp(prefix="opencm-bench-"))
+    os.chmod(scratch, 0o755)  # the user variant's client reaches the profile and the socket
     with Lab() as lab, contextlib.ExitStack() as stack:
         pair = lab.netns_pair()
         netns = pair.client_ns
         server = start_openvpn_server(lab, pair, lab.pki(), client_ping_restart=10)
         profile = write_profile(scratch / "profile", server, netns)
         socket = scratch / "opencm.sock"
-        daemon = start_daemon(socket, scratch / "daemon-state")
+        daemon = start_daemon(socket, scratch / "daemon-state", profile.parent)
         try:
             runners: dict[str, Callable[[], Awaitable[float]]] = {
                 "bare": lambda: bare_once(server, netns),
                 "dialer": lambda: dialer_once(server, netns),
                 "session": lambda: session_once(profile, server, netns, scratch / "journal"),
                 "cli": lambda: cli_once(profile, server, netns, socket),
+                "user": lambda: cli_once(profile, server, netns, socket, as_user=True),
             }
             networkmanager = nm_anchor(lab, stack) if with_nm else None
             if networkmanager is not None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from opencm.cli.output import emit_json
 from opencm.cli.params import JSON
 from opencm.errors import InputError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DATA_OPTION = click.option(
     "--data",
@@ -26,6 +30,11 @@ def _existing(data: Path) -> Path:
     if not data.is_dir():
         raise InputError("no such folder (create it, or publish a release into it)", path=data)
     return data.resolve()
+
+
+def _number(name: str, default: float, kind: click.ParamType[Any], text: str) -> Callable[[F], F]:
+    """A numeric option with its default shown."""
+    return click.option(name, default=default, show_default=True, type=kind, help=text)
 
 
 @click.group()
@@ -48,41 +57,36 @@ def pbs() -> None:
     help="opencm's own HTTP server (fastest, see benchmarks/pbs.py), or the app under granian "
     "(the 'granian' extra) or uvicorn.",
 )
-@click.option(
+@_number(
     "--header-timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(0.1, 3600),
-    help="Seconds a client has to send a whole request head (opencm server).",
+    10.0,
+    click.FloatRange(0.1, 3600),
+    "Seconds a client has to send a whole request head (opencm server).",
 )
-@click.option(
+@_number(
     "--idle-timeout",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(0.1, 3600),
-    help="Seconds an idle keep-alive connection is kept.",
+    30.0,
+    click.FloatRange(0.1, 3600),
+    "Seconds an idle keep-alive connection is kept.",
 )
-@click.option(
+@_number(
     "--max-connections",
-    default=4096,
-    show_default=True,
-    type=click.IntRange(1, 1_000_000),
-    help="Connections served at once; one more gets 503.",
+    4096,
+    click.IntRange(1, 1_000_000),
+    "Connections served at once; one more gets 503.",
 )
 @click.option("--poll", is_flag=True, help="Poll the store instead of inotify (NFS/SMB stores).")
-@click.option(
+@_number(
     "--poll-interval",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(0.05, 3600),
-    help="Seconds between statistics flushes, and between checks of the store when polling.",
+    1.0,
+    click.FloatRange(0.05, 3600),
+    "Seconds between statistics flushes, and between checks of the store when polling.",
 )
-@click.option(
+@_number(
     "--max-upload",
-    default=64 * 1024 * 1024,
-    show_default=True,
-    type=click.IntRange(1024, 2**31),
-    help="Largest release upload accepted, in bytes.",
+    64 * 1024 * 1024,
+    click.IntRange(1024, 2**31),
+    "Largest release upload accepted, in bytes.",
 )
 def serve(
     data: Path,
@@ -191,9 +195,7 @@ def stats(data: Path, from_log: Path | None, as_json: bool) -> None:
     show_default=True,
     help="nginx's listen address for the server block (HOST:PORT).",
 )
-@click.option(
-    "--keep", default=5, show_default=True, type=click.IntRange(2, 1000), help="Generations kept."
-)
+@_number("--keep", 5, click.IntRange(2, 1000), "Generations kept.")
 @click.option(
     "--reload",
     "reload_pid",
