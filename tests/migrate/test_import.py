@@ -170,7 +170,11 @@ def test_profile_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str], pki:
     )  # fmt: skip
     assert code == 0, err
     check_ikev2_kit(kit, report)
-    assert "Logo" in items(report, "dropped")
+    # The logon dialog's banner is carried like the icons (opencm-gui shows it).
+    assert items(report, "carried")["Logo"] == "azurevpnbanner.bmp"
+    assert tomllib.loads((kit / "kit.toml").read_text())["files"]["logo"] == (
+        "files/azurevpnbanner.bmp"
+    )
 
 
 def test_cab_and_iexpress_exe(tmp_path: Path, capsys: pytest.CaptureFixture[str], pki: Any) -> None:

@@ -75,6 +75,7 @@ class _Checker:
             (CM, "Icon"),
             (CM, "SmallIcon"),
             (CM, "TrayIcon"),
+            (CM, "Logo"),
             (CM, "HelpFile"),
             ("ISP", "PBFile"),
             ("ISP", "RegionFile"),

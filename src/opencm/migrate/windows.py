@@ -461,6 +461,7 @@ class WindowsImporter:
             ("SmallIcon", "small_icon"),
             ("TrayIcon", "tray_icon"),
             ("HelpFile", "help_file"),
+            ("Logo", "logo"),  # the logon dialog's banner (opencm-gui shows it)
         ):
             written = (profile.cms.get(CM, key) or "").strip()
             if not written:
@@ -474,9 +475,10 @@ class WindowsImporter:
                 report.dropped(
                     key, f"{written} is not in the profile", self.cms, self.line(CM, key)
                 )
-        for key in ("Logo", "PBLogo"):
-            if (profile.cms.get(CM, key) or "").strip():
-                report.dropped(key, "opencm shows no logo bitmap", self.cms, self.line(CM, key))
+        if (profile.cms.get(CM, "PBLogo") or "").strip():
+            report.dropped(
+                "PBLogo", "opencm shows no phone-book logo", self.cms, self.line(CM, "PBLogo")
+            )
         for extra in self._extra_files():
             if extra.suffix.casefold() in CERT_SUFFIXES:
                 continue  # carried as the gateway's CA (or reported)
