@@ -113,9 +113,9 @@ def test_book_pop_region_commands(pb: Runner, tmp_path: Path) -> None:
     assert len(pb.json("pop", "list", "WORLD")) == 2
     pb("pop", "delete", "WORLD", "1")
     assert "pop delete 1" in pb("undo", "WORLD")
-    assert "no region named 'Nowhere'" in pb(
-        "pop", "edit", "WORLD", "7", "--region", "Nowhere", code=2
-    )
+    unknown = pb("pop", "edit", "WORLD", "7", "--region", "Nowhere", code=2)
+    assert "no region named 'Nowhere' (the book's regions: Seattle, Hitec)" in unknown
+    assert "opencm phonebook region add BOOK Nowhere" in unknown
     assert "1 POPs are in region" in pb("region", "delete", "WORLD", "Seattle", code=3)
     listing = pb.json("list")
     assert listing[0]["pops"] == 2 and listing[0]["regions"] == 2

@@ -911,7 +911,12 @@ def _resolve_region(names: list[str], region: str) -> int:
     for number, existing in enumerate(names, 1):
         if existing.casefold() == region.casefold():
             return number
-    raise InputError(f"no region named {region!r}", field="region")
+    known = ", ".join(names) if names else "none yet"
+    raise InputError(
+        f"no region named {region!r} (the book's regions: {known}); add it first with"
+        f" `opencm phonebook region add BOOK {region}`",
+        field="region",
+    )
 
 
 def _count_changes(old: bytes, new: bytes) -> tuple[int, int, int]:
