@@ -498,3 +498,37 @@ def test_a_users_own_dial_up_values_reach_their_session_of_an_all_users_profile(
     assert "PhoneNumber" not in (machine.allusers / "CONTOSO.cmp").read_text()
     assert machine.as_nobody({"op": "disconnect", "session": answer["session"]["session"]})["ok"]
     assert machine.daemon.stop() == 0
+
+
+def _foreground_connect(cmp: str, home: str) -> dict[str, Any]:
+    """`opencm connect CMP --foreground --unattended` in this process (already a user)."""
+    import io
+
+    from opencm.cli.main import main
+
+    os.environ["HOME"] = home
+    for variable in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME"):
+        os.environ.pop(variable, None)
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(["connect", cmp, "--foreground", "--unattended"])
+        except SystemExit as done:
+            return {"code": done.code, "stderr": err.getvalue()}
+    return {"code": 0, "stderr": err.getvalue()}
+
+
+def test_a_user_connecting_an_all_users_profile_in_the_foreground_is_told_to_use_the_daemon(
+    machine: Machine,
+) -> None:
+    """The OpenVPN config of an all-users profile is root's (0600): a user who adds
+    --foreground gets a message that says what to do, not only "Permission denied"."""
+    build_profile(machine.allusers, points=(), modem=False)  # no actions: only the link
+    for path in [machine.allusers, *machine.allusers.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (machine.allusers / "CONTOSO" / "main.ovpn").chmod(0o600)
+    cmp = str(machine.allusers / "CONTOSO.cmp")
+    done = run_as(NOBODY, _foreground_connect, cmp, str(machine.home))
+    assert done.get("code") not in (None, 0), done
+    assert "Permission denied: it is root's; connect through the daemon" in done["stderr"], done

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -424,7 +425,15 @@ def check_config(path: Path) -> None:
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as error:
-        raise InputError(f"cannot read the OpenVPN config: {error.strerror}", path=path) from None
+        hint = ""
+        if isinstance(error, PermissionError) and os.geteuid() != 0:
+            # An all-users profile keeps its keys readable by root only (docs/security.md).
+            hint = (
+                ": it is root's; connect through the daemon (opencm connect without --foreground)"
+            )
+        raise InputError(
+            f"cannot read the OpenVPN config: {error.strerror}{hint}", path=path
+        ) from None
     inline: str | None = None
     for number, raw in enumerate(lines, 1):
         text = raw.strip()
