@@ -532,3 +532,19 @@ def test_a_user_connecting_an_all_users_profile_in_the_foreground_is_told_to_use
     done = run_as(NOBODY, _foreground_connect, cmp, str(machine.home))
     assert done.get("code") not in (None, 0), done
     assert "Permission denied: it is root's; connect through the daemon" in done["stderr"], done
+
+
+def test_a_user_whose_home_is_roots_gets_a_message_not_a_traceback(machine: Machine) -> None:
+    """`sudo -u` / `runuser -u` keep HOME=/root: looking for saved credentials there must end
+    in a message naming the file and $HOME (it was an uncaught PermissionError)."""
+    build_profile(machine.allusers, points=(), modem=False)
+    for path in [machine.allusers, *machine.allusers.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    root_home = Path("/root")
+    if root_home.stat().st_mode & 0o005:
+        pytest.skip("/root is searchable by others on this machine")
+    done = run_as(NOBODY, _foreground_connect, str(machine.allusers / "CONTOSO.cmp"), "/root")
+    assert done.get("code") == 2, done
+    assert (
+        "cannot look for saved credentials: Permission denied; is $HOME (/root)" in (done["stderr"])
+    ), done

@@ -101,7 +101,15 @@ def load_saved(profile: ServiceProfile, kind: str = LOGON) -> Credentials | None
         if user or password:
             return Credentials(username=user, password=password)
     path = _store_file(profile, kind)
-    return read_credentials_file(path) if path.exists() else None
+    try:
+        saved = path.exists()
+    except OSError as error:  # e.g. $HOME is another user's (sudo/runuser keep root's HOME)
+        raise InputError(
+            f"cannot look for saved credentials: {error.strerror}; is $HOME ({Path.home()})"
+            " your own?",
+            path=path,
+        ) from None
+    return read_credentials_file(path) if saved else None
 
 
 def _check_storable(credentials: Credentials) -> None:
