@@ -103,13 +103,14 @@ def test_the_menu_entry_opens_the_logon_dialog_where_the_password_is_typed(
         "HOME": str(tmp_path / "home"),
         "XDG_DATA_HOME": str(tmp_path / "home" / "data"),
         "XDG_CONFIG_HOME": str(tmp_path / "home" / "config"),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        # A desktop's own PATH: not the virtual environment's bin, where opencm-gui lives.
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
     }
     env.pop("QT_QPA_PLATFORM", None)
     installed = install_package(package, user_scope(env), trusted_keys=[keys.public])
     assert installed.record.desktop_entry is not None
     argv = exec_argv(Path(installed.record.desktop_entry))
-    assert argv[:2] == ["opencm-gui", "--profile"]
+    assert argv[:2] == [str(Path(sys.executable).parent / "opencm-gui"), "--profile"]
 
     daemon = DaemonProcess(tmp_path)
     daemon.start()

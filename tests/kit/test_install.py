@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from opencm.errors import DiskFullError, RefusedError
 from opencm.kit.build import build_kit
-from opencm.kit.install import install_package, read_version_file, uninstall
+from opencm.kit.install import gui_command, install_package, read_version_file, uninstall
 from opencm.kit.package import build_package
 from opencm.profile.ini import IniFile
 from opencm.profile.model import load_profile
@@ -71,7 +72,7 @@ def test_user_install_list_uninstall_with_exact_trees(
     assert (data / "opencm/Cm/CONTOSO/routes.sh").stat().st_mode & 0o111
     assert load_profile(cmp).service_name == "Contoso VPN"
     desktop = (data / "applications/opencm-contoso.desktop").read_text()
-    assert f"Exec=opencm-gui --profile {cmp}\n" in desktop
+    assert f"Exec={gui_command()} --profile {cmp}\n" in desktop
     assert "Name=Contoso VPN\n" in desktop
 
     code, out, _ = run_cli(capsys, "list", "--json")
@@ -256,7 +257,7 @@ def test_desktop_entry_quotes_paths_with_spaces(
     roots.env["XDG_DATA_HOME"] = str(spaced)
     install_package(package_of(kit_dir, keys, 2), roots.user, trusted_keys=[keys.public])
     desktop = (spaced / "applications" / "opencm-contoso.desktop").read_text()
-    assert f'Exec=opencm-gui --profile "{spaced}/opencm/Cm/CONTOSO.cmp"\n' in desktop
+    assert f'Exec={gui_command()} --profile "{spaced}/opencm/Cm/CONTOSO.cmp"\n' in desktop
 
 
 def test_a_failure_while_writing_leaves_the_installed_version_intact(
@@ -447,3 +448,13 @@ def test_connect_as_root_finds_a_per_user_install_with_user_and_says_where_it_lo
     )
     assert code == 2
     assert str(roots.user.profiles_dir / "CONTOSO") in err and "does not offer dialup" in err
+
+
+def test_the_menu_entry_names_the_desktop_client_by_its_full_path() -> None:
+    # A desktop starts menu entries with its own PATH, without a virtual environment's bin:
+    # the entry must name the opencm-gui installed beside the Python running opencm.
+    command = gui_command()
+    beside = Path(sys.executable).parent / "opencm-gui"
+    if beside.exists():
+        assert command == str(beside)
+    assert command == "opencm-gui" or Path(command).is_absolute()

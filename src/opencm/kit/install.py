@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import shutil
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -110,11 +113,25 @@ def _desktop_arg(arg: str) -> str:
     return arg.replace("\\", "\\\\").replace("%", "%%")
 
 
+def gui_command() -> str:
+    """The desktop client to name in a menu entry.
+
+    A desktop session starts menu entries with its own PATH, which holds neither a virtual
+    environment's ``bin`` nor, often, ``~/.local/bin``: name the ``opencm-gui`` installed beside
+    the Python running opencm by its full path when there is one, else rely on PATH.
+    """
+    beside = Path(sys.executable).parent / "opencm-gui"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("opencm-gui")
+    return str(Path(found).absolute()) if found else "opencm-gui"
+
+
 def desktop_entry(service_name: str, cmp_path: Path) -> bytes:
     # The menu entry opens the profile's logon dialog (the desktop client, opencm[gui]): it
     # runs without a terminal, so `opencm connect` could ask nothing and would skip every
     # action that interacts with the user. `opencm connect` stays the scriptable path.
-    exec_line = " ".join(_desktop_arg(a) for a in ["opencm-gui", "--profile", str(cmp_path)])
+    exec_line = " ".join(_desktop_arg(a) for a in [gui_command(), "--profile", str(cmp_path)])
     name = service_name.replace("\n", " ")
     return (
         "[Desktop Entry]\n"
