@@ -115,10 +115,7 @@ def is_disk_full(error: BaseException, path: str | Path | None = None) -> bool:
 
     if isinstance(error, OSError):
         return error.errno in (errno.ENOSPC, errno.EDQUOT)
-    if type(error).__module__ != "sqlite3" and type(error).__name__ not in (
-        "OperationalError",
-        "DatabaseError",
-    ):
+    if type(error).__module__ != "sqlite3":  # not imported here: start-up cost for every command
         return False
     text = str(error)
     if "disk is full" in text:

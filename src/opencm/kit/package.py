@@ -477,7 +477,8 @@ def _check_launcher(
     start = min((info.header_offset for info in infos), default=0)
     try:
         with where.open("rb") as handle:
-            prefix = handle.read(start) if start <= len(SHEBANG) * 4 else b"\0"
+            # Bounded: a prefix longer than the signed line cannot match it anyway.
+            prefix = handle.read(min(start, len(SHEBANG) + 1))
     except OSError as error:
         raise InputError(f"cannot read the package: {error.strerror}", path=where) from error
     if launcher_digest(prefix, stub) != manifest.launcher_sha256:
